@@ -7,7 +7,7 @@ mis-encoded character after `<Snapshot></Snapshot>` / `<Think></Think>` / `<Answ
 em dash it almost certainly was. Everything else (per-pair model load, per-frame open-and-seek,
 full re-encode each turn, unchecked tool arguments) is deliberately left as the card has it.
 """
-import argparse, json, re  # noqa: E401
+import argparse, json, re  # noqa: E401 - as the card has it
 from pathlib import Path
 
 import cv2

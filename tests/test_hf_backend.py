@@ -1,0 +1,112 @@
+"""The transformers backend on a tiny random Qwen2.5-VL with the real processor: cache reuse is exact."""
+import pytest
+import torch
+from transformers import LogitsProcessorList
+
+from vrthinker.backends.hf import HFBackend
+from vrthinker.errors import ModelLoadError
+from vrthinker.judge import Judge
+from vrthinker.protocol import Conversation, Profile
+from vrthinker.testing import ForcedReplies, random_grid
+
+pytestmark = pytest.mark.slow
+TOOL = '<Think>look</Think><tool_call>{"name": "select_frames", "arguments": {"frame_indices": %s}}</tool_call>'
+
+
+def scripted_conversation(backend, replies, calls, new_tokens=6, grids=None):
+    """Free (greedy) generation each turn, while the conversation itself follows `replies`/`calls`."""
+    conv = Conversation(Profile.load("card"), "a red ball bounces", grids or [random_grid(1), random_grid(2)])
+    session = backend.new_session()
+    outs = []
+    for k in range(len(replies) + 1):
+        r = session.generate(conv.messages, conv.pil_images, new_tokens)
+        outs.append(r)
+        if k < len(replies):
+            conv.add_reply(replies[k])
+            conv.add_tool_response(calls[k])
+    return outs, conv, session
+
+
+def test_cache_reuse_equals_full_recompute(hf_backend):
+    full = HFBackend(hf_backend.model, hf_backend.processor, "tiny", reuse_cache=False)
+    replies = [TOOL % [1, 64, 127], "Some text with <b>odd</b> tokens \u2014 " + TOOL % [5]]
+    calls = [[1, 64, 127], [5]]
+    ours, conv, _ = scripted_conversation(hf_backend, replies, calls)
+    theirs, _, _ = scripted_conversation(full, replies, calls)
+    assert [r.text for r in ours] == [r.text for r in theirs]
+    assert [r.new_tokens for r in ours] == [r.new_tokens for r in theirs]
+    # each turn prefills only what is new; the reference re-encodes everything
+    assert ours[0].reused_tokens == 0 and all(r.reused_tokens > 0 for r in ours[1:])
+    final = theirs[-1].prefill_tokens
+    assert sum(r.prefill_tokens for r in ours) <= 1.05 * (final + sum(r.new_tokens for r in ours))
+    assert sum(r.prefill_tokens for r in theirs) > 2 * final * 0.9
+
+
+def test_manual_tokenization_equals_processor(hf_backend):
+    _, conv, session = scripted_conversation(hf_backend, [TOOL % [3, 4]], [[3, 4]], new_tokens=2)
+    rendered = hf_backend.processor.apply_chat_template(conv.messages, tokenize=False, add_generation_prompt=True)
+    expected = hf_backend.processor(text=[rendered], images=conv.pil_images, return_tensors="pt")
+    assert session._tokenize(rendered) == expected["input_ids"][0].tolist()
+    assert torch.equal(torch.stack(session.grids), expected["image_grid_thw"])
+
+
+def test_each_image_is_encoded_once(hf_backend, monkeypatch):
+    seen = []
+    orig = hf_backend.model.model.get_image_features
+
+    def counting(pixel_values, image_grid_thw=None, **kw):
+        seen.append(int(image_grid_thw.shape[0]))
+        return orig(pixel_values, image_grid_thw, **kw)
+
+    monkeypatch.setattr(hf_backend.model.model, "get_image_features", counting)
+    scripted_conversation(hf_backend, [TOOL % [1, 2], TOOL % [9]], [[1, 2], [9]], new_tokens=2)
+    assert seen == [8, 4, 2]
+
+
+def test_interleaved_sessions_do_not_disturb_each_other(hf_backend):
+    replies, calls = [TOOL % [7]], [[7]]
+    alone, _, _ = scripted_conversation(hf_backend, replies, calls, grids=[random_grid(5), random_grid(6)])
+    p = Profile.load("card")
+    a = Conversation(p, "a red ball bounces", [random_grid(5), random_grid(6)])
+    b = Conversation(p, "another prompt entirely", [random_grid(7), random_grid(8, 3)])
+    sa, sb = hf_backend.new_session(), hf_backend.new_session()
+    out = [sa.generate(a.messages, a.pil_images, 6)]
+    sb.generate(b.messages, b.pil_images, 6)
+    a.add_reply(replies[0])
+    a.add_tool_response(calls[0])
+    b.add_reply("no")
+    sb.generate(b.messages, b.pil_images, 6)  # leaves its own rope state in the model
+    out.append(sa.generate(a.messages, a.pil_images, 6))
+    assert [r.text for r in out] == [r.text for r in alone]
+
+
+def test_forced_script_end_to_end_on_real_clips(tiny_model_dir, clips):
+    backend = HFBackend.from_pretrained(str(tiny_model_dir), device="cpu")
+    tok = backend.processor.tokenizer
+    script = [TOOL % [0, 127, 64], "<Snapshot>ok</Snapshot><Think>v2 is steadier</Think>"
+              "<Answer>TA=1, VQ=2, MQ=2, OA=2</Answer>"]
+    forced = ForcedReplies(tok, script, eos_id=tok.convert_tokens_to_ids("<|im_end|>"))
+    backend.generate_kwargs = {"logits_processor": LogitsProcessorList([forced])}
+    v = Judge(backend, "card").compare(clips["a"], clips["b"], "shapes move")
+    assert v.complete and dict(v.labels) == {"TA": 1, "VQ": 2, "MQ": 2, "OA": 2}
+    assert v.frames_requested == ((0, 127, 64),) and v.reasoning == "v2 is steadier"
+    t0, t1 = v.turns
+    assert t0.reused_tokens == 0 and t1.reused_tokens > 0.9 * t0.prefill_tokens
+    assert t1.rendered.count("<|image_pad|>") == 14 and t0.stopped == "eos"
+    assert [(f.video, f.grid_index) for f in t1.new_images] == [(1, 0), (2, 0), (1, 127), (2, 127), (1, 64), (2, 64)]
+
+
+def test_generation_settings_come_from_the_checkpoint(hf_backend):
+    gc = hf_backend.config_for(5)
+    assert gc.do_sample is False and gc.repetition_penalty == 1.05 and gc.max_new_tokens == 5
+    assert 151645 in hf_backend.eos_ids
+
+
+def test_load_errors_are_typed(tmp_path):
+    with pytest.raises(ModelLoadError, match="not found"):
+        HFBackend.from_pretrained(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="could not load"):
+        HFBackend.from_pretrained(str(tmp_path / "empty"))
+    with pytest.raises(ModelLoadError, match="dtype"):
+        HFBackend.from_pretrained(str(tmp_path / "empty"), dtype="float8")

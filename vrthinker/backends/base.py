@@ -1,0 +1,31 @@
+"""The one narrow interface every conversational judge backend implements."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One generated assistant turn and what it cost."""
+
+    text: str
+    new_tokens: int = 0
+    stopped: str = "eos"  # "eos" | "length"
+    rendered: str | None = None  # the whole conversation as the chat template rendered it
+    prefill_tokens: int = 0  # prompt tokens run through the model this turn
+    reused_tokens: int = 0  # prompt tokens served from the key/value cache of earlier turns
+    seconds: float = 0.0
+
+
+class Session(Protocol):
+    """One conversation. Each call gets the whole conversation so far; a session may cache its prefix."""
+
+    def generate(self, messages: list[dict], images: Sequence[Any], max_new_tokens: int) -> Reply: ...
+
+
+class Backend(Protocol):
+    name: str
+    model_id: str
+
+    def new_session(self) -> Session: ...

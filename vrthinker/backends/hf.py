@@ -1,0 +1,259 @@
+"""Qwen2.5-VL through transformers, loaded once and reused, with key/value-cache reuse across turns.
+
+Each turn the whole conversation is rendered and tokenized exactly as the reference does (so the
+assistant's earlier replies are re-tokenized from their text), then only the tokens after the longest
+prefix shared with the cached sequence are run through the model, with vision features computed once
+per image.
+"""
+from __future__ import annotations
+
+import copy
+import importlib.util
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import ModelLoadError
+from .base import Reply
+
+IMAGE_PAD = "<|image_pad|>"
+
+
+def pick_device(device: str | None) -> str:
+    import torch
+
+    if device in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"--device {device}: CUDA is not available on this machine")
+    return device
+
+
+def pick_dtype(dtype: str | None, device: str):
+    import torch
+
+    if dtype in (None, "", "auto"):
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    try:
+        return {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
+                "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}[dtype]
+    except KeyError:
+        raise ModelLoadError(f"--dtype {dtype}: use auto, bfloat16, float16 or float32") from None
+
+
+def pick_attention(device: str) -> str:
+    """flash_attention_2 when the package is importable and we are on CUDA, else PyTorch's sdpa."""
+    if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def _looks_local(model: str) -> bool:
+    return model.startswith((".", "/", "~")) or Path(model).exists() or model.count("/") != 1
+
+
+class HFBackend:
+    """A loaded Qwen2.5-VL model and processor; `new_session()` starts one conversation."""
+
+    name = "hf"
+
+    def __init__(self, model: Any, processor: Any, model_id: str, reuse_cache: bool = True,
+                 generate_kwargs: dict | None = None, revision: str | None = None):
+        self.model = model
+        self.processor = processor
+        self.model_id = model_id
+        self.revision = revision
+        self.reuse_cache = reuse_cache
+        self.generate_kwargs = dict(generate_kwargs or {})
+        self.loads = 1
+        gen = model.generation_config
+        # Greedy, as the reference (`do_sample=False`); every other setting (repetition_penalty,
+        # eos ids) stays the checkpoint's own.
+        self.generation_config = gen.__class__.from_dict(gen.to_dict())
+        self.generation_config.do_sample = False
+        for k in ("temperature", "top_p", "top_k"):
+            setattr(self.generation_config, k, None)
+        eos = self.generation_config.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        if self.generation_config.pad_token_id is None:
+            self.generation_config.pad_token_id = processor.tokenizer.pad_token_id
+
+    @classmethod
+    def from_pretrained(cls, model: str, *, device: str | None = None, dtype: str | None = None,
+                        quantize: str | None = None, device_map: str | dict | None = None,
+                        attn_implementation: str | None = None, trust_remote_code: bool = False,
+                        revision: str | None = None, adapter: str | None = None,
+                        reuse_cache: bool = True, **_: Any) -> "HFBackend":
+        """Load model + processor from a hub id or a local dir (bf16 on GPU, fp32 on CPU by default)."""
+        if _looks_local(model) and not Path(model).expanduser().is_dir():
+            raise ModelLoadError(f"model directory not found: {model}")
+        try:
+            import torch
+            from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+        except ImportError as e:  # pragma: no cover - a broken install
+            raise ModelLoadError(f"transformers/torch are not importable: {e}") from None
+        dev = pick_device(device)
+        kw: dict[str, Any] = dict(dtype=pick_dtype(dtype, dev), revision=revision,
+                                  trust_remote_code=trust_remote_code,
+                                  attn_implementation=attn_implementation or pick_attention(dev))
+        if quantize:
+            kw["quantization_config"] = _quant_config(quantize, kw["dtype"])
+            device_map = device_map or ("auto" if dev.startswith("cuda") else {"": dev})
+        elif dev.startswith("cuda") and device_map is None:
+            device_map = "auto" if dev == "cuda" else {"": dev}
+        if device_map is not None:
+            kw["device_map"] = device_map
+        path = str(Path(model).expanduser()) if _looks_local(model) else model
+        try:
+            processor = AutoProcessor.from_pretrained(path, revision=revision,
+                                                      trust_remote_code=trust_remote_code)
+            net = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, **kw)
+        except (OSError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelLoadError(f"could not load model {model!r}: {first}") from None
+        if device_map is None:
+            net = net.to(dev)
+        if adapter:
+            try:
+                from peft import PeftModel
+            except ImportError:
+                raise ModelLoadError("--adapter needs peft: pip install peft") from None
+            net = PeftModel.from_pretrained(net, adapter)
+        net.eval()
+        torch.set_grad_enabled(False)
+        return cls(net, processor, model_id=model, reuse_cache=reuse_cache, revision=revision)
+
+    def new_session(self) -> "HFSession":
+        return HFSession(self)
+
+    def config_for(self, max_new_tokens: int):
+        gc = copy.deepcopy(self.generation_config)
+        gc.max_new_tokens = max_new_tokens
+        gc.return_dict_in_generate = True
+        return gc
+
+
+def _quant_config(quantize: str, compute_dtype):
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ModelLoadError(f"--quantize {quantize} needs bitsandbytes: pip install 'vrthinker[quant]'")
+    from transformers import BitsAndBytesConfig
+
+    if quantize == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                  bnb_4bit_compute_dtype=compute_dtype, bnb_4bit_use_double_quant=True)
+    if quantize == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    raise ModelLoadError(f"--quantize {quantize}: use 4bit or 8bit")
+
+
+class HFSession:
+    """One conversation's cache: token ids whose keys/values are held, and per-image vision features."""
+
+    def __init__(self, backend: HFBackend):
+        self.b = backend
+        self.cache = None  # transformers DynamicCache
+        self.cached_ids: list[int] = []  # token ids whose keys/values are in self.cache
+        self.image_ids: list[int] = []  # id() of each image whose features are held
+        self.features: list[Any] = []  # vision-tower output per image
+        self.grids: list[Any] = []  # image_grid_thw row per image
+        self.rope_deltas = None
+
+    def _encode_images(self, images: Sequence[Any]) -> None:
+        """Vision features for images not seen before in this conversation (never re-encoded)."""
+        keep = 0
+        while keep < min(len(images), len(self.image_ids)) and id(images[keep]) == self.image_ids[keep]:
+            keep += 1
+        del self.image_ids[keep:], self.features[keep:], self.grids[keep:]
+        new = list(images[keep:])
+        if not new:
+            return
+        m = self.b.model
+        out = self.b.processor.image_processor(images=new, return_tensors="pt")
+        pv = out["pixel_values"].to(m.device)
+        grid = out["image_grid_thw"].to(m.device)
+        feats = m.model.get_image_features(pv, grid, return_dict=True).pooler_output
+        self.features.extend(feats)
+        self.grids.extend(grid)
+        self.image_ids.extend(id(im) for im in new)
+
+    def _tokenize(self, rendered: str) -> list[int]:
+        """Expand each image placeholder to its vision-token count and tokenize, as the processor does."""
+        proc = self.b.processor
+        merge = proc.image_processor.merge_size ** 2
+        parts = rendered.split(IMAGE_PAD)
+        if len(parts) - 1 != len(self.grids):
+            raise ValueError(f"{len(parts) - 1} image placeholders for {len(self.grids)} images")
+        pieces = [parts[0]]
+        for g, rest in zip(self.grids, parts[1:]):
+            pieces.append(IMAGE_PAD * int(g.prod() // merge))
+            pieces.append(rest)
+        return proc.tokenizer("".join(pieces), add_special_tokens=False)["input_ids"]
+
+    def generate(self, messages: list[dict], images: Sequence[Any], max_new_tokens: int) -> Reply:
+        if not self.b.reuse_cache:
+            return self._generate_full(messages, images, max_new_tokens)
+        import torch
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        t0 = time.perf_counter()
+        m = self.b.model
+        rendered = self.b.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        self._encode_images(images)
+        ids = self._tokenize(rendered)
+
+        # longest common prefix with what the cache holds, never cutting into an image's tokens
+        reuse = 0
+        limit = min(len(ids), len(self.cached_ids))
+        while reuse < limit and ids[reuse] == self.cached_ids[reuse]:
+            reuse += 1
+        reuse = min(reuse, len(ids) - 1)  # at least one token must be fed to get logits
+        image_token = m.config.image_token_id
+        while reuse > 0 and ids[reuse] == image_token and ids[reuse - 1] == image_token:
+            reuse -= 1
+        n_cached_images = sum(1 for i in range(reuse) if ids[i] == image_token and
+                              (i == 0 or ids[i - 1] != image_token))
+        if reuse == 0 or self.cache is None:
+            self.cache, reuse, n_cached_images = None, 0, 0
+        else:
+            self.cache.crop(reuse - self.cache.get_seq_length())
+
+        input_ids = torch.tensor([ids], device=m.device)
+        kwargs: dict[str, Any] = dict(
+            input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+            mm_token_type_ids=(input_ids == image_token).int(),
+            past_key_values=self.cache, generation_config=self.b.config_for(max_new_tokens))
+        if self.grids:
+            kwargs["image_grid_thw"] = torch.stack(self.grids)
+        if self.features[n_cached_images:]:
+            kwargs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(
+                pooler_output=tuple(self.features[n_cached_images:]))}
+        if self.cache is not None and self.rope_deltas is not None:
+            # the model keeps rope deltas as state; restore this conversation's own
+            m.model.rope_deltas = self.rope_deltas
+        out = m.generate(**kwargs, **self.b.generate_kwargs)
+        self.rope_deltas = m.model.rope_deltas
+        seq = out.sequences[0].tolist()
+        new = seq[len(ids):]
+        self.cache = out.past_key_values
+        self.cached_ids = seq[: self.cache.get_seq_length()]
+        return self._reply(new, max_new_tokens, rendered, len(ids) - reuse, reuse, t0)
+
+    def _generate_full(self, messages: list[dict], images: Sequence[Any], max_new_tokens: int) -> Reply:
+        """The reference's way: re-render and re-encode everything, images included, every turn."""
+        t0 = time.perf_counter()
+        proc, m = self.b.processor, self.b.model
+        rendered = proc.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        inputs = proc(text=[rendered], images=list(images) or None, return_tensors="pt",
+                      padding=True).to(m.device)
+        out = m.generate(**inputs, generation_config=self.b.config_for(max_new_tokens),
+                         **self.b.generate_kwargs)
+        n = inputs["input_ids"].shape[1]
+        return self._reply(out.sequences[0, n:].tolist(), max_new_tokens, rendered, n, 0, t0)
+
+    def _reply(self, new: list[int], max_new_tokens: int, rendered: str, prefill: int, reused: int,
+               t0: float) -> Reply:
+        stopped = "eos" if new and new[-1] in self.b.eos_ids else ("length" if len(new) >= max_new_tokens
+                                                                   else "eos")
+        text = self.b.processor.tokenizer.decode(new, skip_special_tokens=True)
+        return Reply(text=text, new_tokens=len(new), stopped=stopped, rendered=rendered,
+                     prefill_tokens=prefill, reused_tokens=reused, seconds=time.perf_counter() - t0)

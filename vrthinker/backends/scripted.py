@@ -1,0 +1,57 @@
+"""A scripted backend: replies come from a list, not a model. Drives tests and offline demos."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..errors import ModelLoadError
+from .base import Reply
+
+
+class ScriptedSession:
+    def __init__(self, replies: Sequence[str], render: Callable[[list[dict]], str] | None):
+        self._replies = list(replies)
+        self._render = render
+        self.calls: list[tuple[list[dict], int]] = []  # (messages, image count) seen each turn
+
+    def generate(self, messages: list[dict], images: Sequence[Any], max_new_tokens: int) -> Reply:
+        self.calls.append(([dict(m) for m in messages], len(images)))
+        turn = len(self.calls) - 1
+        text = self._replies[turn] if turn < len(self._replies) else ""
+        words = text.split()
+        stopped = "eos"
+        if len(words) > max_new_tokens:  # a crude token count: one word, one token
+            text, stopped = " ".join(words[:max_new_tokens]), "length"
+        rendered = self._render(messages) if self._render else None
+        return Reply(text=text, new_tokens=min(len(words), max_new_tokens), stopped=stopped,
+                     rendered=rendered)
+
+
+class ScriptedBackend:
+    """Answers turn k of every conversation with `replies[k]` (empty once they run out)."""
+
+    name = "scripted"
+
+    def __init__(self, replies: Sequence[str], model_id: str = "scripted",
+                 render: Callable[[list[dict]], str] | None = None):
+        self.replies = list(replies)
+        self.model_id = model_id
+        self.render = render
+        self.sessions: list[ScriptedSession] = []
+
+    @classmethod
+    def from_pretrained(cls, model: str, **_: Any) -> "ScriptedBackend":
+        """`model` is a JSON file holding a list of reply strings."""
+        try:
+            replies = json.loads(Path(model).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"scripted backend needs a JSON list of replies: {model}: {e}") from None
+        if not isinstance(replies, list) or not all(isinstance(r, str) for r in replies):
+            raise ModelLoadError(f"scripted backend needs a JSON list of reply strings: {model}")
+        return cls(replies, model_id=f"scripted:{Path(model).name}")
+
+    def new_session(self) -> ScriptedSession:
+        s = ScriptedSession(self.replies, self.render)
+        self.sessions.append(s)
+        return s

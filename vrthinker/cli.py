@@ -1,0 +1,153 @@
+"""`judge V1 V2 --prompt P`: a thin command line over `vrthinker.Judge`.
+
+Exit status: 0 all four labels; 3 judged but incomplete (the reason is printed); 2 bad input or usage.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import JudgeError
+from .verdict import DIMENSIONS, LABEL_NAMES, REASONS, Verdict
+
+EXIT_OK, EXIT_USAGE, EXIT_INCOMPLETE = 0, 2, 3
+NAMES = {"TA": "Text Alignment", "VQ": "Visual Quality", "MQ": "Motion Quality", "OA": "Overall"}
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """Flags shared by every command that loads a judge."""
+    from .judge import DEFAULT_MODEL, backend_names
+
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default=None, metavar="ID_OR_DIR",
+                   help=f"hub id or local checkpoint dir (default {DEFAULT_MODEL})")
+    g.add_argument("--backend", default="hf", choices=backend_names(),
+                   help="hf: the Qwen2.5-VL judge; metrics: weight-free VQ/MQ; scripted: replies from a JSON file")
+    g.add_argument("--protocol", default=None,
+                   help="conversation profile when the checkpoint declares none (card, training)")
+    g.add_argument("--max-turns", type=int, default=None, help="assistant turns at most (profile default: 6)")
+    g.add_argument("--max-new-tokens", type=int, default=None,
+                   help="new tokens per turn at most (profile default: 2048)")
+    g.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    g.add_argument("--dtype", default=None, help="auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32")
+    g.add_argument("--quantize", choices=["4bit", "8bit"], default=None, help="load weights with bitsandbytes")
+    g.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) of --model")
+    g.add_argument("--adapter", default=None, metavar="DIR", help="a LoRA adapter dir to apply (needs peft)")
+    g.add_argument("--trust-remote-code", action="store_true",
+                   help="allow code from the checkpoint repo to run (off unless you ask)")
+
+
+def load_judge(a: argparse.Namespace):
+    from .judge import Judge
+
+    kw = {k: v for k, v in dict(device=a.device, dtype=a.dtype, quantize=a.quantize, revision=a.revision,
+                                adapter=a.adapter, trust_remote_code=a.trust_remote_code or None).items()
+          if v is not None}
+    return Judge.from_pretrained(a.model, backend=a.backend, protocol=a.protocol, max_turns=a.max_turns,
+                                 max_new_tokens=a.max_new_tokens, **kw)
+
+
+def compare_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="judge", description="Compare two videos generated from one prompt: which is better on "
+        "Text Alignment, Visual Quality, Motion Quality and Overall.",
+        epilog="Exit status: 0 all four labels; 3 judged but incomplete; 2 bad input or usage.")
+    p.add_argument("video1", help="first video file")
+    p.add_argument("video2", help="second video file")
+    p.add_argument("--prompt", required=True, help="the text prompt both videos were generated from")
+    p.add_argument("--json", action="store_true", help="print one JSON verdict instead of a table")
+    p.add_argument("--trace", metavar="FILE", help="write every turn (rendered text, images, reply, cost) as JSON")
+    add_model_args(p)
+    return p
+
+
+def quiet_libraries() -> None:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def exit_code(v: Verdict) -> int:
+    if v.reason == "bad_video":
+        return EXIT_USAGE
+    return EXIT_OK if v.complete else EXIT_INCOMPLETE
+
+
+def render_verdict(v: Verdict, console) -> None:
+    from rich.panel import Panel
+    from rich.table import Table
+
+    t = Table(title=f"{Path(v.videos[0]).name}  vs  {Path(v.videos[1]).name}", title_justify="left")
+    t.add_column("dimension")
+    t.add_column("label", justify="center")
+    t.add_column("winner")
+    for d in DIMENSIONS:
+        lab = v.labels.get(d)
+        winner = "[dim]missing[/]" if lab is None else LABEL_NAMES[lab]
+        t.add_row(f"{d}  {NAMES[d]}", "-" if lab is None else str(lab), winner)
+    console.print(t)
+    console.print(f"prompt: {v.prompt}")
+    if v.frames_requested:
+        asked = "; ".join(f"turn {t.index + 1}: {list(t.requested)}" for t in v.turns if t.action == "tool_call")
+        console.print(f"frames requested: {asked}")
+    else:
+        console.print("frames requested: none (judged on the initial frames)")
+    console.print(f"model: {v.model_id}  protocol: {v.protocol}  backend: {v.backend}  "
+                  f"turns: {len(v.turns)}  time: {v.timings.get('total_s', 0):.1f}s")
+    if v.reasoning:
+        console.print(Panel(v.reasoning[-1500:], title="final reasoning", title_align="left"))
+    if v.reason:
+        console.print(f"[yellow]incomplete: {v.reason}[/] - {v.detail or REASONS.get(v.reason, '')}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from rich.console import Console
+
+    err = Console(stderr=True)
+    try:
+        return _compare(argv)
+    except JudgeError as e:
+        err.print(f"judge: error: {e}", markup=False, highlight=False)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        err.print("judge: interrupted")
+        return 130
+
+
+def _compare(argv: list[str]) -> int:
+    from rich.console import Console
+
+    a = compare_parser().parse_args(argv)
+    for path in (a.video1, a.video2):
+        if not Path(path).is_file():
+            raise JudgeError(f"{path}: file not found")
+    if not a.prompt.strip():
+        raise JudgeError("--prompt is empty: pass the text the videos were generated from")
+    quiet_libraries()
+    judge = load_judge(a)
+    v = judge.compare(a.video1, a.video2, a.prompt)
+    if a.trace:
+        Path(a.trace).write_text(json.dumps(v.to_dict(trace=True), indent=2, ensure_ascii=False) + "\n",
+                                 encoding="utf-8")
+    out = Console()
+    if a.json:
+        print(json.dumps(v.to_dict(), ensure_ascii=False))
+    else:
+        render_verdict(v, out)
+    if v.reason == "bad_video":
+        Console(stderr=True).print(f"judge: error: {v.detail}", markup=False, highlight=False)
+    return exit_code(v)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The library entry point: `Judge.from_pretrained(model).compare(video1, video2, prompt)`."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from . import frames
+from .backends.base import Backend
+from .conversation import converse
+from .errors import UsageError, VideoError
+from .protocol import Profile, resolve
+from .verdict import Verdict, failed
+
+DEFAULT_MODEL = "qunwang13/vrthinker"  # the checkpoint the seed model card describes
+
+# Backends by name, imported only when chosen (heavy dependencies stay unloaded otherwise).
+BACKENDS = {
+    "hf": "vrthinker.backends.hf:HFBackend",
+    "scripted": "vrthinker.backends.scripted:ScriptedBackend",
+}
+# Judges that are not conversations with a VLM.
+JUDGES = {
+    "metrics": "vrthinker.backends.metrics:MetricsJudge",
+}
+
+
+def _import(spec: str) -> Any:
+    import importlib
+
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def backend_names() -> list[str]:
+    return sorted({**BACKENDS, **JUDGES})
+
+
+class Judge:
+    """A pairwise video judge: one loaded backend, one protocol profile, many comparisons."""
+
+    def __init__(self, backend: Backend, profile: Profile | str = "card", *, max_turns: int | None = None,
+                 max_new_tokens: int | None = None, min_frames: int = 4, profile_source: str = ""):
+        self.backend = backend
+        self.profile = Profile.load(profile) if isinstance(profile, str) else profile
+        self.profile_source = profile_source
+        self.max_turns = max_turns or self.profile.max_turns
+        self.max_new_tokens = max_new_tokens or self.profile.max_new_tokens
+        if self.max_turns < 1 or self.max_new_tokens < 1:
+            raise UsageError("max_turns and max_new_tokens must be at least 1")
+        self.min_frames = min_frames
+
+    @classmethod
+    def from_pretrained(cls, model: str | None = None, *, backend: str = "hf", protocol: str | None = None,
+                        max_turns: int | None = None, max_new_tokens: int | None = None,
+                        **load_kwargs: Any) -> Any:
+        """Load a judge once; reuse it for every comparison.
+
+        `backend` "hf" loads Qwen2.5-VL (`load_kwargs`: device, dtype, quantize, device_map, revision,
+        trust_remote_code, adapter); "scripted" reads replies from a JSON file; "metrics" returns the
+        weight-free judge. The profile comes from the checkpoint when it declares one, else `protocol`.
+        """
+        if backend in JUDGES:
+            return _import(JUDGES[backend]).from_pretrained(model, **load_kwargs)
+        if backend not in BACKENDS:
+            raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(backend_names())}")
+        model = model or DEFAULT_MODEL
+        profile, source = resolve(model, protocol)
+        loaded = _import(BACKENDS[backend]).from_pretrained(model, **load_kwargs)
+        return cls(loaded, profile, max_turns=max_turns, max_new_tokens=max_new_tokens,
+                   profile_source=source)
+
+    def load_videos(self, video1: str | Path, video2: str | Path):
+        return frames.load_pair(str(video1), str(video2), grid_size=self.profile.grid_size,
+                                side=self.profile.image_side, min_frames=self.min_frames)
+
+    def compare(self, video1: str | Path, video2: str | Path, prompt: str) -> Verdict:
+        """Judge video1 against video2 for `prompt`. Bad videos give a verdict with reason bad_video."""
+        if not prompt or not prompt.strip():
+            raise UsageError("the prompt is empty: pass the text the videos were generated from")
+        meta = dict(videos=(str(video1), str(video2)), prompt=prompt, model_id=self.backend.model_id,
+                    protocol=self.profile.version, backend=self.backend.name)
+        t0 = time.perf_counter()
+        try:
+            grids = self.load_videos(video1, video2)
+        except VideoError as e:
+            return failed("bad_video", str(e), **meta)
+        t1 = time.perf_counter()
+        out = converse(self.backend.new_session(), self.profile, grids, prompt.strip(),
+                       self.max_turns, self.max_new_tokens)
+        t2 = time.perf_counter()
+        timings = {"decode_s": round(t1 - t0, 4), "judge_s": round(t2 - t1, 4), "total_s": round(t2 - t0, 4)}
+        return Verdict(labels=out.labels, reason=out.reason, detail=out.detail, reasoning=out.reasoning,
+                       turns=out.turns, timings=timings,
+                       extra={"profile_source": self.profile_source,
+                              "frames": [{"video": i + 1, "total_frames": g.total_frames, "fps": g.fps}
+                                         for i, g in enumerate(grids)]},
+                       **meta)
