@@ -67,6 +67,7 @@ def compare_parser() -> argparse.ArgumentParser:
 def quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # corrupt files: our one-line error, not ffmpeg's
     try:
         from transformers.utils import logging as hf_logging
 
@@ -74,6 +75,11 @@ def quiet_libraries() -> None:
         hf_logging.disable_progress_bar()
     except ImportError:  # pragma: no cover
         pass
+
+
+def error(message: str) -> None:
+    """One plain line on stderr (never wrapped, never a traceback)."""
+    print(f"judge: error: {' '.join(message.split())}", file=sys.stderr)
 
 
 def exit_code(v: Verdict) -> int:
@@ -111,21 +117,23 @@ def render_verdict(v: Verdict, console) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    from rich.console import Console
-
-    err = Console(stderr=True)
     try:
         return _compare(argv)
     except JudgeError as e:
-        err.print(f"judge: error: {e}", markup=False, highlight=False)
+        error(str(e))
         return EXIT_USAGE
     except KeyboardInterrupt:
-        err.print("judge: interrupted")
+        error("interrupted")
         return 130
+    except BrokenPipeError:  # `judge ... --json | head`
+        sys.stderr.close()
+        return EXIT_OK
 
 
 def _compare(argv: list[str]) -> int:
     from rich.console import Console
+
+    from .judge import BACKENDS, DEFAULT_MODEL
 
     a = compare_parser().parse_args(argv)
     for path in (a.video1, a.video2):
@@ -134,8 +142,15 @@ def _compare(argv: list[str]) -> int:
     if not a.prompt.strip():
         raise JudgeError("--prompt is empty: pass the text the videos were generated from")
     quiet_libraries()
+    grids = None
+    if a.backend in BACKENDS:  # decode first: a bad video should not cost a model load
+        from . import frames
+        from .protocol import resolve
+
+        profile, _ = resolve(a.model or DEFAULT_MODEL, a.protocol)
+        grids = frames.load_pair(a.video1, a.video2, grid_size=profile.grid_size, side=profile.image_side)
     judge = load_judge(a)
-    v = judge.compare(a.video1, a.video2, a.prompt)
+    v = judge.compare(a.video1, a.video2, a.prompt, **({"grids": grids} if grids else {}))
     if a.trace:
         Path(a.trace).write_text(json.dumps(v.to_dict(trace=True), indent=2, ensure_ascii=False) + "\n",
                                  encoding="utf-8")
@@ -145,7 +160,7 @@ def _compare(argv: list[str]) -> int:
     else:
         render_verdict(v, out)
     if v.reason == "bad_video":
-        Console(stderr=True).print(f"judge: error: {v.detail}", markup=False, highlight=False)
+        error(v.detail)
     return exit_code(v)
 
 

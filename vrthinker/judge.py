@@ -74,15 +74,18 @@ class Judge:
         return frames.load_pair(str(video1), str(video2), grid_size=self.profile.grid_size,
                                 side=self.profile.image_side, min_frames=self.min_frames)
 
-    def compare(self, video1: str | Path, video2: str | Path, prompt: str) -> Verdict:
-        """Judge video1 against video2 for `prompt`. Bad videos give a verdict with reason bad_video."""
+    def compare(self, video1: str | Path, video2: str | Path, prompt: str, *, grids=None) -> Verdict:
+        """Judge video1 against video2 for `prompt`. Bad videos give a verdict with reason bad_video.
+
+        `grids` may pass the two already-decoded FrameGrids (see `load_videos`) to skip decoding.
+        """
         if not prompt or not prompt.strip():
             raise UsageError("the prompt is empty: pass the text the videos were generated from")
         meta = dict(videos=(str(video1), str(video2)), prompt=prompt, model_id=self.backend.model_id,
                     protocol=self.profile.version, backend=self.backend.name)
         t0 = time.perf_counter()
         try:
-            grids = self.load_videos(video1, video2)
+            grids = grids or self.load_videos(video1, video2)
         except VideoError as e:
             return failed("bad_video", str(e), **meta)
         t1 = time.perf_counter()
