@@ -144,11 +144,10 @@ def _compare(argv: list[str]) -> int:
     quiet_libraries()
     grids = None
     if a.backend in BACKENDS:  # decode first: a bad video should not cost a model load
-        from . import frames
+        from .judge import load_videos
         from .protocol import resolve
 
-        profile, _ = resolve(a.model or DEFAULT_MODEL, a.protocol)
-        grids = frames.load_pair(a.video1, a.video2, grid_size=profile.grid_size, side=profile.image_side)
+        grids = load_videos(resolve(a.model or DEFAULT_MODEL, a.protocol)[0], a.video1, a.video2)
     judge = load_judge(a)
     v = judge.compare(a.video1, a.video2, a.prompt, **({"grids": grids} if grids else {}))
     if a.trace:

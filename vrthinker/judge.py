@@ -36,6 +36,12 @@ def backend_names() -> list[str]:
     return sorted({**BACKENDS, **JUDGES})
 
 
+def load_videos(profile: Profile, video1: str | Path, video2: str | Path, min_frames: int = 4):
+    """Decode both videos once, as `profile` addresses them; the initial frames are converted at once."""
+    return frames.load_pair(str(video1), str(video2), grid_size=profile.grid_size, side=profile.image_side,
+                            min_frames=min_frames, eager=profile.initial_indices)
+
+
 class Judge:
     """A pairwise video judge: one loaded backend, one protocol profile, many comparisons."""
 
@@ -71,8 +77,7 @@ class Judge:
                    profile_source=source)
 
     def load_videos(self, video1: str | Path, video2: str | Path):
-        return frames.load_pair(str(video1), str(video2), grid_size=self.profile.grid_size,
-                                side=self.profile.image_side, min_frames=self.min_frames)
+        return load_videos(self.profile, video1, video2, self.min_frames)
 
     def compare(self, video1: str | Path, video2: str | Path, prompt: str, *, grids=None) -> Verdict:
         """Judge video1 against video2 for `prompt`. Bad videos give a verdict with reason bad_video.

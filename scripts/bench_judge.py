@@ -1,0 +1,174 @@
+"""Benchmark the judge against the seed card's reference infer.py, side by side, in one run.
+
+Same tiny random Qwen2.5-VL (real processor files), same clips (H.264 1280x720, 5 s, 24 fps, one GOP),
+same scripted conversation forced token by token through the real model, so prefill and decode costs
+are real. Prints a table, then `frame_access_speedup=X prefill_token_ratio=Y model_loads=N`.
+
+    python scripts/bench_judge.py [--pairs 20] [--workdir DIR] [--device cpu]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+THINK = ("<Snapshot>Video 1 keeps the subject sharp; Video 2 shows some smearing near the edges.</Snapshot>"
+         "<Think>I should check the motion in the middle and at the end before deciding.</Think>")
+ANSWER = ("<Snapshot>The extra frames confirm it.</Snapshot><Think>Video 1 is steadier and sharper, "
+          "and both follow the prompt.</Think><Answer>TA=0, VQ=1, MQ=1, OA=1</Answer>")
+
+
+def six_turn_script() -> tuple[list[str], list[list[int]]]:
+    """Five select_frames calls of 12 distinct new indices each, then an answer (64 frames per video)."""
+    pool = [i for i in range(1, 128, 2) if i not in (16, 48, 80, 112)]
+    calls = [pool[k * 12:(k + 1) * 12] for k in range(5)]
+    tool = '<tool_call>{"name": "select_frames", "arguments": {"frame_indices": %s}}</tool_call>'
+    return [THINK + tool % c for c in calls] + [ANSWER], calls
+
+
+def make_clips(d: Path) -> tuple[str, str]:
+    from eval.synth import render_scene, write_video
+
+    a = write_video(d / "v1.mp4", render_scene("shapes", 1280, 720, 120, seed=3), fps=24, gop=250)
+    b = write_video(d / "v2.mp4", render_scene("pan", 1280, 720, 120, seed=4), fps=24, gop=250)
+    return str(a), str(b)
+
+
+def forced(processor, replies):
+    from transformers import LogitsProcessorList
+
+    from vrthinker.testing import ForcedReplies
+
+    tok = processor.tokenizer
+    f = ForcedReplies(tok, replies, eos_id=tok.convert_tokens_to_ids("<|im_end|>"))
+    return f, LogitsProcessorList([f])
+
+
+def run_reference(model_dir, v1, v2, prompt, replies, device, stats):
+    """The card's procedure, timed: per-pair model load, per-frame seek, full re-encode each turn."""
+    import torch
+    from transformers import AutoProcessor
+
+    import reference_infer as ref
+
+    frame_s = [0.0]
+    orig = ref.extract_frames
+
+    def timed(path, idx):
+        t = time.perf_counter()
+        try:
+            return orig(path, idx)
+        finally:
+            frame_s[0] += time.perf_counter() - t
+
+    ref.extract_frames = timed
+    try:
+        f, lp = forced(AutoProcessor.from_pretrained(model_dir), replies)
+        t = time.perf_counter()
+        labels = ref.run(v1, v2, prompt, model_dir=model_dir, dtype=torch.float32,
+                         device_map=None if device == "cpu" else "auto",
+                         generate_kwargs={"logits_processor": lp}, stats=stats)
+        return labels, time.perf_counter() - t, frame_s[0]
+    finally:
+        ref.extract_frames = orig
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pairs", type=int, default=20, help="one-turn pairs for the model-load comparison")
+    p.add_argument("--workdir", type=Path, default=None)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--model", default=None, help="model dir (default: build a tiny random one)")
+    a = p.parse_args(argv)
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from make_tiny_model import build
+    from vrthinker.backends.hf import HFBackend
+    from vrthinker.judge import Judge
+
+    con = Console()
+    work = a.workdir or Path(tempfile.mkdtemp(prefix="bench-judge-"))
+    work.mkdir(parents=True, exist_ok=True)
+    model_dir = a.model or str(build(work / "tiny"))
+    v1, v2 = make_clips(work)
+    prompt = "A robot rides a unicorn across a rainbow bridge."
+    replies, calls = six_turn_script()
+    con.print(f"clips: 2 x 1280x720 5 s 24 fps keyint 250 in {work}; model: {model_dir}")
+
+    # --- ours: 6-turn conversation --------------------------------------------------------------
+    t = time.perf_counter()
+    backend = HFBackend.from_pretrained(model_dir, device=a.device)
+    load_s = time.perf_counter() - t
+    f, lp = forced(backend.processor, replies)
+    backend.generate_kwargs = {"logits_processor": lp}
+    judge = Judge(backend, "card")
+    t = time.perf_counter()
+    grids = judge.load_videos(v1, v2)
+    for g in grids:  # fetch exactly the 128 images the conversation shows
+        for i in [16, 48, 80, 112] + [i for c in calls for i in c]:
+            g.image(i)
+    ours_frame_s = time.perf_counter() - t
+    t = time.perf_counter()
+    verdict = judge.compare(v1, v2, prompt)
+    ours_conv_s = time.perf_counter() - t
+    ours_prefill = sum(x.prefill_tokens for x in verdict.turns)
+    final_len = verdict.turns[-1].prefill_tokens + verdict.turns[-1].reused_tokens
+    images = sum(len(x.new_images) for x in verdict.turns)
+
+    # --- reference: the same conversation ---------------------------------------------------------
+    stats: dict = {}
+    ref_labels, ref_conv_s, ref_frame_s = run_reference(model_dir, v1, v2, prompt, replies, a.device, stats)
+    ref_prefill, ref_final = stats["prefill_tokens"], stats["final_length"]
+    same = ref_labels == {k: verdict.labels[k] for k in ("TA", "MQ", "VQ", "OA")}
+
+    # --- 20 pairs, one turn each: one load vs one load per pair -----------------------------------
+    pair_replies = [ANSWER]
+    f1, lp1 = forced(backend.processor, pair_replies)
+    backend.generate_kwargs = {"logits_processor": lp1}
+    loads_before = backend.loads
+    t = time.perf_counter()
+    for _ in range(a.pairs):
+        f1.reset()
+        judge.compare(v1, v2, prompt)
+    ours_pair_s = (time.perf_counter() - t) / a.pairs
+    ours_loads = backend.loads - loads_before + 1  # the one load above
+    ref_stats: dict = {}
+    n_ref = min(a.pairs, 20)
+    t = time.perf_counter()
+    for _ in range(n_ref):
+        run_reference(model_dir, v1, v2, prompt, pair_replies, a.device, ref_stats)
+    ref_pair_s = (time.perf_counter() - t) / n_ref
+
+    tab = Table(title="judge vs reference infer.py (tiny random model, same clips, same forced replies)")
+    for c in ("measure", "ours", "reference", "reference / ours"):
+        tab.add_column(c, justify="right" if c != "measure" else "left")
+    tab.add_row("frame access, 128 images (s)", f"{ours_frame_s:.2f}", f"{ref_frame_s:.2f}",
+                f"{ref_frame_s / ours_frame_s:.1f}x")
+    tab.add_row("tokens prefilled, 6 turns", f"{ours_prefill:,}", f"{ref_prefill:,}",
+                f"{ref_prefill / ours_prefill:.2f}x")
+    tab.add_row("final conversation length (tokens)", f"{final_len:,}", f"{ref_final:,}", "")
+    tab.add_row("6-turn conversation wall time (s)", f"{ours_conv_s:.1f}", f"{ref_conv_s:.1f}",
+                f"{ref_conv_s / ours_conv_s:.1f}x")
+    tab.add_row(f"per pair, {a.pairs} one-turn pairs (s)", f"{ours_pair_s:.2f}", f"{ref_pair_s:.2f}",
+                f"{ref_pair_s / ours_pair_s:.1f}x")
+    tab.add_row("model loads for those pairs", str(ours_loads), str(ref_stats.get("model_loads", 0)), "")
+    con.print(tab)
+    con.print(f"images fed: {images}; labels equal to the reference's: {same} ({dict(verdict.labels)}); "
+              f"our prefill / final length = {ours_prefill / final_len:.3f}; one model load took {load_s:.1f}s")
+    print(f"frame_access_speedup={ref_frame_s / ours_frame_s:.1f} "
+          f"prefill_token_ratio={ours_prefill / ref_prefill:.3f} model_loads={ours_loads}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,305 @@
+"""Video frames for the judge and the metrics; the only module that touches a video decoder (OpenCV).
+Each video is opened once and read sequentially (no per-frame seek, which on long-GOP H.264 re-decodes
+from the keyframe every time); only the frames needed are converted and resized."""
+from __future__ import annotations
+
+import hashlib
+import operator
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import numpy as np
+from PIL import Image
+
+from vrthinker.errors import VideoError
+
+GRID_SIZE = 128
+IMAGE_SIDE = 448
+
+
+def grid_to_real(index: int, total: int, grid_size: int = GRID_SIZE) -> int:
+    """Real frame shown at grid `index`: min(int(index / grid_size * total), total - 1), as the reference."""
+    if total < 1:
+        raise ValueError(f"total must be >= 1, got {total}")
+    return min(int(index / grid_size * total), total - 1)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What was decoded: `total_frames` is the count actually decodable, `indices` the frames returned."""
+
+    path: str
+    total_frames: int
+    fps: float
+    width: int
+    height: int
+    indices: tuple[int, ...] = ()
+    count_note: str | None = None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the one sequential decoder
+
+
+def _check_path(path) -> str:
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise VideoError(p, "file not found")
+    if os.path.isdir(p):
+        raise VideoError(p, "is a directory, not a video file")
+    return p
+
+
+def _open(cv2, path: str):
+    cap = cv2.VideoCapture(path)
+    if not cap.isOpened():
+        cap.release()
+        raise VideoError(path, "not a decodable video (OpenCV could not open it)")
+    return cap
+
+
+def _sequential(cap, wanted: set[int], convert: Callable[[np.ndarray, int], np.ndarray], got: dict,
+                stop_after: int | None = None) -> tuple[int, tuple[int, int] | None]:
+    """Read frames in order: grab() every frame, retrieve() and convert only the wanted ones.
+
+    Returns the number of frames grabbed and the (width, height) of the first retrieved frame.
+    Stops at the end of the stream, or after frame `stop_after` if given.
+    """
+    n, size = 0, None
+    while cap.grab():
+        if n in wanted and n not in got:
+            ok, bgr = cap.retrieve()
+            if not ok or bgr is None:  # grabbed but not decodable: treat as the end of the video
+                break
+            size = size or (bgr.shape[1], bgr.shape[0])
+            got[n] = convert(bgr, n)
+        n += 1
+        if stop_after is not None and n > stop_after:
+            break
+    return n, size
+
+
+def _decode(path, pick: Callable[[int], Iterable[int]], convert: Callable[[np.ndarray, int], np.ndarray],
+            min_frames: int) -> tuple[dict[int, np.ndarray], int, int, float, int, int, str | None]:
+    """Decode `path` once, keeping convert(frame) for the frames `pick(total)` names.
+
+    `total` starts as CAP_PROP_FRAME_COUNT (what the reference uses) and is checked against the frames
+    actually decodable; when they differ, the real count wins and a second pass fetches what it needs.
+    Returns (frames by real index, total, header count, fps, width, height, note).
+    """
+    import cv2
+
+    path = _check_path(path)
+    cap = _open(cv2, path)
+    try:
+        header = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = float(cap.get(cv2.CAP_PROP_FPS))
+        width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        got: dict[int, np.ndarray] = {}
+        wanted = set(pick(header)) if header > 0 else set()
+        n, size = _sequential(cap, wanted, convert, got)
+    finally:
+        cap.release()
+    if n == 0:
+        raise VideoError(path, "no decodable frames")
+    if n < min_frames:
+        raise VideoError(path, f"only {n} decodable frame{'s' if n != 1 else ''}; "
+                               f"at least {min_frames} are needed")
+    note = None
+    total = header
+    if n != header:
+        note = (f"header frame count {header}, {n} frames decodable: using {n}" if header > 0
+                else f"no frame count in the header, {n} frames decodable")
+        total = n
+        wanted = set(pick(n))
+        missing = wanted - got.keys()
+        if missing:  # rare: reopen and read again as far as the last missing frame
+            cap = _open(cv2, path)
+            try:
+                _, size2 = _sequential(cap, missing, convert, got, stop_after=max(missing))
+            finally:
+                cap.release()
+            size = size or size2
+            if missing - got.keys():
+                raise VideoError(path, f"decoding is not repeatable: frames {sorted(missing - got.keys())[:5]}"
+                                       " decoded once but not twice")
+    if size is not None:
+        width, height = size
+    frames = {k: got[k] for k in sorted(wanted)}
+    return frames, total, header, fps, width, height, note
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the 128-index grid the judge sees
+
+
+def _square(bgr: np.ndarray, side: int) -> np.ndarray:
+    """BGR frame -> RGB side x side, exactly as the reference (cv2 BGR->RGB, PIL default resample)."""
+    import cv2
+
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    out = np.asarray(Image.fromarray(rgb).resize((side, side)))
+    out.setflags(write=False)
+    return out
+
+
+RAW_BUDGET_MB = 512  # per video: decoded frames kept unconverted until asked for (720p: ~190 frames)
+
+
+class FrameGrid:
+    """One video seen through a grid of `grid_size` indices, each a `side` x `side` RGB frame.
+
+    Decoded once; a frame is converted (RGB, resized) the first time it is asked for, because the
+    resize costs more than decoding and a conversation looks at about half of the grid. Frames past the
+    raw-memory budget are converted while decoding. What a grid index shows never changes.
+    `total_frames` is the frame count the grid maps onto (the decodable count); `header_frames` is what
+    the container claimed and `count_note` says why they differ (None when they agree).
+    """
+
+    __slots__ = ("path", "grid_size", "side", "total_frames", "header_frames", "fps", "width", "height",
+                 "count_note", "_rows", "_real", "_frames", "_lock")
+
+    def __init__(self, path: str, grid_size: int, side: int, total_frames: int, fps: float, width: int,
+                 height: int, frames: dict[int, np.ndarray], header_frames: int | None = None,
+                 count_note: str | None = None):
+        """`frames` maps real frame index -> either a converted [side, side, 3] RGB frame or raw BGR."""
+        real = [grid_to_real(i, total_frames, grid_size) for i in range(grid_size)]
+        order = sorted(set(real))
+        row_of = {r: k for k, r in enumerate(order)}
+        real_a = np.asarray(real, np.int64)
+        rows = np.asarray([row_of[r] for r in real], np.int64)
+        real_a.setflags(write=False)
+        rows.setflags(write=False)
+        for name, value in (("path", str(path)), ("grid_size", int(grid_size)), ("side", int(side)),
+                            ("total_frames", int(total_frames)), ("fps", float(fps)), ("width", int(width)),
+                            ("height", int(height)), ("count_note", count_note), ("_rows", rows),
+                            ("header_frames", int(total_frames if header_frames is None else header_frames)),
+                            ("_real", real_a), ("_frames", [frames[r] for r in order]),
+                            ("_lock", threading.Lock())):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"FrameGrid is immutable (tried to set {name!r})")
+
+    def __delattr__(self, name):
+        raise AttributeError(f"FrameGrid is immutable (tried to delete {name!r})")
+
+    def __len__(self) -> int:
+        return self.grid_size
+
+    def __repr__(self) -> str:
+        return (f"FrameGrid({self.path!r}, total_frames={self.total_frames}, grid_size={self.grid_size}, "
+                f"side={self.side}, distinct={len(self._frames)})")
+
+    def _check(self, i) -> int:
+        try:
+            i = operator.index(i)
+        except TypeError:
+            raise IndexError(f"grid index must be an integer, got {i!r}") from None
+        if not 0 <= i < self.grid_size:
+            raise IndexError(f"grid index {i} out of range 0..{self.grid_size - 1}")
+        return i
+
+    def real_index(self, i: int) -> int:
+        """The real frame number shown at grid index `i`."""
+        return int(self._real[self._check(i)])
+
+    def array(self, i: int) -> np.ndarray:
+        """The RGB frame at grid index `i`, uint8 [side, side, 3] (read-only)."""
+        row = int(self._rows[self._check(i)])
+        frame = self._frames[row]
+        if frame.flags.writeable:  # still raw BGR (converted frames are read-only)
+            with self._lock:
+                frame = self._frames[row]
+                if frame.flags.writeable:
+                    frame = self._frames[row] = _square(frame, self.side)
+        return frame
+
+    def image(self, i: int) -> Image.Image:
+        """The RGB frame at grid index `i` as a new PIL image."""
+        return Image.fromarray(self.array(i).copy(), "RGB")
+
+    def sha256(self, i: int) -> str:
+        """Hex sha256 of the RGB bytes of `array(i)` (identifies what the model was shown)."""
+        return hashlib.sha256(np.ascontiguousarray(self.array(i)).tobytes()).hexdigest()
+
+    @property
+    def distinct_frames(self) -> int:
+        """How many different real frames the grid holds (fewer than grid_size for short videos)."""
+        return len(self._frames)
+
+
+def load_grid(path, grid_size: int = GRID_SIZE, side: int = IMAGE_SIDE, min_frames: int = 4,
+              eager: Iterable[int] = (), raw_budget_mb: float = RAW_BUDGET_MB) -> FrameGrid:
+    """Decode `path` once and keep the frames its `grid_size`-index grid needs.
+
+    Grid indices in `eager` (e.g. the initial ones every conversation shows) are converted while
+    decoding, as is every frame beyond `raw_budget_mb` of unconverted frames; the rest on first use.
+    Raises VideoError for a missing, unreadable or corrupt file, or fewer than `min_frames` frames.
+    """
+    if grid_size < 1 or side < 1:
+        raise ValueError(f"grid_size and side must be >= 1, got {grid_size}, {side}")
+    eager = tuple(eager)
+    state = {"eager": set(), "raw_bytes": 0}
+
+    def pick(total: int) -> set[int]:
+        state["eager"] = {grid_to_real(i, total, grid_size) for i in eager}
+        return {grid_to_real(i, total, grid_size) for i in range(grid_size)}
+
+    def keep(bgr: np.ndarray, n: int) -> np.ndarray:
+        if n in state["eager"] or state["raw_bytes"] + bgr.nbytes > raw_budget_mb * 2**20:
+            return _square(bgr, side)
+        state["raw_bytes"] += bgr.nbytes
+        return bgr
+
+    frames, total, header, fps, w, h, note = _decode(path, pick, keep, max(1, min_frames))
+    return FrameGrid(os.fspath(path), grid_size, side, total, fps, w, h, frames, header, note)
+
+
+def load_pair(path1, path2, **kw) -> tuple[FrameGrid, FrameGrid]:
+    """`load_grid` both videos of a pair at once, on two threads (the decoder and PIL release the GIL)."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="frames") as pool:
+        f1 = pool.submit(load_grid, path1, **kw)
+        f2 = pool.submit(load_grid, path2, **kw)
+        return f1.result(), f2.result()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# whole clips, for weight-free quality metrics
+
+
+def read_frames(path, max_frames: int | None = None,
+                max_side: int | None = None) -> tuple[np.ndarray, VideoInfo]:
+    """Decode a video once into RGB uint8 [T, H, W, 3].
+
+    `max_frames` keeps at most that many frames, spread uniformly (first and last included);
+    `max_side` downscales (cv2.INTER_AREA, aspect kept) so the longer side is at most that.
+    Raises VideoError like `load_grid` (a video needs at least one decodable frame here).
+    """
+    import cv2
+
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    if max_side is not None and max_side < 1:
+        raise ValueError(f"max_side must be >= 1, got {max_side}")
+
+    def pick(total: int) -> list[int]:
+        if max_frames is None or max_frames >= total:
+            return list(range(total))
+        return sorted(set(np.linspace(0, total - 1, max_frames).round().astype(int).tolist()))
+
+    def convert(bgr: np.ndarray, _n: int) -> np.ndarray:
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        h, w = rgb.shape[:2]
+        if max_side is not None and max(h, w) > max_side:
+            s = max_side / max(h, w)
+            rgb = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        return rgb
+
+    frames, total, _, fps, w, h, note = _decode(path, pick, convert, 1)
+    idx = tuple(frames)
+    arr = np.stack([frames[k] for k in idx])
+    return arr, VideoInfo(os.fspath(path), total, fps, w, h, idx, note)
