@@ -108,5 +108,18 @@ def test_load_errors_are_typed(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelLoadError, match="could not load"):
         HFBackend.from_pretrained(str(tmp_path / "empty"))
+    with pytest.raises(ModelLoadError, match="not in the local Hugging Face cache"):
+        HFBackend.from_pretrained("nobody-here/no-such-model")  # conftest sets HF_HUB_OFFLINE=1
     with pytest.raises(ModelLoadError, match="dtype"):
         HFBackend.from_pretrained(str(tmp_path / "empty"), dtype="float8")
+
+
+@pytest.mark.parametrize("quantize,layer", [("4bit", "Linear4bit"), ("8bit", "Linear8bitLt")])
+def test_quantized_loading(tiny_model_dir, quantize, layer):
+    pytest.importorskip("bitsandbytes")
+    b = HFBackend.from_pretrained(str(tiny_model_dir), device="cpu", quantize=quantize)
+    assert type(b.model.model.language_model.layers[0].self_attn.q_proj).__name__ == layer
+    assert type(b.model.model.visual.blocks[0].attn.qkv).__name__ == "Linear"  # vision tower kept as is
+    conv = Conversation(Profile.load("card"), "x", [random_grid(1), random_grid(2)])
+    r = b.new_session().generate(conv.messages, conv.pil_images, 3)
+    assert r.new_tokens == 3 and r.prefill_tokens > 2000

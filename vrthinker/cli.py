@@ -73,6 +73,9 @@ def quiet_libraries() -> None:
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
+        from huggingface_hub.utils import logging as hub_logging
+
+        hub_logging.set_verbosity_error()
     except ImportError:  # pragma: no cover
         pass
 

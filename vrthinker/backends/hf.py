@@ -48,6 +48,34 @@ def pick_attention(device: str) -> str:
     return "sdpa"
 
 
+def _hub_access(model: str, revision: str | None) -> dict:
+    """Decide before loading whether the hub can be used, so an offline machine fails at once, clearly.
+
+    huggingface_hub retries unreachable hosts for minutes; one quick connection test avoids that.
+    """
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = isinstance(try_to_load_from_cache(model, "config.json", revision=revision), str)
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+        if cached:
+            return {"local_files_only": True}
+        raise ModelLoadError(f"{model} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: "
+                             "download it first (hf download ID) or pass --model DIR")
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=5).close()
+        return {}
+    except OSError:
+        if cached:
+            return {"local_files_only": True}
+        raise ModelLoadError(f"{model} is not in the local Hugging Face cache and {host} cannot be reached: "
+                             "download it where there is network (hf download ID) or pass --model DIR") from None
+
+
 def _looks_local(model: str) -> bool:
     return model.startswith((".", "/", "~")) or Path(model).exists() or model.count("/") != 1
 
@@ -103,10 +131,13 @@ class HFBackend:
             device_map = "auto" if dev == "cuda" else {"": dev}
         if device_map is not None:
             kw["device_map"] = device_map
-        path = str(Path(model).expanduser()) if _looks_local(model) else model
+        local = _looks_local(model)
+        path = str(Path(model).expanduser()) if local else model
+        if not local:
+            kw.update(_hub_access(model, revision))
         try:
-            processor = AutoProcessor.from_pretrained(path, revision=revision,
-                                                      trust_remote_code=trust_remote_code)
+            processor = AutoProcessor.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code,
+                                                      local_files_only=kw.get("local_files_only", False))
             net = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, **kw)
         except (OSError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -138,11 +169,14 @@ def _quant_config(quantize: str, compute_dtype):
         raise ModelLoadError(f"--quantize {quantize} needs bitsandbytes: pip install 'vrthinker[quant]'")
     from transformers import BitsAndBytesConfig
 
+    # The vision tower (~0.7B of 8.3B) and the output head stay unquantized: they are small, and
+    # quantizing the vision tower costs visual fidelity, which is what a video judge needs.
+    skip = ["model.visual", "visual", "lm_head"]  # matched from the start of module names
     if quantize == "4bit":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", llm_int8_skip_modules=skip,
                                   bnb_4bit_compute_dtype=compute_dtype, bnb_4bit_use_double_quant=True)
     if quantize == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True)
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
     raise ModelLoadError(f"--quantize {quantize}: use 4bit or 8bit")
 
 

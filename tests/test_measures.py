@@ -1,0 +1,134 @@
+"""Weight-free DQA measures and the MetricsJudge on synthetic H.264 clips with known defects.
+
+Clean clips of three scene kinds (seeds not used by scripts/bench_metrics.py) are damaged by every defect
+at medium and strong strength; the damaged dimension must score lower, and the judge must prefer the clean
+clip on that dimension and on OA in both orders.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from dqa.measures import MQ_WEIGHTS, NEUTRAL, VQ_WEIGHTS, measure_frames, measure_video
+from eval.defects import DEFECT_DIMENSION, DEFECTS, apply_defect
+from eval.synth import render_scene, write_corrupt, write_video
+from vrthinker.backends.metrics import MetricsJudge
+from vrthinker.errors import VideoError
+
+W, H, T = 320, 192, 48
+SCENES = (("shapes", 21), ("pan", 22), ("text", 23))
+STRENGTHS = ("medium", "strong")
+
+
+@pytest.fixture(scope="module")
+def judge() -> MetricsJudge:
+    return MetricsJudge(cache_size=256)
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory) -> dict:
+    """{scene: (clean_path, {(defect, strength): damaged_path})}, all written as H.264."""
+    root = tmp_path_factory.mktemp("defects")
+    out = {}
+    for kind, seed in SCENES:
+        clean = render_scene(kind, W, H, T, seed)
+        damaged = {(name, s): write_video(root / f"{kind}_{name}_{s}.mp4", apply_defect(clean, name, s, seed))
+                   for name in DEFECTS for s in STRENGTHS}
+        out[kind] = (write_video(root / f"{kind}_clean.mp4", clean), damaged)
+    return out
+
+
+def test_clean_scores_are_sane(suite, judge):
+    for kind, (clean, _) in suite.items():
+        m = judge.measure(clean)
+        assert set(m.scores) == set(VQ_WEIGHTS) | set(MQ_WEIGHTS)
+        assert all(0.0 <= v <= 1.0 for v in m.scores.values())
+        assert 0.7 < m.vq <= 1.0 and 0.7 < m.mq <= 1.0, (kind, m.scores)
+        assert m.seconds > 0 and not m.notes
+
+
+@pytest.mark.parametrize("defect", list(DEFECTS))
+def test_defect_lowers_its_dimension(suite, judge, defect):
+    dim = DEFECT_DIMENSION[defect]
+    for kind, (clean, damaged) in suite.items():
+        c = judge.measure(clean)
+        for s in STRENGTHS:
+            d = judge.measure(damaged[(defect, s)])
+            key = dim.lower()
+            assert getattr(d, key) < getattr(c, key), (kind, defect, s, getattr(c, key), getattr(d, key))
+
+
+@pytest.mark.parametrize("defect", list(DEFECTS))
+def test_judge_prefers_clean_both_orders(suite, judge, defect):
+    dim = DEFECT_DIMENSION[defect]
+    for kind, (clean, damaged) in suite.items():
+        for s in STRENGTHS:
+            bad = damaged[(defect, s)]
+            for first, want in ((clean, 1), (bad, 2)):
+                v = judge.compare(first, bad if first == clean else clean, "a synthetic scene")
+                assert v.labels[dim] == want, (kind, defect, s, v.reasoning)
+                assert v.labels["OA"] == want, (kind, defect, s, v.reasoning)
+
+
+def test_verdict_fields(suite, judge):
+    clean, damaged = suite["pan"]
+    v = judge.compare(clean, damaged[("blur", "strong")], "a landscape")
+    assert v.labels["TA"] is None and v.reason == "needs_vlm" and not v.complete
+    assert v.detail == "Text Alignment needs a vision-language model"
+    assert v.model_id == "weight-free-metrics" and v.protocol == "metrics/1" and v.backend == "metrics"
+    assert v.videos == (str(clean), str(damaged[("blur", "strong")])) and v.prompt == "a landscape"
+    assert set(v.extra["scores"]) == {"video1", "video2"} and v.extra["scores"]["video1"]["vq"] > 0
+    assert v.timings["total"] >= 0
+    d = v.to_dict()  # JSON-able
+    assert d["labels"]["VQ"] == 1
+
+
+def test_identical_videos_tie(suite, judge):
+    clean, _ = suite["shapes"]
+    v = judge.compare(clean, clean)
+    assert v.labels == {"TA": None, "VQ": 0, "MQ": 0, "OA": 0}
+
+
+def test_static_clip_does_not_crash(tmp_path):
+    still = np.repeat(render_scene("shapes", 128, 96, 1, 5), 12, axis=0)
+    m = measure_video(write_video(tmp_path / "still.mp4", still))
+    assert any(n.startswith("static") for n in m.notes)
+    assert all(m.scores[k] == NEUTRAL for k in MQ_WEIGHTS)
+    for k in ("accel_ratio", "jitter", "frozen_fraction", "order_violations"):
+        assert math.isnan(m.measures[k]), k
+    assert m.mq == pytest.approx(NEUTRAL)
+    assert 0.0 < m.vq <= 1.0
+    assert m.to_dict()["measures"]["accel_ratio"] is None
+
+
+def test_corrupt_and_short_videos(tmp_path, suite):
+    clean, _ = suite["text"]
+    judge = MetricsJudge()
+    for kind in ("random", "truncated", "empty"):
+        bad = write_corrupt(tmp_path / f"{kind}.mp4", kind, src=clean)
+        v = judge.compare(clean, bad, "p")
+        assert v.reason == "bad_video" and all(x is None for x in v.labels.values()), kind
+        assert v.backend == "metrics" and v.videos[1] == str(bad)
+    v = judge.compare(tmp_path / "missing.mp4", clean, "p")
+    assert v.reason == "bad_video" and "missing.mp4" in v.detail
+    two = write_video(tmp_path / "two.mp4", render_scene("pan", 64, 48, 2, 0))
+    with pytest.raises(VideoError):
+        measure_video(two)
+    with pytest.raises(VideoError):
+        measure_frames(np.zeros((2, 16, 16, 3), np.uint8))
+
+
+def test_defects_api():
+    frames = render_scene("orbit", 64, 48, 16, 0)
+    for name in DEFECTS:
+        a = apply_defect(frames, name, "medium", seed=1)
+        assert a.shape == frames.shape and a.dtype == np.uint8
+        assert np.array_equal(a, apply_defect(frames, name, 2 / 3, seed=1))  # deterministic, names = floats
+        assert not np.array_equal(a, frames)
+    with pytest.raises(ValueError):
+        apply_defect(frames, "nope", 0.5)
+    with pytest.raises(ValueError):
+        apply_defect(frames, "blur", 0.0)
+    assert MetricsJudge.from_pretrained("ignored", tie_margin=0.05).tie_margin == 0.05
