@@ -118,9 +118,34 @@ def render_verdict(v: Verdict, console) -> None:
         console.print(f"[yellow]incomplete: {v.reason}[/] - {v.detail or REASONS.get(v.reason, '')}")
 
 
+# `judge SUBCOMMAND ...`: each module has `configure(parser)` and `run(args) -> exit status`, imported
+# only when its subcommand is used. Anything else is `judge V1 V2 --prompt P`.
+SUBCOMMANDS = {
+    "batch": "vrthinker.commands.batch",
+    "export": "vrthinker.commands.export",
+    "rank": "vrthinker.commands.rank",
+    "pairs": "vrthinker.commands.pairs",
+    "report": "vrthinker.commands.report",
+}
+
+
+def _subcommand(name: str, argv: list[str]) -> int:
+    import importlib
+
+    try:
+        module = importlib.import_module(SUBCOMMANDS[name])
+    except ModuleNotFoundError as e:
+        raise JudgeError(f"'judge {name}' is not available in this version ({e.name})") from None
+    p = argparse.ArgumentParser(prog=f"judge {name}", description=(module.__doc__ or "").strip().splitlines()[0])
+    module.configure(p)
+    return module.run(p.parse_args(argv))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv and argv[0] in SUBCOMMANDS:
+            return _subcommand(argv[0], argv[1:])
         return _compare(argv)
     except JudgeError as e:
         error(str(e))

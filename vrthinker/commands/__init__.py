@@ -1,0 +1,1 @@
+"""`judge SUBCOMMAND` implementations: each has configure(parser) and run(args)."""
