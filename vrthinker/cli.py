@@ -59,6 +59,8 @@ def compare_parser() -> argparse.ArgumentParser:
     p.add_argument("video2", help="second video file")
     p.add_argument("--prompt", required=True, help="the text prompt both videos were generated from")
     p.add_argument("--json", action="store_true", help="print one JSON verdict instead of a table")
+    p.add_argument("--orders", choices=["one", "both"], default="one",
+                   help="both: also judge (video2, video1) and keep only labels both orders agree on")
     p.add_argument("--trace", metavar="FILE", help="write every turn (rendered text, images, reply, cost) as JSON")
     add_model_args(p)
     return p
@@ -112,6 +114,10 @@ def render_verdict(v: Verdict, console) -> None:
         console.print("frames requested: none (judged on the initial frames)")
     console.print(f"model: {v.model_id}  protocol: {v.protocol}  backend: {v.backend}  "
                   f"turns: {len(v.turns)}  time: {v.timings.get('total_s', 0):.1f}s")
+    if v.per_order:
+        c = v.extra.get("consistency")
+        console.print(f"orders: both; position consistency {'n/a' if c is None else f'{c:.0%}'}; "
+                      f"inconsistent (set to tie): {', '.join(v.extra.get('inconsistent') or []) or 'none'}")
     if v.reasoning:
         console.print(Panel(v.reasoning[-1500:], title="final reasoning", title_align="left"))
     if v.reason:
@@ -177,7 +183,7 @@ def _compare(argv: list[str]) -> int:
 
         grids = load_videos(resolve(a.model or DEFAULT_MODEL, a.protocol)[0], a.video1, a.video2)
     judge = load_judge(a)
-    v = judge.compare(a.video1, a.video2, a.prompt, **({"grids": grids} if grids else {}))
+    v = judge.compare(a.video1, a.video2, a.prompt, orders=a.orders, **({"grids": grids} if grids else {}))
     if a.trace:
         Path(a.trace).write_text(json.dumps(v.to_dict(trace=True), indent=2, ensure_ascii=False) + "\n",
                                  encoding="utf-8")

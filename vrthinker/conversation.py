@@ -1,11 +1,15 @@
-"""The turn loop: ask, parse, fetch the frames asked for, ask again, until an answer or a limit."""
+"""The turn loop: ask, parse, fetch the frames asked for, ask again, until an answer or a limit.
+
+A `Dialogue` is one conversation as a state machine (`request` -> backend -> `receive`), so several
+conversations (e.g. both orders of a pair) can be stepped together and batched by the backend.
+"""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
-from .backends.base import Session
+from .backends.base import Reply, Session
 from .parsing import final_reasoning, labels_or_missing, parse_answer, parse_tool_call
 from .protocol import Conversation, Profile
 from .verdict import DIMENSIONS, REASONS, Turn
@@ -20,48 +24,94 @@ class Outcome:
     turns: tuple[Turn, ...]
 
 
-def converse(session: Session, profile: Profile, grids: Sequence, prompt: str,
-             max_turns: int | None = None, max_new_tokens: int | None = None) -> Outcome:
-    """Run one conversation under `profile` and say how it ended."""
-    max_turns = max_turns or profile.max_turns
-    max_new_tokens = max_new_tokens or profile.max_new_tokens
-    conv = Conversation(profile, prompt, grids)
-    turns: list[Turn] = []
-    new_images = conv.initial_refs
-    for k in range(max_turns):
-        t0 = time.perf_counter()
-        reply = session.generate(conv.messages, conv.pil_images, max_new_tokens)
-        seconds = reply.seconds or time.perf_counter() - t0
-        conv.add_reply(reply.text)
-        base = dict(index=k, reply=reply.text, new_images=new_images, rendered=reply.rendered,
-                    new_tokens=reply.new_tokens, prefill_tokens=reply.prefill_tokens,
-                    reused_tokens=reply.reused_tokens, stopped=reply.stopped, seconds=seconds)
+class Dialogue:
+    """One conversation under a profile; `outcome` is set once it has ended."""
+
+    def __init__(self, profile: Profile, grids: Sequence, prompt: str, max_turns: int | None = None,
+                 max_new_tokens: int | None = None):
+        self.profile = profile
+        self.max_turns = max_turns or profile.max_turns
+        self.max_new_tokens = max_new_tokens or profile.max_new_tokens
+        self.conv = Conversation(profile, prompt, grids)
+        self.turns: list[Turn] = []
+        self.outcome: Outcome | None = None
+        self._new_images = self.conv.initial_refs
+
+    @property
+    def done(self) -> bool:
+        return self.outcome is not None
+
+    def request(self) -> tuple[list[dict], list]:
+        return self.conv.messages, self.conv.pil_images
+
+    def _end(self, labels, reason, detail, reply_text) -> None:
+        self.outcome = Outcome(labels, reason, detail, final_reasoning(reply_text), tuple(self.turns))
+
+    def receive(self, reply: Reply) -> None:
+        """Take the model's reply to the last request: record it, then end or append the tool response."""
+        k = len(self.turns)
+        p = self.profile
+        self.conv.add_reply(reply.text)
+        base = {"index": k, "reply": reply.text, "new_images": self._new_images, "rendered": reply.rendered,
+                "new_tokens": reply.new_tokens, "prefill_tokens": reply.prefill_tokens,
+                "reused_tokens": reply.reused_tokens, "stopped": reply.stopped, "seconds": reply.seconds}
 
         answer = parse_answer(reply.text)
         if answer:
-            turns.append(Turn(action="answer", **base))
+            self.turns.append(Turn(action="answer", **base))
             labels = labels_or_missing(answer)
             missing = [d for d in DIMENSIONS if labels[d] is None]
-            reason = "partial_answer" if missing else None
-            detail = f"no label for {', '.join(missing)}" if missing else ""
-            return Outcome(labels, reason, detail, final_reasoning(reply.text), tuple(turns))
+            self._end(labels, "partial_answer" if missing else None,
+                      f"no label for {', '.join(missing)}" if missing else "", reply.text)
+            return
 
-        call = parse_tool_call(reply.text, profile.tool_name, profile.tool_argument,
-                               profile.grid_size, profile.max_indices_per_call)
+        call = parse_tool_call(reply.text, p.tool_name, p.tool_argument, p.grid_size, p.max_indices_per_call)
         if call is None or not call.indices:
             action = "none" if call is None else "malformed_tool_call"
-            turns.append(Turn(action=action, dropped=call.dropped if call else (), **base))
+            self.turns.append(Turn(action=action, dropped=call.dropped if call else (), **base))
             if reply.stopped == "length":
-                reason, detail = "token_limit", f"reply {k + 1} hit the {max_new_tokens}-token limit"
+                reason, detail = "token_limit", f"reply {k + 1} hit the {self.max_new_tokens}-token limit"
             elif call is None:
                 reason, detail = "no_answer", REASONS["no_answer"]
             else:
                 reason, detail = "malformed_tool_call", f"tool call of turn {k + 1}: {call.error}"
-            return Outcome(labels_or_missing(None), reason, detail, final_reasoning(reply.text),
-                           tuple(turns))
+            self._end(labels_or_missing(None), reason, detail, reply.text)
+            return
 
-        turns.append(Turn(action="tool_call", requested=call.indices, dropped=call.dropped, **base))
-        if k + 1 < max_turns:  # frames for a call that can no longer be answered are not fetched
-            new_images = conv.add_tool_response(call.indices)
-    return Outcome(labels_or_missing(None), "turn_limit",
-                   f"no answer within {max_turns} turns", final_reasoning(turns[-1].reply), tuple(turns))
+        self.turns.append(Turn(action="tool_call", requested=call.indices, dropped=call.dropped, **base))
+        if k + 1 >= self.max_turns:  # frames for a call that can no longer be answered are not fetched
+            self._end(labels_or_missing(None), "turn_limit", f"no answer within {self.max_turns} turns",
+                      reply.text)
+            return
+        self._new_images = self.conv.add_tool_response(call.indices)
+
+
+def _timed(session: Session, messages, images, max_new_tokens: int) -> Reply:
+    t0 = time.perf_counter()
+    r = session.generate(messages, images, max_new_tokens)
+    if not r.seconds:
+        r = replace(r, seconds=time.perf_counter() - t0)
+    return r
+
+
+def run_dialogues(backend, sessions: Sequence[Session], dialogues: Sequence[Dialogue]) -> list[Outcome]:
+    """Step several dialogues together; a backend with `generate_many` may batch each step."""
+    batched = getattr(backend, "generate_many", None)
+    while True:
+        live = [(s, d) for s, d in zip(sessions, dialogues) if not d.done]
+        if not live:
+            return [d.outcome for d in dialogues]
+        requests = [d.request() for _, d in live]
+        if batched is not None and len(live) > 1:
+            replies = batched([s for s, _ in live], requests, [d.max_new_tokens for _, d in live])
+        else:
+            replies = [_timed(s, m, im, d.max_new_tokens) for (s, d), (m, im) in zip(live, requests)]
+        for (_, d), r in zip(live, replies):
+            d.receive(r)
+
+
+def converse(session: Session, profile: Profile, grids: Sequence, prompt: str,
+             max_turns: int | None = None, max_new_tokens: int | None = None) -> Outcome:
+    """Run one conversation under `profile` and say how it ended."""
+    d = Dialogue(profile, grids, prompt, max_turns, max_new_tokens)
+    return run_dialogues(None, [session], [d])[0]

@@ -7,8 +7,9 @@ from typing import Any
 
 from . import frames
 from .backends.base import Backend
-from .conversation import converse
+from .conversation import Dialogue, run_dialogues
 from .errors import UsageError, VideoError
+from .orders import combine
 from .protocol import Profile, resolve
 from .verdict import Verdict, failed
 
@@ -79,28 +80,40 @@ class Judge:
     def load_videos(self, video1: str | Path, video2: str | Path):
         return load_videos(self.profile, video1, video2, self.min_frames)
 
-    def compare(self, video1: str | Path, video2: str | Path, prompt: str, *, grids=None) -> Verdict:
+    def compare(self, video1: str | Path, video2: str | Path, prompt: str, *, orders: str = "one",
+                grids=None) -> Verdict:
         """Judge video1 against video2 for `prompt`. Bad videos give a verdict with reason bad_video.
 
-        `grids` may pass the two already-decoded FrameGrids (see `load_videos`) to skip decoding.
+        `orders="both"` also judges (video2, video1) and combines the two (see `orders.combine`); the
+        two conversations are stepped together so the backend can batch them. `grids` may pass the
+        two already-decoded FrameGrids (see `load_videos`) to skip decoding.
         """
         if not prompt or not prompt.strip():
             raise UsageError("the prompt is empty: pass the text the videos were generated from")
-        meta = dict(videos=(str(video1), str(video2)), prompt=prompt, model_id=self.backend.model_id,
-                    protocol=self.profile.version, backend=self.backend.name)
+        if orders not in ("one", "both"):
+            raise UsageError(f"orders must be 'one' or 'both', not {orders!r}")
+        meta = {"videos": (str(video1), str(video2)), "prompt": prompt, "model_id": self.backend.model_id,
+                "protocol": self.profile.version, "backend": self.backend.name}
         t0 = time.perf_counter()
         try:
             grids = grids or self.load_videos(video1, video2)
         except VideoError as e:
             return failed("bad_video", str(e), **meta)
         t1 = time.perf_counter()
-        out = converse(self.backend.new_session(), self.profile, grids, prompt.strip(),
-                       self.max_turns, self.max_new_tokens)
+        pairs = [(0, 1)] if orders == "one" else [(0, 1), (1, 0)]
+        dialogues = [Dialogue(self.profile, [grids[i], grids[j]], prompt.strip(), self.max_turns,
+                              self.max_new_tokens) for i, j in pairs]
+        outcomes = run_dialogues(self.backend, [self.backend.new_session() for _ in pairs], dialogues)
         t2 = time.perf_counter()
         timings = {"decode_s": round(t1 - t0, 4), "judge_s": round(t2 - t1, 4), "total_s": round(t2 - t0, 4)}
-        return Verdict(labels=out.labels, reason=out.reason, detail=out.detail, reasoning=out.reasoning,
-                       turns=out.turns, timings=timings,
-                       extra={"profile_source": self.profile_source,
-                              "frames": [{"video": i + 1, "total_frames": g.total_frames, "fps": g.fps}
-                                         for i, g in enumerate(grids)]},
-                       **meta)
+        verdicts = []
+        for (i, j), out in zip(pairs, outcomes):
+            m = dict(meta, videos=(meta["videos"][i], meta["videos"][j]))
+            verdicts.append(Verdict(
+                labels=out.labels, reason=out.reason, detail=out.detail, reasoning=out.reasoning,
+                turns=out.turns, timings=timings,
+                extra={"profile_source": self.profile_source, "orders": "one",
+                       "frames": [{"video": k + 1, "total_frames": g.total_frames, "fps": g.fps}
+                                  for k, g in enumerate((grids[i], grids[j]))]},
+                **m))
+        return verdicts[0] if orders == "one" else combine(*verdicts)

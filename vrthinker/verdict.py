@@ -67,6 +67,7 @@ class Verdict:
     backend: str = ""
     timings: Mapping[str, float] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    per_order: tuple[Verdict, ...] = ()  # with --orders both: the (v1, v2) and the (v2, v1) verdicts
 
     @property
     def complete(self) -> bool:
@@ -82,6 +83,7 @@ class Verdict:
         d["labels"] = {k: self.labels.get(k) for k in DIMENSIONS}
         d["complete"] = self.complete
         d["frames_requested"] = [list(x) for x in self.frames_requested]
+        d["per_order"] = [v.to_dict(trace) for v in self.per_order]
         if not trace:
             d["turns"] = [{k: v for k, v in t.items() if k not in ("rendered", "new_images")}
                           for t in d["turns"]]

@@ -77,8 +77,12 @@ class MetricsJudge:
                 self._cache.popitem(last=False)
         return m
 
-    def compare(self, video1, video2, prompt: str = "") -> Verdict:
-        """Judge which of two videos is better on VQ, MQ and OA (1, 2 or 0 = tie); TA is None."""
+    def compare(self, video1, video2, prompt: str = "", *, orders: str = "one") -> Verdict:
+        """Judge which of two videos is better on VQ, MQ and OA (1, 2 or 0 = tie); TA is None.
+
+        The measures are per video, so the labels have no position bias: `orders` is accepted for
+        interface symmetry and both orders give the same verdict.
+        """
         t0 = time.perf_counter()
         videos = (os.fspath(video1), os.fspath(video2))
         common = dict(videos=videos, prompt=prompt, model_id=MODEL_ID, protocol=PROTOCOL, backend=BACKEND)
@@ -91,12 +95,12 @@ class MetricsJudge:
             m2 = self.measure(video2)
             timings["measure_2"] = time.perf_counter() - t
         except VideoError as err:
-            timings["total"] = time.perf_counter() - t0
+            timings["total_s"] = time.perf_counter() - t0
             return failed("bad_video", str(err), timings=timings, **common)
         vq = _label(m1.vq, m2.vq, self.tie_margin)
         mq = _label(m1.mq, m2.mq, self.tie_margin)
         labels = {"TA": None, "VQ": vq, "MQ": mq, "OA": _overall(vq, mq, m1, m2, self.tie_margin)}
-        timings["total"] = time.perf_counter() - t0
+        timings["total_s"] = time.perf_counter() - t0
         reasoning = (f"VQ {m1.vq:.3f} vs {m2.vq:.3f}, MQ {m1.mq:.3f} vs {m2.mq:.3f} "
                      f"(tie within {self.tie_margin:g})")
         return Verdict(labels=labels, reason="needs_vlm",

@@ -1,0 +1,420 @@
+"""Weight-free quality measures of one video: no model, no download, always available (the offline default).
+
+Every measure is a raw number with a physical unit (pixels, grey levels, fractions) computed at a reduced
+working resolution, then mapped to a score in [0, 1] (1 = good) by a fixed monotone curve:
+`_falloff(x, half)` = 1 / (1 + (x / half) ** p) for "less is better" and `_rise` = 1 - that for "more is
+better". `half` is the raw value judged half-good; each one is explained where it is defined. The curves
+never saturate exactly, so a worse raw value always gives a (slightly) lower score.
+
+VQ (how each picture looks): sharpness, noise, exposure, contrast, colourfulness, flicker. Noise and flicker
+are measured across frames after optical-flow motion compensation (texture stays, noise and flicker do not).
+MQ (how things move): smoothness, shake, frozen, order. Both aggregate by a weighted geometric mean, so one
+severe defect pulls the whole score down (a score of 0.1 among five equal weights costs a factor 0.63).
+
+Absolute scores are rough across very different content (a grey-scale film is not "bad" for being
+colourless); comparing two videos of the same prompt (the pairwise judge) is the reliable use.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from vrthinker.errors import VideoError
+
+MAX_SIDE = 320  # working resolution: enough for edges and optical flow, cheap on a CPU
+MAX_FRAMES = 64  # frames used for motion measures (as consecutive as the video allows)
+SPATIAL_FRAMES = 16  # frames, spread over the clip, used for the per-picture measures
+DECODE_CAP = 480  # frames decoded at most (20 s at 24 fps are kept consecutive); longer videos subsample
+MIN_FRAMES = 3  # motion needs at least one triple of frames (velocity and its change)
+WINDOWS = 4  # when a video is longer than MAX_FRAMES, motion is measured in this many consecutive windows
+
+VQ_WEIGHTS = {"sharpness": 1.0, "noise": 1.0, "exposure": 0.5, "contrast": 1.0, "colourfulness": 0.5,
+              "flicker": 1.0}  # exposure and colour are half weight: both are partly a matter of style
+MQ_WEIGHTS = {"smoothness": 1.0, "shake": 1.0, "frozen": 1.0, "order": 1.0}
+
+# A video whose motion cannot be judged (no motion at all) gets this for every motion score: a still clip
+# is neither smooth nor jerky, but as a "video" it shows nothing moving, so it sits mid-scale.
+NEUTRAL = 0.5
+_FLOOR = 1e-3  # scores are clipped here before the geometric mean (log 0 is undefined)
+
+
+@dataclass(frozen=True)
+class VideoMeasures:
+    """Weight-free measures of one video: raw values (`measures`), their [0, 1] scores, and VQ/MQ."""
+
+    path: str
+    measures: Mapping[str, float]
+    scores: Mapping[str, float]
+    vq: float
+    mq: float
+    seconds: float
+    notes: tuple[str, ...] = ()
+    frames: int = 0  # frames analysed
+    size: tuple[int, int] = (0, 0)  # working (width, height)
+    info: Mapping[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (NaN raw values, e.g. motion of a static clip, become None)."""
+        def clean(m):
+            return {k: (None if isinstance(v, float) and math.isnan(v) else round(float(v), 6))
+                    for k, v in m.items()}
+        return {"path": self.path, "vq": round(self.vq, 6), "mq": round(self.mq, 6),
+                "scores": clean(self.scores), "measures": clean(self.measures),
+                "seconds": round(self.seconds, 4), "notes": list(self.notes), "frames": self.frames,
+                "size": list(self.size)}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# score curves
+
+
+def _falloff(x: float, half: float, power: float = 2.0) -> float:
+    """Monotone decreasing map [0, inf) -> (0, 1]: 1 at 0, 0.5 at `half`."""
+    return 1.0 / (1.0 + (max(float(x), 0.0) / half) ** power)
+
+
+def _rise(x: float, half: float, power: float = 2.0) -> float:
+    """Monotone increasing map [0, inf) -> [0, 1): 0 at 0, 0.5 at `half`."""
+    return 1.0 - _falloff(x, half, power)
+
+
+def _geomean(scores: Mapping[str, float], weights: Mapping[str, float]) -> float:
+    """Weighted geometric mean of the scores named in `weights`."""
+    logs = [w * math.log(max(scores[k], _FLOOR)) for k, w in weights.items()]
+    return math.exp(sum(logs) / sum(weights.values()))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# per-picture measures (VQ)
+
+
+def _luma(frames: np.ndarray) -> np.ndarray:
+    """BT.601 luma of RGB uint8 frames, float32 [T, H, W] in grey levels 0..255."""
+    f = frames.astype(np.float32)
+    return 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]
+
+
+def _grad(img: np.ndarray) -> np.ndarray:
+    """Gradient magnitude in grey levels per pixel (Sobel scaled by 1/8 to a per-pixel difference)."""
+    gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
+    gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
+    return cv2.magnitude(gx, gy)
+
+
+# Re-blur width for the edge-width estimate: large enough that sharp and soft edges lose very different
+# fractions of their gradient, small enough to stay local at 320 px.
+_REBLUR_SIGMA = 2.0
+
+
+def edge_width(y: np.ndarray) -> float:
+    """Edge spread (Gaussian sigma, in working pixels) of the strongest edges of one luma frame.
+
+    Re-blur method (Crete-Roffet et al. 2007): blurring by a known sigma_b lowers the gradient of an edge of
+    width sigma_e by R = sigma_e / sqrt(sigma_e^2 + sigma_b^2); solve for sigma_e. Uses the 99th percentile
+    of the gradient (the strongest 1% of pixels: edges, not texture or noise), so it is contrast-free.
+    """
+    g = float(np.percentile(_grad(y), 99))
+    if g < 1.0:  # a flat picture (under one grey level per pixel) has no edges to measure
+        return float("nan")
+    gb = float(np.percentile(_grad(cv2.GaussianBlur(y, (0, 0), _REBLUR_SIGMA)), 99))
+    r = min(gb / g, 0.995)
+    return _REBLUR_SIGMA * r / math.sqrt(1.0 - r * r)
+
+
+def colourfulness(rgb: np.ndarray) -> float:
+    """Hasler & Suesstrunk (2003) colourfulness M of one RGB frame (15 slightly, 33 moderately, 59 quite)."""
+    f = rgb.astype(np.float32)
+    rg = f[..., 0] - f[..., 1]
+    yb = 0.5 * (f[..., 0] + f[..., 1]) - f[..., 2]
+    return float(math.hypot(rg.std(), yb.std()) + 0.3 * math.hypot(rg.mean(), yb.mean()))
+
+
+def spatial_measures(frames: np.ndarray) -> dict[str, float]:
+    """Raw per-picture measures, each the median over the given RGB frames."""
+    ys = _luma(frames)
+    per = {"edge_width": [], "clipped": [], "mean_luma": [], "luma_std": [],
+           "colourfulness": []}
+    for rgb, y in zip(frames, ys):
+        per["edge_width"].append(edge_width(y))
+        # crushed blacks / blown highlights: within 3 levels of the ends (codec ringing stays inside)
+        per["clipped"].append(float(np.mean((y <= 3) | (y >= 252))))
+        per["mean_luma"].append(float(y.mean()))
+        per["luma_std"].append(float(y.std()))
+        per["colourfulness"].append(colourfulness(rgb))
+    return {k: float(np.nanmedian(v)) if not np.all(np.isnan(v)) else float("nan") for k, v in per.items()}
+
+
+def spatial_scores(m: Mapping[str, float]) -> dict[str, float]:
+    """Map raw per-picture measures to [0, 1] scores."""
+    # Edges spread over sigma = 2 px at a 320 px working width (about 12 px at 1920) read as visibly soft;
+    # a crisp anti-aliased edge measures about 0.7-1 px. Power 3: little penalty until edges really soften.
+    sharp = 0.5 if math.isnan(m["edge_width"]) else _falloff(m["edge_width"], 2.0, 3.0)
+    # Exposure: a quarter of the picture clipped to black/white is half-bad; the mean luma costs little
+    # until it is within ~28 levels of either end (the whole picture near black or white).
+    exposure = _falloff(m["clipped"], 0.25) * _falloff(abs(m["mean_luma"] - 127.5), 100.0, 4.0)
+    # RMS contrast: natural pictures have a luma std around 50 levels; 20 (8% of range) looks flat/hazy.
+    contrast = _rise(m["luma_std"], 20.0)
+    # Colourfulness: half at M = 20, between "slightly" (15) and "moderately" (33) colourful.
+    colour = _rise(m["colourfulness"], 20.0)
+    return {"sharpness": sharp, "exposure": exposure, "contrast": contrast,
+            "colourfulness": colour}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# motion measures (MQ) and flicker, from dense optical flow between consecutive frames
+
+
+@dataclass
+class _Motion:
+    """Per-pair and per-triple statistics gathered over all consecutive windows."""
+
+    diff: list = field(default_factory=list)  # mean |I(t+1) - I(t)| per pair, grey levels
+    speed: list = field(default_factory=list)  # mean flow length per pair, px per source frame
+    accel: list = field(default_factory=list)  # mean change of the flow along its own path, per triple
+    speed3: list = field(default_factory=list)  # mean flow length of the triple's first pair
+    jitter: list = field(default_factory=list)  # change of the global (median) motion per triple, px
+    reversed_: list = field(default_factory=list)  # per triple: does motion turn back (cos < -0.3)?
+    moving3: list = field(default_factory=list)  # per triple: enough motion to judge direction
+    triangle: list = field(default_factory=list)  # per triple: (d(t,t+1), d(t+1,t+2), d(t,t+2)) coarse
+    brightness: list = field(default_factory=list)  # per window: motion-compensated brightness steps
+    noise: list = field(default_factory=list)  # per pair: temporal noise sigma on flat areas, grey levels
+
+
+def _coarse(y: np.ndarray) -> np.ndarray:
+    """A 64-px, lightly blurred, zero-mean copy: frame distances there grow smoothly with displacement and
+    ignore global brightness changes (flicker must not look like frames out of order)."""
+    h, w = y.shape
+    s = 64 / max(h, w)
+    small = cv2.resize(y, (max(8, round(w * s)), max(8, round(h * s))), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), 1.0)
+    return small - small.mean()
+
+
+# Flow slower than a quarter pixel per frame is within DIS's error on real texture: such pixels count as
+# still when judging how motion changes (otherwise flow noise on a static background looks like jerkiness).
+_MOVING_PX = 0.25
+# Flow is only observable where there is texture (the aperture problem): pixels whose lightly smoothed
+# gradient is under 2 grey levels per pixel (about twice the codec noise) are left out of motion changes.
+_TEXTURE_GRAD = 2.0
+
+
+def _temporal_noise(resid: np.ndarray, y: np.ndarray) -> float:
+    """Noise sigma (grey levels) from a motion-compensated frame difference, on the flatter half of `y`.
+
+    Noise is fresh every frame, texture is not: the difference of two noisy frames has sigma*sqrt(2);
+    mean |r| * sqrt(pi/2) is the Gaussian sigma. Flat areas keep warping errors at edges out.
+    """
+    structure = _grad(cv2.GaussianBlur(y, (0, 0), 3.0))
+    flat = structure <= np.median(structure[::2, ::2])
+    return float(math.sqrt(math.pi / 2) * np.abs(resid[flat]).mean() / math.sqrt(2))
+
+
+def _window_motion(ys: np.ndarray, gaps: np.ndarray, acc: _Motion) -> None:
+    """Add one window of consecutive luma frames to `acc`; `gaps` are source-frame steps between them."""
+    h, w = ys.shape[1:]
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # mean-normalised: flicker-robust
+    u8 = [np.clip(np.rint(y), 0, 255).astype(np.uint8) for y in ys]
+    coarse = [_coarse(y) for y in ys]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    flows, steps, globals_ = [], [], []
+    for t in range(len(ys) - 1):
+        raw = dis.calc(u8[t], u8[t + 1], None)
+        mx, my = gx + raw[..., 0], gy + raw[..., 1]
+        inside = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
+        # brightness step t -> t+1 where the flow matches pixels: immune to objects moving
+        resid = cv2.remap(ys[t + 1], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) - ys[t]
+        sub = inside[::2, ::2]  # every 4th pixel is plenty for a median and 4x cheaper
+        step = float(np.median(resid[::2, ::2][sub])) if sub.any() else 0.0
+        steps.append(step)
+        acc.noise.append(_temporal_noise(np.where(inside, resid - step, 0.0), ys[t]))
+        # change between frames, brightness step removed (flicker is not motion)
+        acc.diff.append(float(np.abs(ys[t + 1] - ys[t] - step).mean()))
+        f = raw / np.float32(gaps[t])  # velocity per source frame
+        flows.append(f)
+        globals_.append(np.median(f[::2, ::2].reshape(-1, 2), axis=0))  # camera-like global motion
+        acc.speed.append(float(np.linalg.norm(f, axis=-1).mean()))
+    acc.brightness.append(np.asarray(steps))
+    for t in range(len(flows) - 1):
+        f0, f1 = flows[t], flows[t + 1]
+        mx, my = gx + f0[..., 0] * gaps[t], gy + f0[..., 1] * gaps[t]
+        f1w = cv2.remap(f1, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # f1 along f0's path
+        n0, n1 = np.linalg.norm(f0, axis=-1), np.linalg.norm(f1w, axis=-1)
+        textured = _grad(cv2.GaussianBlur(ys[t], (0, 0), 1.0)) > _TEXTURE_GRAD
+        moving = (np.maximum(n0, n1) > _MOVING_PX) & textured
+        acc.accel.append(float(np.linalg.norm(f1w - f0, axis=-1)[moving].sum()))
+        acc.speed3.append(float((0.5 * (n0 + n1))[moving].sum()))
+        acc.jitter.append(float(np.linalg.norm(globals_[t + 1] - globals_[t])))
+        dot = float((f0 * f1w).sum(axis=-1)[moving].sum())
+        norm = float((n0 * n1)[moving].sum())
+        acc.moving3.append(norm)
+        acc.reversed_.append(norm > 0 and dot < -0.3 * norm)
+        c0, c1, c2 = coarse[t], coarse[t + 1], coarse[t + 2]
+        acc.triangle.append((float(np.abs(c1 - c0).mean()), float(np.abs(c2 - c1).mean()),
+                             float(np.abs(c2 - c0).mean())))
+
+
+def _flicker(brightness: Sequence[np.ndarray]) -> float:
+    """Mean unexplained brightness change per frame (grey levels): steps minus their running median.
+
+    A slow fade or a sunrise changes brightness steadily (removed by the 5-step running median);
+    flicker changes it back and forth from frame to frame (kept).
+    """
+    dev = []
+    for steps in brightness:
+        if len(steps) == 0:
+            continue
+        pad = np.pad(steps, 2, mode="edge")
+        trend = np.median(np.lib.stride_tricks.sliding_window_view(pad, 5), axis=1)
+        dev.extend(np.abs(steps - trend).tolist())
+    return float(np.mean(dev)) if dev else 0.0
+
+
+# A pair of frames is "frozen" when it changes less than this fraction of the clip's typical change
+# (90th percentile of pair differences), or less than 0.15 grey levels (codec residue on a repeat).
+_FROZEN_REL, _FROZEN_ABS = 0.1, 0.15
+# A clip is static when even its busiest pairs (90th percentile) change under 0.3 grey levels on average
+# and flow under 0.05 px: nothing visibly moves.
+_STATIC_DIFF, _STATIC_FLOW = 0.3, 0.05
+
+
+def motion_measures(acc: _Motion, long_side: int) -> dict[str, float]:
+    """Raw motion measures from the gathered statistics (NaN where undefined, e.g. a static clip)."""
+    diff = np.asarray(acc.diff)
+    speed = np.asarray(acc.speed)
+    typical = float(np.percentile(diff, 90))
+    noise = np.asarray(acc.noise)
+    out = {"flicker": _flicker(acc.brightness), "noise_sigma": float(np.median(noise)),
+           "typical_diff": typical, "mean_speed": float(speed.mean()) if len(speed) else 0.0}
+    if typical < _STATIC_DIFF and float(np.percentile(speed, 90)) < _STATIC_FLOW:
+        out.update(accel_ratio=float("nan"), jitter=float("nan"), frozen_fraction=float("nan"),
+                   order_violations=float("nan"))
+        return out
+    frozen = diff < max(_FROZEN_REL * typical, _FROZEN_ABS)
+    if not frozen.all():  # a repeated frame has no fresh noise: judge noise on the pairs that change
+        out["noise_sigma"] = float(np.median(noise[~frozen]))
+    out["frozen_fraction"] = float(frozen.mean())
+    # relative acceleration: how much the flow changes along its path, per unit of flow (scale-free)
+    out["accel_ratio"] = float(np.sum(acc.accel) / max(np.sum(acc.speed3), 1e-6)) if acc.accel else 0.0
+    # jitter of the global motion, as a fraction of the frame's long side per frame
+    out["jitter"] = float(np.mean(acc.jitter)) / long_side if acc.jitter else 0.0
+    out["order_violations"] = _order_violations(acc)
+    return out
+
+
+def _order_violations(acc: _Motion) -> float:
+    """Fraction of frame triples that look out of order.
+
+    Two signs, both required: motion turning straight back (flow of t->t+1 against t+1->t+2), and frame
+    distances breaking the triangle order: with steady motion d(t, t+2) exceeds both d(t, t+1) and
+    d(t+1, t+2); if frames are swapped, the "two steps apart" pair is really one step apart and is clearly
+    the smaller.
+    """
+    if not acc.triangle:
+        return 0.0
+    tri = np.asarray(acc.triangle)
+    step = np.maximum(tri[:, 0], tri[:, 1])
+    busy = step > 0.2 * np.percentile(step, 90)  # ignore triples that barely move (frozen, turning points)
+    tri_bad = busy & (tri[:, 2] < 0.8 * step)
+    moving = np.asarray(acc.moving3)
+    rev_bad = np.asarray(acc.reversed_) & (moving > 0.2 * np.percentile(moving, 90))
+    # both signs must agree: either alone fires now and then on noisy flow or a turning object
+    return float(np.mean(tri_bad & rev_bad))
+
+
+def motion_scores(m: Mapping[str, float]) -> dict[str, float]:
+    """Map raw motion measures to [0, 1] scores; NEUTRAL where motion is undefined (static clip)."""
+    def s(key, fn):
+        return NEUTRAL if math.isnan(m[key]) else fn(m[key])
+    return {
+        # velocity changing by half its own size every frame is plainly jerky; smooth motion stays < 0.1
+        "smoothness": s("accel_ratio", lambda x: _falloff(x, 0.5)),
+        # global motion jumping 0.5% of the frame per frame (about 10 px at 1920) is visible hand shake
+        "shake": s("jitter", lambda x: _falloff(x, 0.005)),
+        # one frozen pair in ten (a hold every ~0.4 s at 24 fps) is a clear hitch; power 1: no free pass
+        "frozen": s("frozen_fraction", lambda x: _falloff(x, 0.1, 1.0)),
+        # one triple in twenty out of order (one swapped pair per ~40 frames) is already an obvious glitch
+        "order": s("order_violations", lambda x: _falloff(x, 0.05, 1.0)),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# whole video
+
+
+def _resize(frames: np.ndarray, max_side: int) -> np.ndarray:
+    h, w = frames.shape[1:3]
+    if max(h, w) <= max_side:
+        return frames
+    s = max_side / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+
+
+def _windows(n: int, max_frames: int) -> list[tuple[int, int]]:
+    """Consecutive [start, stop) windows covering at most max_frames of n frames, spread evenly."""
+    if n <= max_frames:
+        return [(0, n)]
+    k = max(1, min(WINDOWS, max_frames // MIN_FRAMES))
+    length = max(MIN_FRAMES, max_frames // k)
+    starts = np.linspace(0, n - length, k).round().astype(int)
+    return [(int(s), int(s) + length) for s in starts]
+
+
+def measure_frames(frames: np.ndarray, path: str = "", indices: Sequence[int] | None = None,
+                   max_frames: int = MAX_FRAMES, max_side: int = MAX_SIDE) -> VideoMeasures:
+    """Weight-free measures of RGB uint8 frames [T, H, W, 3] (T >= 3), consecutive unless `indices`
+    gives each frame's source frame number (then motion is normalised per source frame)."""
+    t0 = time.perf_counter()
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
+    if len(frames) < MIN_FRAMES:
+        raise VideoError(path, f"only {len(frames)} frames; at least {MIN_FRAMES} are needed to judge motion")
+    frames = _resize(frames, max_side)
+    idx = np.arange(len(frames)) if indices is None else np.asarray(indices, dtype=np.int64)
+    notes = []
+    n = len(frames)
+    pick = np.unique(np.linspace(0, n - 1, min(SPATIAL_FRAMES, n)).round().astype(int))
+    raw = spatial_measures(frames[pick])
+    ys = _luma(frames)
+    acc = _Motion()
+    for a, b in _windows(n, max_frames):
+        _window_motion(ys[a:b], np.maximum(np.diff(idx[a:b]), 1).astype(np.float32), acc)
+    raw.update(motion_measures(acc, max(frames.shape[1:3])))
+    scores = spatial_scores(raw)
+    # flicker of 3 grey levels per frame (about 1.2% of the range) is at the edge of plainly visible on
+    # large areas; codec noise on a steady picture measures about 0.1-0.3
+    scores["flicker"] = _falloff(raw["flicker"], 3.0)
+    # temporal noise of 4 grey levels (1.6% of the range) on flat areas is plainly visible grain; the
+    # clean clips here measure 0.1-0.8 (codec residue)
+    scores["noise"] = _falloff(raw["noise_sigma"], 4.0)
+    scores.update(motion_scores(raw))
+    if math.isnan(raw["accel_ratio"]):
+        notes.append(f"static: no visible motion; motion scores set to the neutral {NEUTRAL}")
+    if len(idx) > 1 and np.any(np.diff(idx) > 1):
+        notes.append("frames are not consecutive (long video subsampled): short stutters or holds may "
+                     "be missed; motion is normalised per source frame")
+    return VideoMeasures(path=str(path), measures=raw, scores=scores, vq=_geomean(scores, VQ_WEIGHTS),
+                         mq=_geomean(scores, MQ_WEIGHTS), seconds=time.perf_counter() - t0,
+                         notes=tuple(notes), frames=n, size=(frames.shape[2], frames.shape[1]))
+
+
+def measure_video(path, max_frames: int = MAX_FRAMES, max_side: int = MAX_SIDE) -> VideoMeasures:
+    """Decode `path` (vrthinker.frames.read_frames) and measure it. Raises VideoError for a missing,
+    corrupt or too-short video (fewer than MIN_FRAMES frames)."""
+    from vrthinker.frames import read_frames
+
+    t0 = time.perf_counter()
+    frames, info = read_frames(path, max_frames=DECODE_CAP, max_side=max_side)
+    m = measure_frames(frames, path=str(path), indices=info.indices or None, max_frames=max_frames,
+                       max_side=max_side)
+    notes = m.notes + ((info.count_note,) if info.count_note else ())
+    return VideoMeasures(path=m.path, measures=m.measures, scores=m.scores, vq=m.vq, mq=m.mq,
+                         seconds=time.perf_counter() - t0, notes=notes, frames=m.frames, size=m.size,
+                         info={"total_frames": info.total_frames, "fps": info.fps, "width": info.width,
+                               "height": info.height})
