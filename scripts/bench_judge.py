@@ -149,6 +149,21 @@ def main(argv=None) -> int:
         run_reference(model_dir, v1, v2, prompt, pair_replies, a.device, ref_stats)
     ref_pair_s = (time.perf_counter() - t) / n_ref
 
+    # --- both orders of a pair: one batched generate vs one after the other ------------------------
+    f1.reset()
+    t = time.perf_counter()
+    for _ in range(3):
+        f1.reset()
+        judge.compare(v1, v2, prompt, orders="both")
+    both_batched = (time.perf_counter() - t) / 3
+    backend.batch = False
+    t = time.perf_counter()
+    for _ in range(3):
+        f1.reset()
+        judge.compare(v1, v2, prompt, orders="both")
+    both_seq = (time.perf_counter() - t) / 3
+    backend.batch = True
+
     tab = Table(title="judge vs reference infer.py (tiny random model, same clips, same forced replies)")
     for c in ("measure", "ours", "reference", "reference / ours"):
         tab.add_column(c, justify="right" if c != "measure" else "left")
@@ -161,6 +176,8 @@ def main(argv=None) -> int:
                 f"{ref_conv_s / ours_conv_s:.1f}x")
     tab.add_row(f"per pair, {a.pairs} one-turn pairs (s)", f"{ours_pair_s:.2f}", f"{ref_pair_s:.2f}",
                 f"{ref_pair_s / ours_pair_s:.1f}x")
+    tab.add_row("both orders, one turn: batched vs sequential (s)", f"{both_batched:.2f}", f"{both_seq:.2f}",
+                f"{both_seq / both_batched:.2f}x")
     tab.add_row("model loads for those pairs", str(ours_loads), str(ref_stats.get("model_loads", 0)), "")
     con.print(tab)
     con.print(f"images fed: {images}; labels equal to the reference's: {same} ({dict(verdict.labels)}); "

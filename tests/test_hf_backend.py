@@ -3,7 +3,7 @@ import pytest
 import torch
 from transformers import LogitsProcessorList
 
-from vrthinker.backends.hf import HFBackend
+from vrthinker.backends.hf import FeatureCache, HFBackend
 from vrthinker.errors import ModelLoadError
 from vrthinker.judge import Judge
 from vrthinker.protocol import Conversation, Profile
@@ -59,7 +59,13 @@ def test_each_image_is_encoded_once(hf_backend, monkeypatch):
         return orig(pixel_values, image_grid_thw, **kw)
 
     monkeypatch.setattr(hf_backend.model.model, "get_image_features", counting)
-    scripted_conversation(hf_backend, [TOOL % [1, 2], TOOL % [9]], [[1, 2], [9]], new_tokens=2)
+    monkeypatch.setattr(hf_backend, "features", FeatureCache(hf_backend))
+    scripted_conversation(hf_backend, [TOOL % [8, 12], TOOL % [20]], [[8, 12], [20]], new_tokens=2)
+    assert seen == [8, 4, 2]  # grid 8, 12, 20 are real frames 2, 3, 5 of 32
+    # the same videos again (another pair, or the other order): nothing is re-encoded
+    scripted_conversation(hf_backend, [TOOL % [12]], [[12]], new_tokens=2, grids=[random_grid(2), random_grid(1)])
+    # grid 9 shows real frame 2 again, as grid 8 did: same content, not re-encoded either
+    scripted_conversation(hf_backend, [TOOL % [9]], [[9]], new_tokens=2)
     assert seen == [8, 4, 2]
 
 
@@ -94,6 +100,17 @@ def test_forced_script_end_to_end_on_real_clips(tiny_model_dir, clips):
     assert t0.reused_tokens == 0 and t1.reused_tokens > 0.9 * t0.prefill_tokens
     assert t1.rendered.count("<|image_pad|>") == 14 and t0.stopped == "eos"
     assert [(f.video, f.grid_index) for f in t1.new_images] == [(1, 0), (2, 0), (1, 127), (2, 127), (1, 64), (2, 64)]
+
+
+def test_both_orders_batched_equal_one_after_the_other(tiny_model_dir, clips):
+    backend = HFBackend.from_pretrained(str(tiny_model_dir), device="cpu")
+    judge = Judge(backend, "card", max_new_tokens=8)
+    batched = judge.compare(clips["a"], clips["b"], "shapes move", orders="both")
+    backend.batch = False
+    sequential = judge.compare(clips["a"], clips["b"], "shapes move", orders="both")
+    assert [v.turns[0].reply for v in batched.per_order] == [v.turns[0].reply for v in sequential.per_order]
+    assert batched.per_order[1].videos == (str(clips["b"]), str(clips["a"]))
+    assert dict(batched.labels) == dict(sequential.labels)
 
 
 def test_generation_settings_come_from_the_checkpoint(hf_backend):

@@ -8,8 +8,10 @@ per image.
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.util
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -94,6 +96,8 @@ class HFBackend:
         self.reuse_cache = reuse_cache
         self.generate_kwargs = dict(generate_kwargs or {})
         self.loads = 1
+        self.batch = True  # run fresh conversations of equal length (both orders) as one batch
+        self.features = FeatureCache(self)
         gen = model.generation_config
         # Greedy, as the reference (`do_sample=False`); every other setting (repetition_penalty,
         # eos ids) stays the checkpoint's own.
@@ -157,6 +161,9 @@ class HFBackend:
     def new_session(self) -> "HFSession":
         return HFSession(self)
 
+    def generate_many(self, sessions, requests, max_new_tokens) -> list[Reply]:
+        return generate_many(self, sessions, requests, max_new_tokens)
+
     def config_for(self, max_new_tokens: int):
         gc = copy.deepcopy(self.generation_config)
         gc.max_new_tokens = max_new_tokens
@@ -180,6 +187,41 @@ def _quant_config(quantize: str, compute_dtype):
     raise ModelLoadError(f"--quantize {quantize}: use 4bit or 8bit")
 
 
+class FeatureCache:
+    """Vision-tower outputs by image content (sha256 of the RGB bytes), least recently used first out.
+
+    Both orders of a pair, and every pair a video appears in, show the same frames: each is encoded once.
+    """
+
+    def __init__(self, backend: "HFBackend", capacity: int = 256):
+        self.b = backend
+        self.capacity = capacity
+        self.items: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
+        self.encoded = 0  # images run through the vision tower
+
+    def get(self, images: Sequence[Any]) -> list[tuple[Any, Any]]:
+        """(features, grid_thw row) per image; the missing ones go through the vision tower in one batch."""
+        keys = [hashlib.sha256(im.tobytes()).hexdigest() + f"{im.size}{im.mode}" for im in images]
+        missing = list(dict.fromkeys(k for k in keys if k not in self.items))
+        if missing:
+            m = self.b.model
+            first = {k: im for k, im in zip(keys, images) if k in missing}
+            out = self.b.processor.image_processor(images=[first[k] for k in missing], return_tensors="pt")
+            grid = out["image_grid_thw"].to(m.device)
+            feats = m.model.get_image_features(out["pixel_values"].to(m.device), grid,
+                                               return_dict=True).pooler_output
+            for k, f, g in zip(missing, feats, grid):
+                self.items[k] = (f, g)
+            self.encoded += len(missing)
+        result = []
+        for k in keys:
+            self.items.move_to_end(k)
+            result.append(self.items[k])
+        while len(self.items) > max(self.capacity, len(set(keys))):
+            self.items.popitem(last=False)
+        return result
+
+
 class HFSession:
     """One conversation's cache: token ids whose keys/values are held, and per-image vision features."""
 
@@ -193,7 +235,7 @@ class HFSession:
         self.rope_deltas = None
 
     def _encode_images(self, images: Sequence[Any]) -> None:
-        """Vision features for images not seen before in this conversation (never re-encoded)."""
+        """Vision features for the images after the unchanged prefix (from the backend's feature cache)."""
         keep = 0
         while keep < min(len(images), len(self.image_ids)) and id(images[keep]) == self.image_ids[keep]:
             keep += 1
@@ -201,13 +243,9 @@ class HFSession:
         new = list(images[keep:])
         if not new:
             return
-        m = self.b.model
-        out = self.b.processor.image_processor(images=new, return_tensors="pt")
-        pv = out["pixel_values"].to(m.device)
-        grid = out["image_grid_thw"].to(m.device)
-        feats = m.model.get_image_features(pv, grid, return_dict=True).pooler_output
-        self.features.extend(feats)
-        self.grids.extend(grid)
+        for f, g in self.b.features.get(new):
+            self.features.append(f)
+            self.grids.append(g)
         self.image_ids.extend(id(im) for im in new)
 
     def _tokenize(self, rendered: str) -> list[int]:
@@ -223,18 +261,12 @@ class HFSession:
             pieces.append(rest)
         return proc.tokenizer("".join(pieces), add_special_tokens=False)["input_ids"]
 
-    def generate(self, messages: list[dict], images: Sequence[Any], max_new_tokens: int) -> Reply:
-        if not self.b.reuse_cache:
-            return self._generate_full(messages, images, max_new_tokens)
-        import torch
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
-
-        t0 = time.perf_counter()
+    def prepare(self, messages: list[dict], images: Sequence[Any]) -> dict:
+        """Render, tokenize and find how much of the cache still holds: everything `generate` needs."""
         m = self.b.model
         rendered = self.b.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         self._encode_images(images)
         ids = self._tokenize(rendered)
-
         # longest common prefix with what the cache holds, never cutting into an image's tokens
         reuse = 0
         limit = min(len(ids), len(self.cached_ids))
@@ -247,30 +279,42 @@ class HFSession:
         n_cached_images = sum(1 for i in range(reuse) if ids[i] == image_token and
                               (i == 0 or ids[i - 1] != image_token))
         if reuse == 0 or self.cache is None:
-            self.cache, reuse, n_cached_images = None, 0, 0
+            reuse, n_cached_images = 0, 0
+        return {"rendered": rendered, "ids": ids, "reuse": reuse, "n_cached_images": n_cached_images}
+
+    def generate(self, messages: list[dict], images: Sequence[Any], max_new_tokens: int) -> Reply:
+        if not self.b.reuse_cache:
+            return self._generate_full(messages, images, max_new_tokens)
+        import torch
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        t0 = time.perf_counter()
+        m = self.b.model
+        p = self.prepare(messages, images)
+        ids, reuse = p["ids"], p["reuse"]
+        if reuse == 0:
+            self.cache = None
         else:
             self.cache.crop(reuse - self.cache.get_seq_length())
-
         input_ids = torch.tensor([ids], device=m.device)
-        kwargs: dict[str, Any] = dict(
-            input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-            mm_token_type_ids=(input_ids == image_token).int(),
-            past_key_values=self.cache, generation_config=self.b.config_for(max_new_tokens))
+        kwargs: dict[str, Any] = {
+            "input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
+            "mm_token_type_ids": (input_ids == m.config.image_token_id).int(),
+            "past_key_values": self.cache, "generation_config": self.b.config_for(max_new_tokens)}
         if self.grids:
             kwargs["image_grid_thw"] = torch.stack(self.grids)
-        if self.features[n_cached_images:]:
+        if self.features[p["n_cached_images"]:]:
             kwargs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(
-                pooler_output=tuple(self.features[n_cached_images:]))}
+                pooler_output=tuple(self.features[p["n_cached_images"]:]))}
         if self.cache is not None and self.rope_deltas is not None:
             # the model keeps rope deltas as state; restore this conversation's own
             m.model.rope_deltas = self.rope_deltas
         out = m.generate(**kwargs, **self.b.generate_kwargs)
         self.rope_deltas = m.model.rope_deltas
         seq = out.sequences[0].tolist()
-        new = seq[len(ids):]
         self.cache = out.past_key_values
         self.cached_ids = seq[: self.cache.get_seq_length()]
-        return self._reply(new, max_new_tokens, rendered, len(ids) - reuse, reuse, t0)
+        return self._reply(seq[len(ids):], max_new_tokens, p["rendered"], len(ids) - reuse, reuse, t0)
 
     def _generate_full(self, messages: list[dict], images: Sequence[Any], max_new_tokens: int) -> Reply:
         """The reference's way: re-render and re-encode everything, images included, every turn."""
@@ -285,9 +329,49 @@ class HFSession:
         return self._reply(out.sequences[0, n:].tolist(), max_new_tokens, rendered, n, 0, t0)
 
     def _reply(self, new: list[int], max_new_tokens: int, rendered: str, prefill: int, reused: int,
-               t0: float) -> Reply:
-        stopped = "eos" if new and new[-1] in self.b.eos_ids else ("length" if len(new) >= max_new_tokens
-                                                                   else "eos")
+               t0: float, seconds: float | None = None) -> Reply:
+        eos = next((k for k, t in enumerate(new) if t in self.b.eos_ids), None)
+        if eos is not None:
+            new = new[: eos + 1]  # a batched row may run on (padding) after its own end
+        stopped = "eos" if eos is not None else ("length" if len(new) >= max_new_tokens else "eos")
         text = self.b.processor.tokenizer.decode(new, skip_special_tokens=True)
         return Reply(text=text, new_tokens=len(new), stopped=stopped, rendered=rendered,
-                     prefill_tokens=prefill, reused_tokens=reused, seconds=time.perf_counter() - t0)
+                     prefill_tokens=prefill, reused_tokens=reused,
+                     seconds=time.perf_counter() - t0 if seconds is None else seconds)
+
+
+def generate_many(backend: HFBackend, sessions: Sequence[HFSession], requests: Sequence[tuple[list, list]],
+                  max_new_tokens: Sequence[int]) -> list[Reply]:
+    """One batched `generate` for fresh conversations of equal token length (e.g. both orders of a
+    pair: same text, same image sizes); otherwise one conversation after the other."""
+    import torch
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    if not backend.batch or len(sessions) < 2 or not backend.reuse_cache or len(set(max_new_tokens)) > 1 \
+            or any(s.cache is not None for s in sessions):
+        return [s.generate(m, im, n) for s, (m, im), n in zip(sessions, requests, max_new_tokens)]
+    t0 = time.perf_counter()
+    backend.features.get([im for _, ims in requests for im in ims])  # one vision batch for all
+    preps = [s.prepare(m, im) for s, (m, im) in zip(sessions, requests)]
+    if len({len(p["ids"]) for p in preps}) > 1:
+        return [s.generate(m, im, n) for s, (m, im), n in zip(sessions, requests, max_new_tokens)]
+    m = backend.model
+    input_ids = torch.tensor([p["ids"] for p in preps], device=m.device)
+    out = m.generate(
+        input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+        mm_token_type_ids=(input_ids == m.config.image_token_id).int(),
+        image_grid_thw=torch.stack([g for s in sessions for g in s.grids]),
+        mm_encoder_outputs={"image": BaseModelOutputWithPooling(
+            pooler_output=tuple(f for s in sessions for f in s.features))},
+        generation_config=backend.config_for(max_new_tokens[0]), **backend.generate_kwargs)
+    seconds = (time.perf_counter() - t0) / len(sessions)
+    n = input_ids.shape[1]
+    replies = []
+    for b, (s, p) in enumerate(zip(sessions, preps)):
+        cache = out.past_key_values if b == len(sessions) - 1 else copy.deepcopy(out.past_key_values)
+        cache.batch_select_indices(torch.tensor([b], device=m.device))
+        seq = out.sequences[b].tolist()
+        s.cache, s.cached_ids = cache, seq[: cache.get_seq_length()]
+        s.rope_deltas = m.model.rope_deltas[b:b + 1]
+        replies.append(s._reply(seq[n:], max_new_tokens[0], p["rendered"], n, 0, t0, seconds))
+    return replies
