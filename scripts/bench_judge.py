@@ -94,7 +94,8 @@ def main(argv=None) -> int:
 
     from make_tiny_model import build
     from vrthinker.backends.hf import HFBackend
-    from vrthinker.judge import Judge
+    from vrthinker.frames import prefetch
+    from vrthinker.judge import Judge, load_videos
 
     con = Console()
     work = a.workdir or Path(tempfile.mkdtemp(prefix="bench-judge-"))
@@ -113,10 +114,10 @@ def main(argv=None) -> int:
     backend.generate_kwargs = {"logits_processor": lp}
     judge = Judge(backend, "card")
     t = time.perf_counter()
-    grids = judge.load_videos(v1, v2)
-    for g in grids:  # fetch exactly the 128 images the conversation shows
-        for i in [16, 48, 80, 112] + [i for c in calls for i in c]:
-            g.image(i)
+    grids = load_videos(judge.profile, v1, v2)  # no cache: decoded here
+    for call in [[16, 48, 80, 112]] + calls:  # fetch the 128 images the conversation shows, turn by turn
+        prefetch([(g, call) for g in grids])
+        images = [g.image(i) for i in call for g in grids]
     ours_frame_s = time.perf_counter() - t
     t = time.perf_counter()
     verdict = judge.compare(v1, v2, prompt)

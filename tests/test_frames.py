@@ -245,3 +245,20 @@ def test_lazy_eager_and_budget_paths_give_the_same_pixels(clips):
         assert np.array_equal(a, eager.array(i)) and np.array_equal(a, converted_at_decode.array(i))
         assert a.shape == (448, 448, 3) and not a.flags.writeable
         assert lazy.array(i) is a  # converted once, then kept
+
+
+def test_grid_cache_decodes_each_video_once_within_a_bound(clips):
+    from vrthinker.frames import GridCache
+
+    cache = GridCache(max_mb=512)
+    g1, g2 = load_pair(clips["shapes"], clips["pan"], cache=cache)
+    h1, h2 = load_pair(clips["shapes"], clips["pan"], cache=cache)
+    assert (h1, h2) == (g1, g2) and cache.decodes == 2
+    assert load_pair(clips["pan"], clips["shapes"], cache=cache) == (g2, g1) and cache.decodes == 2
+    load_grid_kw = load_pair(clips["shapes"], clips["pan"], cache=cache, side=224)  # another view: decoded
+    assert load_grid_kw[0].side == 224 and cache.decodes == 4
+    tiny = GridCache(max_mb=g1.nbytes / 2**20 * 1.5)  # room for about one grid
+    tiny.load(clips["shapes"])
+    tiny.load(clips["pan"])
+    tiny.load(clips["shapes"])
+    assert tiny.decodes == 3

@@ -7,6 +7,7 @@ import hashlib
 import operator
 import os
 import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -137,11 +138,12 @@ def _decode(path, pick: Callable[[int], Iterable[int]], convert: Callable[[np.nd
 
 
 def _square(bgr: np.ndarray, side: int) -> np.ndarray:
-    """BGR frame -> RGB side x side, exactly as the reference (cv2 BGR->RGB, PIL default resample)."""
-    import cv2
+    """BGR frame -> RGB side x side, with the reference's pixels (PIL default resample).
 
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    out = np.asarray(Image.fromarray(rgb).resize((side, side)))
+    The resize treats channels independently, so resizing the BGR frame and then reversing the
+    channels gives the same bytes as the reference's cvtColor-then-resize, one full-size copy cheaper.
+    """
+    out = np.ascontiguousarray(np.asarray(Image.fromarray(bgr).resize((side, side)))[..., ::-1])
     out.setflags(write=False)
     return out
 
@@ -227,6 +229,11 @@ class FrameGrid:
         return hashlib.sha256(np.ascontiguousarray(self.array(i)).tobytes()).hexdigest()
 
     @property
+    def nbytes(self) -> int:
+        """Memory held by the frames now (raw ones shrink once converted)."""
+        return sum(f.nbytes for f in self._frames)
+
+    @property
     def distinct_frames(self) -> int:
         """How many different real frames the grid holds (fewer than grid_size for short videos)."""
         return len(self._frames)
@@ -259,12 +266,57 @@ def load_grid(path, grid_size: int = GRID_SIZE, side: int = IMAGE_SIDE, min_fram
     return FrameGrid(os.fspath(path), grid_size, side, total, fps, w, h, frames, header, note)
 
 
-def load_pair(path1, path2, **kw) -> tuple[FrameGrid, FrameGrid]:
-    """`load_grid` both videos of a pair at once, on two threads (the decoder and PIL release the GIL)."""
+def load_pair(path1, path2, cache: GridCache | None = None, **kw) -> tuple[FrameGrid, FrameGrid]:
+    """`load_grid` both videos of a pair at once, on two threads (the decoder and PIL release the GIL).
+
+    With a `cache`, a video already decoded in this process (same file, size and mtime) is reused.
+    """
+    load = cache.load if cache is not None else load_grid
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="frames") as pool:
-        f1 = pool.submit(load_grid, path1, **kw)
-        f2 = pool.submit(load_grid, path2, **kw)
+        f1 = pool.submit(load, path1, **kw)
+        f2 = pool.submit(load, path2, **kw)
         return f1.result(), f2.result()
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def prefetch(requests: Iterable[tuple[FrameGrid, Iterable[int]]]) -> None:
+    """Convert the frames a turn is about to show, in parallel (PIL's resize releases the GIL)."""
+    global _POOL
+    jobs = [(g, i) for g, idx in requests for i in idx]
+    if len(jobs) < 2:
+        return
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 2), thread_name_prefix="resize")
+    list(_POOL.map(lambda job: job[0].array(job[1]), jobs))
+
+
+class GridCache:
+    """Decoded grids kept across comparisons (a video in many pairs is decoded once), least recently
+    used first out once they hold more than `max_mb`."""
+
+    def __init__(self, max_mb: float = 2048):
+        self.max_bytes = max_mb * 2**20
+        self._items: OrderedDict[tuple, FrameGrid] = OrderedDict()
+        self._lock = threading.Lock()
+        self.decodes = 0
+
+    def load(self, path, **kw) -> FrameGrid:
+        p = _check_path(path)
+        st = os.stat(p)
+        key = (os.path.realpath(p), st.st_size, st.st_mtime_ns, tuple(sorted((k, str(v)) for k, v in kw.items())))
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        grid = load_grid(p, **kw)
+        with self._lock:
+            self.decodes += 1
+            self._items[key] = grid
+            while len(self._items) > 1 and sum(g.nbytes for g in self._items.values()) > self.max_bytes:
+                self._items.popitem(last=False)
+        return grid
 
 
 # ----------------------------------------------------------------------------------------------------------

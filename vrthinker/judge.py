@@ -37,17 +37,19 @@ def backend_names() -> list[str]:
     return sorted({**BACKENDS, **JUDGES})
 
 
-def load_videos(profile: Profile, video1: str | Path, video2: str | Path, min_frames: int = 4):
+def load_videos(profile: Profile, video1: str | Path, video2: str | Path, min_frames: int = 4,
+                cache: frames.GridCache | None = None):
     """Decode both videos once, as `profile` addresses them; the initial frames are converted at once."""
-    return frames.load_pair(str(video1), str(video2), grid_size=profile.grid_size, side=profile.image_side,
-                            min_frames=min_frames, eager=profile.initial_indices)
+    return frames.load_pair(str(video1), str(video2), cache=cache, grid_size=profile.grid_size,
+                            side=profile.image_side, min_frames=min_frames, eager=profile.initial_indices)
 
 
 class Judge:
     """A pairwise video judge: one loaded backend, one protocol profile, many comparisons."""
 
     def __init__(self, backend: Backend, profile: Profile | str = "card", *, max_turns: int | None = None,
-                 max_new_tokens: int | None = None, min_frames: int = 4, profile_source: str = ""):
+                 max_new_tokens: int | None = None, min_frames: int = 4, profile_source: str = "",
+                 grid_cache_mb: float = 2048):
         self.backend = backend
         self.profile = Profile.load(profile) if isinstance(profile, str) else profile
         self.profile_source = profile_source
@@ -56,6 +58,7 @@ class Judge:
         if self.max_turns < 1 or self.max_new_tokens < 1:
             raise UsageError("max_turns and max_new_tokens must be at least 1")
         self.min_frames = min_frames
+        self.grids = frames.GridCache(grid_cache_mb)  # decoded videos, reused across comparisons
 
     @classmethod
     def from_pretrained(cls, model: str | None = None, *, backend: str = "hf", protocol: str | None = None,
@@ -78,7 +81,7 @@ class Judge:
                    profile_source=source)
 
     def load_videos(self, video1: str | Path, video2: str | Path):
-        return load_videos(self.profile, video1, video2, self.min_frames)
+        return load_videos(self.profile, video1, video2, self.min_frames, self.grids)
 
     def compare(self, video1: str | Path, video2: str | Path, prompt: str, *, orders: str = "one",
                 grids=None) -> Verdict:

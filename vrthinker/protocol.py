@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .errors import UsageError
+from .frames import prefetch
 from .verdict import FrameRef
 
 DEFAULT_PROFILE = "card"
@@ -154,6 +155,7 @@ class Conversation:
 
     def add_tool_response(self, indices: Sequence[int]) -> tuple[FrameRef, ...]:
         """Append the frames asked for and the tool-response text; return the new images' refs."""
+        prefetch([(g, indices) for g in self.grids])  # convert this turn's frames in parallel
         if self.profile.tool_response_images == "pairs":
             refs = [self._ref(v, i) for i in indices for v in (1, 2)]
         else:

@@ -1,0 +1,385 @@
+"""Judgments in SQLite: one row per ordered judgment, keyed by content, so batches resume and models re-judge.
+
+A judgment's key is a sha256 over both videos' content hashes (in the order shown), the prompt, the model
+id, revision and adapter, the protocol version and the backend: a re-run finds what is done, a changed model
+or video misses the cache. The reverse order of a pair is the same key with the videos swapped.
+The file is in WAL mode, every write is one short transaction (a killed process leaves no half-written
+row) and another process may read it while a batch runs.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError, VideoError
+
+SCHEMA_VERSION = 1
+DEFAULT_DB = "judgments.sqlite"
+DB_ENV = "VRTHINKER_DB"
+
+_SCHEMA = """
+CREATE TABLE judgments (
+    key       TEXT PRIMARY KEY,          -- judgment_key(hashA, hashB, prompt, model identity)
+    videoA    TEXT NOT NULL,             -- shown first ("Video 1" to the model)
+    videoB    TEXT NOT NULL,             -- shown second
+    hashA     TEXT NOT NULL,
+    hashB     TEXT NOT NULL,
+    prompt    TEXT NOT NULL,
+    model_id  TEXT NOT NULL,
+    revision  TEXT NOT NULL DEFAULT '',
+    adapter   TEXT NOT NULL DEFAULT '',
+    protocol  TEXT NOT NULL,
+    backend   TEXT NOT NULL,
+    labels    TEXT NOT NULL,             -- JSON {TA, VQ, MQ, OA}: 1 = A better, 2 = B better, 0 tie, null
+    reason    TEXT,                      -- null when all four labels are present
+    detail    TEXT NOT NULL DEFAULT '',
+    reasoning TEXT NOT NULL DEFAULT '',
+    verdict   TEXT NOT NULL,             -- JSON Verdict.to_dict(trace=True), rendered prompts dropped
+    created   REAL NOT NULL
+);
+CREATE TABLE items (
+    job         TEXT NOT NULL,
+    item_id     TEXT NOT NULL,
+    position    INTEGER NOT NULL,        -- row number in the input file
+    video1      TEXT NOT NULL,
+    video2      TEXT NOT NULL,
+    prompt      TEXT NOT NULL,
+    orders      TEXT NOT NULL CHECK (orders IN ('one', 'both')),
+    status      TEXT NOT NULL CHECK (status IN ('done', 'bad')),
+    reason      TEXT,                    -- why a row is bad (missing_file, unreadable, bad_video)
+    detail      TEXT NOT NULL DEFAULT '',
+    key_forward TEXT REFERENCES judgments(key),  -- (video1, video2)
+    key_reverse TEXT REFERENCES judgments(key),  -- (video2, video1), null with orders 'one'
+    updated     REAL NOT NULL,
+    PRIMARY KEY (job, item_id),
+    CHECK (status = 'bad' OR key_forward IS NOT NULL),
+    CHECK (status = 'bad' OR orders = 'one' OR key_reverse IS NOT NULL)
+);
+CREATE TABLE file_hashes (
+    path     TEXT PRIMARY KEY,           -- absolute, symlinks resolved
+    size     INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    sha256   TEXT NOT NULL
+);
+CREATE TABLE rankings (
+    job         TEXT NOT NULL,
+    prompt      TEXT NOT NULL,
+    dimension   TEXT NOT NULL,
+    candidate   TEXT NOT NULL,           -- a video path
+    score       REAL NOT NULL,           -- Bradley-Terry log-odds (higher is better)
+    uncertainty REAL,                    -- standard error of the score
+    rank        INTEGER NOT NULL,        -- 1 = best
+    comparisons INTEGER NOT NULL DEFAULT 0,
+    model_id    TEXT NOT NULL DEFAULT '',
+    updated     REAL NOT NULL,
+    PRIMARY KEY (job, prompt, dimension, candidate)
+);
+"""
+
+
+def default_path() -> str:
+    """$VRTHINKER_DB if set, else judgments.sqlite in the current directory."""
+    return os.environ.get(DB_ENV) or DEFAULT_DB
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Everything about the judge that changes its answers, hence part of every judgment key."""
+
+    model_id: str
+    revision: str = ""
+    protocol: str = ""
+    backend: str = ""
+    adapter: str = ""
+
+
+def judgment_key(hash_a: str, hash_b: str, prompt: str, ident: ModelIdentity) -> str:
+    """sha256 of one ordered judgment's inputs (JSON-encoded, so no two field splits collide)."""
+    parts = [hash_a, hash_b, prompt.strip(), ident.model_id, ident.revision or "", ident.protocol,
+             ident.backend, ident.adapter or ""]
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Judgment:
+    """One stored ordered judgment: video A was shown first; labels are in that order (1 = A better)."""
+
+    key: str
+    videoA: str
+    videoB: str
+    hashA: str
+    hashB: str
+    prompt: str
+    model_id: str
+    revision: str
+    adapter: str
+    protocol: str
+    backend: str
+    labels: Mapping[str, int | None]
+    reason: str | None
+    detail: str
+    reasoning: str
+    verdict: Mapping[str, Any]
+    created: float
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input row of a job and where it stands; `key_*` name its judgments."""
+
+    job: str
+    item_id: str
+    position: int
+    video1: str
+    video2: str
+    prompt: str
+    orders: str
+    status: str
+    reason: str | None = None
+    detail: str = ""
+    key_forward: str | None = None
+    key_reverse: str | None = None
+    updated: float = 0.0
+
+
+@dataclass(frozen=True)
+class RankEntry:
+    """One candidate's place in a stored ranking."""
+
+    job: str
+    prompt: str
+    dimension: str
+    candidate: str
+    score: float
+    uncertainty: float | None
+    rank: int
+    comparisons: int
+    model_id: str = ""
+
+
+class Store:
+    """A judgment database. `Store(path)` creates it if needed; `readonly=True` never writes."""
+
+    def __init__(self, path: str | os.PathLike, *, readonly: bool = False, timeout: float = 30.0):
+        self.path = os.fspath(path)
+        self.readonly = readonly
+        if readonly:
+            if not os.path.isfile(self.path):
+                raise UsageError(f"no judgment database at {self.path} (run 'judge batch' first, or pass --db)")
+            uri = f"{Path(self.path).resolve().as_uri()}?mode=ro"
+            self.db = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+        else:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            # WAL: readers never block the writer and a killed writer leaves the last commit intact.
+            # synchronous=NORMAL is crash-safe in WAL mode; only a power cut may lose the latest commits.
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.row_factory = sqlite3.Row
+        self._migrate()
+
+    # ------------------------------------------------------------------------------------------------------
+    # setup
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise UsageError(f"{self.path}: database schema {version} is newer than this version of "
+                             f"vrthinker understands ({SCHEMA_VERSION}); upgrade vrthinker")
+        if version == SCHEMA_VERSION:
+            return
+        tables = self.db.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
+        if tables and version == 0:
+            raise UsageError(f"{self.path} is an SQLite file but not a judgment database")
+        if self.readonly:
+            raise UsageError(f"{self.path} is empty: no judgment database yet")
+        with self.transaction():
+            for statement in _SCHEMA.split(";"):  # executescript would commit on its own
+                if statement.strip():
+                    self.db.execute(statement)
+            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def transaction(self):
+        """`with store.transaction():` one atomic write (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error)."""
+        return _Transaction(self.db)
+
+    # ------------------------------------------------------------------------------------------------------
+    # content hashes
+
+    def file_hash(self, path: str | os.PathLike) -> str:
+        """sha256 of a file's bytes, cached by (path, size, mtime). Raises VideoError if it can't be read."""
+        p = os.path.realpath(os.fspath(path))
+        try:
+            st = os.stat(p)
+        except FileNotFoundError:
+            raise VideoError(os.fspath(path), "file not found") from None
+        except OSError as e:
+            raise VideoError(os.fspath(path), f"cannot read it ({e.strerror})") from None
+        row = self.db.execute("SELECT size, mtime_ns, sha256 FROM file_hashes WHERE path=?", (p,)).fetchone()
+        if row and row["size"] == st.st_size and row["mtime_ns"] == st.st_mtime_ns:
+            return row["sha256"]
+        h = hashlib.sha256()
+        try:
+            with open(p, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+        except OSError as e:
+            raise VideoError(os.fspath(path), f"cannot read it ({e.strerror})") from None
+        digest = h.hexdigest()
+        if not self.readonly:
+            with self.transaction():
+                self.db.execute("INSERT OR REPLACE INTO file_hashes VALUES (?, ?, ?, ?)",
+                                (p, st.st_size, st.st_mtime_ns, digest))
+        return digest
+
+    # ------------------------------------------------------------------------------------------------------
+    # judgments and items
+
+    def existing(self, keys: Iterable[str]) -> set[str]:
+        """Which of `keys` have a stored judgment."""
+        keys = [k for k in set(keys) if k]
+        if not keys:
+            return set()
+        marks = ",".join("?" * len(keys))
+        return {r[0] for r in self.db.execute(f"SELECT key FROM judgments WHERE key IN ({marks})", keys)}
+
+    def judgment(self, key: str | None) -> Judgment | None:
+        if not key:
+            return None
+        row = self.db.execute("SELECT * FROM judgments WHERE key=?", (key,)).fetchone()
+        return _judgment(row) if row else None
+
+    def record(self, item: Item, judgments: Sequence[Judgment] = ()) -> None:
+        """Store new judgments and the item that uses them in one transaction (all or nothing).
+
+        A judgment already stored (same key) is kept as it is; the item row is inserted or replaced.
+        """
+        with self.transaction():
+            for j in judgments:
+                self.db.execute(
+                    "INSERT OR IGNORE INTO judgments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (j.key, j.videoA, j.videoB, j.hashA, j.hashB, j.prompt, j.model_id, j.revision or "",
+                     j.adapter or "", j.protocol, j.backend, json.dumps(dict(j.labels)), j.reason, j.detail,
+                     j.reasoning, json.dumps(j.verdict, ensure_ascii=False), j.created or time.time()))
+            self.db.execute(
+                """INSERT INTO items VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
+                   ON CONFLICT (job, item_id) DO UPDATE SET position=excluded.position,
+                   video1=excluded.video1, video2=excluded.video2, prompt=excluded.prompt,
+                   orders=excluded.orders, status=excluded.status, reason=excluded.reason,
+                   detail=excluded.detail, key_forward=excluded.key_forward,
+                   key_reverse=excluded.key_reverse, updated=excluded.updated""",
+                (item.job, item.item_id, item.position, item.video1, item.video2, item.prompt, item.orders,
+                 item.status, item.reason, item.detail, item.key_forward, item.key_reverse,
+                 item.updated or time.time()))
+
+    def item(self, job: str, item_id: str) -> Item | None:
+        row = self.db.execute("SELECT * FROM items WHERE job=? AND item_id=?", (job, item_id)).fetchone()
+        return Item(**dict(row)) if row else None
+
+    def items(self, job: str | None = None, status: str | None = None) -> Iterator[Item]:
+        """Items in input order (by job, then position)."""
+        where, args = [], []
+        if job is not None:
+            where.append("job=?")
+            args.append(job)
+        if status is not None:
+            where.append("status=?")
+            args.append(status)
+        sql = "SELECT * FROM items" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY job, position"
+        for row in self.db.execute(sql, args).fetchall():
+            yield Item(**dict(row))
+
+    def jobs(self) -> list[str]:
+        jobs = {r[0] for r in self.db.execute("SELECT DISTINCT job FROM items")}
+        jobs |= {r[0] for r in self.db.execute("SELECT DISTINCT job FROM rankings")}
+        return sorted(jobs)
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table."""
+        return {t: self.db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                for t in ("judgments", "items", "file_hashes", "rankings")}
+
+    # ------------------------------------------------------------------------------------------------------
+    # rankings
+
+    def put_ranking(self, job: str, prompt: str, dimension: str, standings: Sequence[Any], *,
+                    model_id: str = "") -> None:
+        """Replace the ranking of (job, prompt, dimension) in one transaction.
+
+        `standings` is best first; each entry is a `vrthinker.rank.Standing` (candidate, score, stderr,
+        wins, losses, ties) or a mapping with `candidate`, `score` and optionally `uncertainty` (or
+        `stderr`) and `comparisons` (or wins/losses/ties, summed). Candidates are video paths.
+        """
+        rows = []
+        for k, s in enumerate(standings):
+            get = s.get if isinstance(s, Mapping) else (lambda name, default=None, _s=s: getattr(_s, name, default))
+            unc = get("uncertainty", get("stderr"))
+            comparisons = get("comparisons")
+            if comparisons is None:
+                comparisons = sum(int(get(n, 0) or 0) for n in ("wins", "losses", "ties"))
+            rows.append((job, prompt, dimension, str(get("candidate")), float(get("score")),
+                         None if unc is None else float(unc), k + 1, int(comparisons), model_id, time.time()))
+        with self.transaction():
+            self.db.execute("DELETE FROM rankings WHERE job=? AND prompt=? AND dimension=?", (job, prompt, dimension))
+            self.db.executemany("INSERT INTO rankings VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+
+    def rankings(self, job: str | None = None) -> list[RankEntry]:
+        """Stored ranking entries, grouped by job, prompt and dimension, best first."""
+        sql = "SELECT job, prompt, dimension, candidate, score, uncertainty, rank, comparisons, model_id FROM rankings"
+        args: tuple = ()
+        if job is not None:
+            sql += " WHERE job=?"
+            args = (job,)
+        sql += " ORDER BY job, prompt, dimension, rank"
+        return [RankEntry(**dict(r)) for r in self.db.execute(sql, args).fetchall()]
+
+    # ------------------------------------------------------------------------------------------------------
+    # health
+
+    def check(self) -> list[str]:
+        """Problems found: SQLite's integrity check, plus 'done' items whose judgments are missing."""
+        problems = [r[0] for r in self.db.execute("PRAGMA integrity_check") if r[0] != "ok"]
+        orphans = self.db.execute(
+            """SELECT count(*) FROM items i WHERE i.status='done' AND (
+                   NOT EXISTS (SELECT 1 FROM judgments j WHERE j.key = i.key_forward) OR
+                   (i.key_reverse IS NOT NULL AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.key = i.key_reverse)))"""
+        ).fetchone()[0]
+        if orphans:
+            problems.append(f"{orphans} done items without their judgments")
+        return problems
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self):
+        self.db.execute("BEGIN IMMEDIATE")  # take the write lock now, not halfway through
+        return self.db
+
+    def __exit__(self, exc_type, *_):
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _judgment(row: sqlite3.Row) -> Judgment:
+    d = dict(row)
+    d["labels"] = json.loads(d["labels"])
+    d["verdict"] = json.loads(d["verdict"])
+    return Judgment(**d)
