@@ -80,7 +80,7 @@ def test_verdict_fields(suite, judge):
     assert v.model_id == "weight-free-metrics" and v.protocol == "metrics/1" and v.backend == "metrics"
     assert v.videos == (str(clean), str(damaged[("blur", "strong")])) and v.prompt == "a landscape"
     assert set(v.extra["scores"]) == {"video1", "video2"} and v.extra["scores"]["video1"]["vq"] > 0
-    assert v.timings["total"] >= 0
+    assert v.timings["total_s"] >= 0
     d = v.to_dict()  # JSON-able
     assert d["labels"]["VQ"] == 1
 
