@@ -128,6 +128,7 @@ def render_verdict(v: Verdict, console) -> None:
 # only when its subcommand is used. Anything else is `judge V1 V2 --prompt P`.
 SUBCOMMANDS = {
     "batch": "vrthinker.commands.batch",
+    "eval": "vrthinker.commands.eval",
     "export": "vrthinker.commands.export",
     "rank": "vrthinker.commands.rank",
     "pairs": "vrthinker.commands.pairs",

@@ -359,7 +359,8 @@ class Store:
         orphans = self.db.execute(
             """SELECT count(*) FROM items i WHERE i.status='done' AND (
                    NOT EXISTS (SELECT 1 FROM judgments j WHERE j.key = i.key_forward) OR
-                   (i.key_reverse IS NOT NULL AND NOT EXISTS (SELECT 1 FROM judgments j WHERE j.key = i.key_reverse)))"""
+                   (i.key_reverse IS NOT NULL AND
+                    NOT EXISTS (SELECT 1 FROM judgments j WHERE j.key = i.key_reverse)))"""
         ).fetchone()[0]
         if orphans:
             problems.append(f"{orphans} done items without their judgments")

@@ -1,0 +1,250 @@
+"""Measure a judge on a video preference benchmark (VideoGen-RewardBench, GenAI-Bench, MJ-Bench-Video).
+
+`judge eval --benchmark NAME --data DIR [--orders both] [--limit N] [--db PATH] [--json] [model flags]`
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+EPILOG = """\
+DIR is the local copy of the benchmark (nothing is downloaded):
+  videogen-rewardbench  the VideoGen-RewardBench folder: videogen-rewardbench.csv and videos/ (videos.zip)
+  genai-bench           GenAI-Bench: video_generation/test-*.parquet (or a .jsonl/.json/.csv export), with
+                        the videos under DIR/videos/ named as in their URLs
+  mjbench-video         MJ-Bench-Video: test.json and videos/test/*.mp4
+Pairs whose video is missing or undecodable are reported and left out of every metric.
+
+Metrics, per dimension the benchmark labels (TA, VQ, MQ, OA), with bootstrap 95% intervals:
+  w/o ties  accuracy over pairs humans did not call a tie (a predicted tie is wrong)
+  w/ ties   3-class accuracy over all labelled pairs; for score judges (--backend metrics) the
+            Ties-Matter threshold sweep, reported with its threshold
+  a missing prediction (no answer) counts as wrong and is reported separately; the table shows "–"
+            for a dimension the judge labelled on no pair (e.g. TA for --backend metrics)
+  with --orders both: position consistency, the share of labels both orders agree on
+
+Every ordered judgment goes through the judgment store: with --db PATH (or $VRTHINKER_DB) a re-run
+resumes, and judgments already made by 'judge batch' with the same model are reused.
+
+Exit status: 0 evaluated; 2 bad input or usage."""
+
+
+def _benchmarks():
+    """The `eval` package (benchmarks and metrics) lives beside `vrthinker` in the source tree."""
+    try:
+        from eval import benchmarks, metrics
+    except ImportError as e:
+        from ..errors import JudgeError
+
+        raise JudgeError(f"'judge eval' needs the eval/ package of the vrthinker source tree ({e}); run it "
+                         "from a checkout (pip install -e .)") from None
+    return benchmarks, metrics
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    from ..cli import add_model_args
+    from ..store import DB_ENV
+
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = EPILOG
+    p.add_argument("--benchmark", required=True, choices=list(_benchmarks()[0].BENCHMARKS),
+                   help="which benchmark")
+    p.add_argument("--data", required=True, metavar="DIR", help="the benchmark's local copy (a folder or its "
+                   "annotation file)")
+    p.add_argument("--orders", choices=["one", "both"], default="one",
+                   help="both: judge each pair in both orders, combine them (disagreement = tie) and report "
+                        "position consistency; one (default): only (video1, video2)")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="only the first N pairs whose videos are present (a quick check)")
+    p.add_argument("--db", default=None, metavar="PATH",
+                   help=f"SQLite judgment database, makes the run resumable (default: ${DB_ENV} if set, else "
+                        "in memory: nothing kept)")
+    p.add_argument("--json", action="store_true", help="print one JSON object with every metric")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="B",
+                   help="bootstrap resamples for the 95%% intervals (0: none; default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    add_model_args(p)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# judge results -> metric inputs
+
+
+def score_differences(verdict: Mapping[str, Any] | None) -> dict[str, float] | None:
+    """Score differences s1 - s2 per dimension from a stored verdict, for score judges; None otherwise.
+
+    A judge may put them in `extra["score_diff"]`; the weight-free metrics judge stores per-video VQ and MQ
+    in `extra["scores"]`, whose overall is their mean (as its OA label is decided).
+    """
+    extra = (verdict or {}).get("extra") or {}
+    if isinstance(extra.get("score_diff"), Mapping):
+        return {d: float(v) for d, v in extra["score_diff"].items() if v is not None}
+    scores = extra.get("scores")
+    if not isinstance(scores, Mapping) or not {"video1", "video2"} <= set(scores):
+        return None
+    s1, s2 = scores["video1"], scores["video2"]
+    out: dict[str, float] = {}
+    for d, key in (("VQ", "vq"), ("MQ", "mq")):
+        if s1.get(key) is not None and s2.get(key) is not None:
+            out[d] = float(s1[key]) - float(s2[key])
+    if "VQ" in out and "MQ" in out:
+        out["OA"] = (out["VQ"] + out["MQ"]) / 2
+    return out or None
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
+
+
+def _cell(m, ci: bool = True) -> str:
+    """A percentage with its interval; "–" when nothing counts or the judge labelled none of the rows."""
+    if m is None or m.value is None or getattr(m, "missing", 0) == m.n:
+        return "–"
+    interval = f" [{_pct(m.ci[0])}, {_pct(m.ci[1])}]" if ci and m.ci else ""
+    return f"{_pct(m.value)}{interval}"
+
+
+def markdown_table(title: str, report, orders: str) -> str:
+    """The paper-style row: per dimension accuracy w/o and w/ ties (95% CI), n, and position consistency."""
+    dims = list(report.dimensions)
+    head = ["benchmark"]
+    for d in dims:
+        head += [f"{d} w/o ties", f"{d} w/ ties"]
+    head.append("n")
+    if orders == "both":
+        head.append("pos. consistency")
+    row = [title]
+    for d in dims:
+        r = report.dimensions[d]
+        row += [_cell(r.without_ties), _cell(r.reported_with_ties)]
+    row.append(str(report.examples))
+    if orders == "both":
+        row.append(_cell(report.consistency))
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
+             "| " + " | ".join(row) + " |"]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the command
+
+
+def run(a: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    from ..batch import PairRow, identify, run_batch
+    from ..cli import load_judge, quiet_libraries
+    from ..errors import UsageError
+    from ..store import DB_ENV, Store
+
+    if a.bootstrap < 0:
+        raise UsageError(f"--bootstrap must be 0 or more, got {a.bootstrap}")
+    benchmarks, metrics = _benchmarks()
+    bench = benchmarks.BENCHMARKS[a.benchmark]
+    loaded = bench.load(a.data, a.limit)  # a bad data dir fails before the model loads
+    if not loaded.examples:
+        why = f"; first: {loaded.skipped[0][0]}: {loaded.skipped[0][1]}" if loaded.skipped else ""
+        raise UsageError(f"{a.data}: no usable {bench.title} pairs ({len(loaded.skipped)} skipped{why})")
+    db = a.db or os.environ.get(DB_ENV) or ":memory:"
+    job = f"eval/{bench.name}"
+    rows, seen = [], set()
+    for k, ex in enumerate(loaded.examples, 1):
+        item_id = ex.id if ex.id not in seen else f"{ex.id}#{k}"
+        seen.add(item_id)
+        rows.append(PairRow(item_id, ex.video1, ex.video2, ex.prompt, int(ex.meta.get("row", k)), k))
+    err = Console(stderr=True)
+    with Store(db) as store:
+        quiet_libraries()
+        judge = load_judge(a)
+        ident = identify(judge, adapter=a.adapter)
+        columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                   TimeRemainingColumn())
+        outcomes = {}
+        with Progress(*columns, console=err, transient=False) as progress:
+            task = progress.add_task(f"{bench.name}", total=len(rows), status="")
+            tally = {"judged": 0, "reused": 0, "bad": 0}
+
+            def step(out) -> None:
+                outcomes[out.item_id] = out
+                tally[out.status] += 1
+                progress.update(task, advance=1, status=f"{tally['judged']} judged, {tally['reused']} reused, "
+                                                        f"{tally['bad']} bad")
+
+            run_batch(judge, rows, store, job=job, orders=a.orders, ident=ident, on_item=step)
+        human, predicted, forward, reverse, scores, used = [], [], [], [], [], []
+        bad: list[tuple[str, str]] = []
+        for ex, row in zip(loaded.examples, rows):
+            out = outcomes.get(row.item_id)
+            if out is None or out.status == "bad":  # an undecodable video: a data problem, not the judge's
+                bad.append((ex.id, f"{out.reason}: {out.detail}" if out else "not judged"))
+                continue
+            item = store.item(job, row.item_id)
+            f = store.judgment(item.key_forward) if item else None
+            r = store.judgment(item.key_reverse) if item else None
+            human.append(ex.labels)
+            predicted.append(out.labels)
+            forward.append(dict(f.labels) if f else None)
+            reverse.append(dict(r.labels) if r else None)
+            scores.append(score_differences(f.verdict) if f else None)
+            used.append(ex)
+    if not human:
+        raise UsageError(f"{a.data}: every {bench.title} pair was skipped ({bad[0][0]}: {bad[0][1]})")
+    report = metrics.evaluate(human, predicted, dimensions=bench.dimensions,
+                      forward=forward if a.orders == "both" else None,
+                      reverse=reverse if a.orders == "both" else None,
+                      scores=scores if any(s for s in scores) else None, bootstrap=a.bootstrap, seed=a.seed)
+    table = markdown_table(bench.title, report, a.orders)
+    skipped = [{"id": i, "reason": why} for i, why in (*loaded.skipped, *bad)]
+    if a.json:
+        print(json.dumps({
+            "benchmark": bench.name, "title": bench.title, "data": str(a.data), "source": loaded.source,
+            "orders": a.orders, "limit": a.limit, "db": None if db == ":memory:" else db,
+            "model": {"model_id": ident.model_id, "revision": ident.revision, "protocol": ident.protocol,
+                      "backend": ident.backend, "adapter": ident.adapter},
+            "evaluated": len(human), "skipped": skipped, "metrics": report.to_dict(), "table": table,
+        }, ensure_ascii=False))
+        return 0
+    _print_details(Console(), bench, report, a.orders, skipped, ident, db, loaded.source)
+    print(table)
+    return 0
+
+
+def _print_details(out, bench, report, orders: str, skipped, ident, db: str, source: str) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"{bench.title}: {report.examples} pairs", title_justify="left")
+    for name in ("dim", "labelled", "ties", "w/o ties (n, missing)", "w/ ties 3-class", "w/ ties sweep (eps)",
+                 *(("consistency",) if orders == "both" else ())):
+        t.add_column(name, justify="right")
+    for d, r in report.dimensions.items():
+        w = r.without_ties
+        sweep = "–" if r.tie_sweep is None or r.tie_sweep.value is None else \
+            f"{_cell(r.tie_sweep, False)} ({r.tie_sweep.threshold:.4g})"
+        cells = [d, str(r.labelled), str(r.ties), f"{_cell(w, False)} ({w.n}, {w.missing})",
+                 _cell(r.with_ties, False), sweep]
+        if orders == "both":
+            c = r.consistency
+            cells.append(f"{_cell(c, False)} (n={c.n})" if c else "–")
+        t.add_row(*cells)
+    out.print(t)
+    for d, r in report.dimensions.items():
+        rows = ", ".join(f"{name}: {'/'.join(map(str, c))}"
+                         for name, c in zip(("video1", "video2", "tie"), r.confusion.counts))
+        out.print(f"confusion {d} (human -> predicted video1/video2/tie/missing): {rows}", highlight=False)
+    out.print(f"model: {ident.model_id}{'@' + ident.revision if ident.revision else ''}  protocol: "
+              f"{ident.protocol}  backend: {ident.backend}  orders: {orders}  "
+              f"database: {'(in memory)' if db == ':memory:' else db}", highlight=False)
+    out.print(f"data: {source}", highlight=False)
+    if skipped:
+        out.print(f"[yellow]{len(skipped)} pairs skipped[/] (left out of every metric):")
+        for s in skipped[:10]:
+            out.print(f"  {s['id']}: {s['reason']}", highlight=False)
+        if len(skipped) > 10:
+            out.print(f"  ... and {len(skipped) - 10} more (--json lists all)")

@@ -1,0 +1,35 @@
+"""Write one self-contained HTML file: per pair the frames the judge looked at, its labels and reasoning.
+
+`judge report --db judgments.sqlite --out report.html [--job NAME] [--limit N] [--thumb PX]`
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    from .batch import add_db_argument
+
+    add_db_argument(p)
+    p.add_argument("--out", required=True, metavar="FILE", help="output .html file")
+    p.add_argument("--job", default=None, help="only this batch or tournament (default: all)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N pairs (default: all)")
+    p.add_argument("--thumb", type=int, default=160, metavar="PX", help="thumbnail side in pixels (default 160)")
+
+
+def run(a: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ..cli import quiet_libraries
+    from ..errors import UsageError
+    from ..report import write_report
+    from ..store import Store
+
+    if a.thumb < 16 or (a.limit is not None and a.limit < 0):
+        raise UsageError("--thumb must be at least 16 and --limit at least 0")
+    quiet_libraries()
+    with Store(a.db, readonly=True) as store:
+        s = write_report(store, a.out, job=a.job, limit=a.limit, thumb=a.thumb)
+    Console(stderr=True).print(f"wrote {a.out}: {s.items} pairs ({s.bad} bad), {s.images} thumbnails, "
+                               f"{s.rankings} rankings", highlight=False)
+    return 0

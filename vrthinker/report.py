@@ -1,0 +1,220 @@
+"""A self-contained HTML report of stored judgments: per pair the frames the judge looked at, its labels and
+final reasoning; per tournament the ranking. Inline CSS, images as base64 JPEG data URIs, no URL at all."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from . import frames
+from .batch import JudgedItem, judged_items
+from .errors import JudgeError
+from .store import Judgment, RankEntry, Store
+from .verdict import DIMENSIONS, LABEL_NAMES
+
+NAMES = {"TA": "Text Alignment", "VQ": "Visual Quality", "MQ": "Motion Quality", "OA": "Overall"}
+
+CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;background:#fafafa}
+h1{font-size:22px}h2{font-size:17px;margin:0 0 6px}h3{font-size:15px;margin:14px 0 4px}
+section.item,section.ranking{background:#fff;border:1px solid #ddd;border-radius:6px;padding:14px;margin:0 0 18px}
+.prompt{font-style:italic}.muted{color:#777}.bad{color:#a40}
+table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}
+.frames{display:flex;flex-wrap:wrap;gap:10px}.frame{border:1px solid #eee;padding:4px;text-align:center}
+.frame img{display:inline-block;margin:0 2px}.reasoning{white-space:pre-wrap;background:#f4f4f4;padding:8px}
+.note{color:#a40;font-size:12px}
+"""
+
+
+@dataclass(frozen=True)
+class ReportStats:
+    """What went into a report."""
+
+    items: int
+    bad: int
+    images: int
+    rankings: int
+
+
+class _Thumbs:
+    """Thumbnails of grid frames as data URIs; each video decoded once (within a memory bound)."""
+
+    def __init__(self, side: int, max_mb: float = 256):
+        self.side = side
+        self.cache = frames.GridCache(max_mb)
+        self.uris: dict[tuple, str] = {}
+        self.errors: dict[str, str] = {}
+        self.count = 0
+
+    def grid(self, path: str, grid_size: int):
+        if path in self.errors:
+            return None
+        try:
+            # raw_budget_mb=0: frames are shrunk to thumbnails while decoding, so a video costs ~10 MB
+            return self.cache.load(path, grid_size=grid_size, side=self.side, min_frames=1, raw_budget_mb=0)
+        except JudgeError as e:
+            self.errors[path] = str(e)
+            return None
+
+    def uri(self, grid, index: int) -> str:
+        key = (grid.path, grid.grid_size, index)
+        if key not in self.uris:
+            buf = io.BytesIO()
+            grid.image(index).save(buf, "JPEG", quality=80)
+            self.uris[key] = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+        self.count += 1
+        return self.uris[key]
+
+
+def _grid_size(protocol: str) -> int:
+    """The grid size of the protocol the judgment was made under (the frames a grid index names)."""
+    from .protocol import Profile
+
+    try:
+        return Profile.load(protocol.split("/")[0]).grid_size
+    except (JudgeError, OSError, ValueError, KeyError):  # unknown or weight-free protocol: the card grid
+        return frames.GRID_SIZE
+
+
+def _e(x) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _label(v) -> str:
+    return "missing" if v is None else f"{v} ({LABEL_NAMES[v]})"
+
+
+def _labels_table(j: JudgedItem) -> str:
+    head = "<tr><th>dimension</th><th>label</th>"
+    orders = [(n, o) for n, o in (("video1 first", j.forward), ("video2 first", j.reverse)) if o is not None]
+    head += "".join(f"<th>{_e(n)} (as answered)</th>" for n, _ in orders) + "</tr>"
+    rows = []
+    for d in DIMENSIONS:
+        cells = "".join(f"<td>{_e(_label(o.labels.get(d)))}</td>" for _, o in orders)
+        flag = " <span class='note'>orders disagree</span>" if d in j.inconsistent else ""
+        rows.append(f"<tr><td>{d} {_e(NAMES[d])}</td><td class='label' data-dim='{d}'>"
+                    f"{_e(_label(j.verdict.labels.get(d)))}{flag}</td>{cells}</tr>")
+    return f"<table class='labels'>{head}{''.join(rows)}</table>"
+
+
+def _conversation(o: Judgment, thumbs: _Thumbs) -> str:
+    """The frames of each turn of one ordered judgment, both videos side by side per grid index."""
+    turns = o.verdict.get("turns") or []
+    shown = (o.videoA, o.videoB)
+    size = _grid_size(o.protocol)
+    grids = [thumbs.grid(p, size) if p else None for p in shown]
+    out = []
+    for k, video in enumerate(shown):
+        if grids[k] is None:
+            out.append(f"<p class='note'>video {k + 1} ({_e(os.path.basename(video))}): no thumbnails: "
+                       f"{_e(thumbs.errors.get(video, 'not recorded'))}</p>")
+    for t in turns:
+        refs = t.get("new_images") or []
+        by_index: dict[int, dict[int, dict]] = defaultdict(dict)
+        for r in refs:
+            by_index[int(r["grid_index"])][int(r["video"])] = r
+        what = "initial frames" if t["index"] == 0 else f"frames from the tool call of turn {t['index']}"
+        asked = (f"; then asked for {list(t.get('requested') or [])}" if t.get("action") == "tool_call" else "")
+        out.append(f"<h3>turn {t['index'] + 1}: {_e(t.get('action', ''))} "
+                   f"<span class='muted'>(saw {_e(what)}{_e(asked)})</span></h3>")
+        if not by_index:
+            out.append("<p class='muted'>no new frames this turn</p>")
+            continue
+        cells = []
+        for index, per_video in by_index.items():
+            imgs, reals = [], []
+            for v in (1, 2):
+                r = per_video.get(v)
+                g = grids[v - 1]
+                reals.append("-" if r is None else str(r["real_index"]))
+                if r is None or g is None:
+                    continue
+                note = "" if g.real_index(index) == r["real_index"] else " (file changed since judged)"
+                imgs.append(f"<img class='thumb' src='{thumbs.uri(g, index)}' width='{thumbs.side}' "
+                            f"height='{thumbs.side}' alt='video {v} grid index {index}{_e(note)}'>")
+            cells.append(f"<div class='frame'>{''.join(imgs)}<br>index {index} "
+                         f"<span class='muted'>(frames {' / '.join(reals)})</span></div>")
+        out.append(f"<div class='frames'>{''.join(cells)}</div>")
+    return "".join(out)
+
+
+def _item(j: JudgedItem, thumbs: _Thumbs) -> str:
+    it = j.item
+    title = f"{_e(it.job)} / {_e(it.item_id)}: {_e(os.path.basename(it.video1))} vs {_e(os.path.basename(it.video2))}"
+    parts = [f"<section class='item' id='item-{_e(it.job)}-{_e(it.item_id)}'><h2>{title}</h2>",
+             f"<p class='prompt'>{_e(it.prompt)}</p>",
+             f"<p class='muted'>video1: {_e(it.video1)}<br>video2: {_e(it.video2)}</p>"]
+    if j.verdict is None:
+        parts.append(f"<p class='bad'>bad row: {_e(it.reason)} - {_e(it.detail)}</p></section>")
+        return "".join(parts)
+    f = j.forward
+    c = j.consistency
+    parts.append(f"<p class='muted'>model {_e(f.model_id)}{' @ ' + _e(f.revision) if f.revision else ''}, "
+                 f"protocol {_e(f.protocol)}, backend {_e(f.backend)}, orders {_e(it.orders)}"
+                 f"{'' if c is None else f', position consistency {c:.0%}'}</p>")
+    parts.append(_labels_table(j))
+    if j.verdict.reason:
+        parts.append(f"<p class='bad'>incomplete: {_e(j.verdict.reason)} - {_e(j.verdict.detail)}</p>")
+    for name, o in (("video1 shown first", j.forward), ("video2 shown first", j.reverse)):
+        if o is None:
+            continue
+        parts.append(f"<h3>{_e(name)}: Video 1 = {_e(os.path.basename(o.videoA))}, "
+                     f"Video 2 = {_e(os.path.basename(o.videoB))}</h3>")
+        parts.append(_conversation(o, thumbs))
+        parts.append(f"<div class='reasoning'><b>final reasoning:</b> {_e(o.reasoning) or '(none)'}</div>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _rankings(entries: Sequence[RankEntry]) -> list[str]:
+    groups: dict[tuple, list[RankEntry]] = defaultdict(list)
+    for e in entries:
+        groups[(e.job, e.prompt, e.dimension)].append(e)
+    out = []
+    for (job, prompt, dim), rows in groups.items():
+        body = "".join(f"<tr><td>{e.rank}</td><td>{_e(os.path.basename(e.candidate))}</td><td>{e.score:.3f}</td>"
+                       f"<td>{'' if e.uncertainty is None else f'{e.uncertainty:.3f}'}</td>"
+                       f"<td>{e.comparisons}</td></tr>" for e in sorted(rows, key=lambda e: e.rank))
+        out.append(f"<section class='ranking'><h2>ranking {_e(job)}: {_e(dim)} {_e(NAMES.get(dim, ''))}</h2>"
+                   f"<p class='prompt'>{_e(prompt)}</p><table class='rank'><tr><th>rank</th><th>candidate</th>"
+                   f"<th>score</th><th>&plusmn; stderr</th><th>comparisons</th></tr>{body}</table></section>")
+    return out
+
+
+def render(items: Iterable[JudgedItem], rankings: Sequence[RankEntry] = (), *, thumb: int = 160,
+           title: str = "vrthinker judgments") -> tuple[str, ReportStats]:
+    """The report as one HTML string, and what it holds."""
+    thumbs = _Thumbs(thumb)
+    body, n, bad = [], 0, 0
+    for j in items:
+        n += 1
+        bad += j.verdict is None
+        body.append(_item(j, thumbs))
+    ranks = _rankings(rankings)
+    summary = f"{n} pairs ({bad} bad), {len(ranks)} rankings"
+    page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            # forbid every fetch: the page must render from this file alone
+            "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; img-src data:; "
+            "style-src 'unsafe-inline'\">"
+            f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"
+            f"<h1>{_e(title)}</h1><p class='muted'>{summary}</p>"
+            + "".join(ranks) + "".join(body) + "</body></html>\n")
+    return page, ReportStats(n, bad, thumbs.count, len(ranks))
+
+
+def write_report(store: Store, out: str, *, job: str | None = None, limit: int | None = None,
+                 thumb: int = 160) -> ReportStats:
+    """Render the stored judgments (done and bad rows) and rankings of `store` into `out`."""
+    items = []
+    for k, j in enumerate(judged_items(store, job, include_bad=True)):
+        if limit is not None and k >= limit:
+            break
+        items.append(j)
+    page, stats = render(items, store.rankings(job), thumb=thumb)
+    with open(out, "w", encoding="utf-8") as f:
+        f.write(page)
+    return stats
