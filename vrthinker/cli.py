@@ -28,7 +28,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="hf: the Qwen2.5-VL judge; metrics: weight-free VQ/MQ; scripted: replies from a JSON file")
     g.add_argument("--protocol", default=None,
                    help="conversation profile when the checkpoint declares none (card, training)")
-    g.add_argument("--max-turns", type=int, default=None, help="assistant turns at most (profile default: 6)")
+    g.add_argument("--max-turns", type=int, default=None,
+                   help="assistant turns at most (profile default: card 6, training 4)")
     g.add_argument("--max-new-tokens", type=int, default=None,
                    help="new tokens per turn at most (profile default: 2048)")
     g.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .backends.base import Reply, Session
-from .parsing import final_reasoning, labels_or_missing, parse_answer, parse_tool_call
-from .protocol import Conversation, Profile
+from .parsing import CallRules, final_reasoning, labels_or_missing, parse_answer, parse_recommendation, read_tool_call
+from .protocol import Conversation, Profile, fill
 from .verdict import DIMENSIONS, REASONS, Turn
 
 
@@ -22,6 +22,7 @@ class Outcome:
     detail: str
     reasoning: str
     turns: tuple[Turn, ...]
+    recommendation: dict | None = None  # the last interim <Recommend Answer> (labels, confidence), if any
 
 
 class Dialogue:
@@ -36,28 +37,40 @@ class Dialogue:
         self.turns: list[Turn] = []
         self.outcome: Outcome | None = None
         self._new_images = self.conv.initial_refs
+        low, high = profile.index_range
+        self.rules = CallRules(profile.tool_name, profile.tool_argument, low, high, profile.max_indices_per_call,
+                               profile.over_limit, profile.bad_index, profile.duplicates, profile.tool_json)
 
     @property
     def done(self) -> bool:
         return self.outcome is not None
 
     def request(self) -> tuple[list[dict], list]:
-        return self.conv.messages, self.conv.pil_images
+        """What the model is asked now: messages and media (PIL images, protocol.Clip videos)."""
+        return self.conv.request()
 
     def _end(self, labels, reason, detail, reply_text) -> None:
-        self.outcome = Outcome(labels, reason, detail, final_reasoning(reply_text), tuple(self.turns))
+        recs = [t.recommendation for t in self.turns if t.recommendation]
+        self.outcome = Outcome(labels, reason, detail, final_reasoning(reply_text), tuple(self.turns),
+                               recs[-1] if recs else None)
+
+    def _over_context(self, reply: Reply) -> bool:
+        limit = self.profile.max_context_tokens
+        return bool(limit) and reply.prefill_tokens + reply.reused_tokens + reply.new_tokens > limit
 
     def receive(self, reply: Reply) -> None:
         """Take the model's reply to the last request: record it, then end or append the tool response."""
         k = len(self.turns)
         p = self.profile
         self.conv.add_reply(reply.text)
+        rec = parse_recommendation(reply.text)
         base = {"index": k, "reply": reply.text, "new_images": self._new_images, "rendered": reply.rendered,
                 "new_tokens": reply.new_tokens, "prefill_tokens": reply.prefill_tokens,
-                "reused_tokens": reply.reused_tokens, "stopped": reply.stopped, "seconds": reply.seconds}
+                "reused_tokens": reply.reused_tokens, "stopped": reply.stopped, "seconds": reply.seconds,
+                "recommendation": rec}
 
         answer = parse_answer(reply.text)
-        if answer:
+        if answer is not None:
             self.turns.append(Turn(action="answer", **base))
             labels = labels_or_missing(answer)
             missing = [d for d in DIMENSIONS if labels[d] is None]
@@ -65,25 +78,45 @@ class Dialogue:
                       f"no label for {', '.join(missing)}" if missing else "", reply.text)
             return
 
-        call = parse_tool_call(reply.text, p.tool_name, p.tool_argument, p.grid_size, p.max_indices_per_call)
-        if call is None or not call.indices:
+        call = read_tool_call(reply.text, self.rules)
+        replied = call is not None and not call.indices and p.bad_call == "reply"
+        if call is None or not (call.indices or replied):
             action = "none" if call is None else "malformed_tool_call"
             self.turns.append(Turn(action=action, dropped=call.dropped if call else (), **base))
             if reply.stopped == "length":
                 reason, detail = "token_limit", f"reply {k + 1} hit the {self.max_new_tokens}-token limit"
             elif call is None:
                 reason, detail = "no_answer", REASONS["no_answer"]
+                if rec:
+                    detail = f"the model stopped with only a recommended answer ({_show(rec)})"
             else:
                 reason, detail = "malformed_tool_call", f"tool call of turn {k + 1}: {call.error}"
             self._end(labels_or_missing(None), reason, detail, reply.text)
             return
 
-        self.turns.append(Turn(action="tool_call", requested=call.indices, dropped=call.dropped, **base))
+        action = "tool_error" if replied else "tool_call"
+        self.turns.append(Turn(action=action, requested=call.indices, dropped=call.dropped,
+                               tool_error=call.error if replied else "", **base))
         if k + 1 >= self.max_turns:  # frames for a call that can no longer be answered are not fetched
             self._end(labels_or_missing(None), "turn_limit", f"no answer within {self.max_turns} turns",
                       reply.text)
             return
-        self._new_images = self.conv.add_tool_response(call.indices)
+        if self._over_context(reply):
+            self._end(labels_or_missing(None), "token_limit",
+                      f"the conversation passed {p.max_context_tokens} tokens at turn {k + 1}", reply.text)
+            return
+        if replied:  # the profile answers a call it cannot serve with a message, as its training did
+            self.conv.add_tool_message(fill(p.tool_messages[call.refusal], **p.values(n=call.asked)))
+            self._new_images = ()
+        else:
+            self._new_images = self.conv.add_tool_response(call.indices)
+
+
+def _show(rec: dict) -> str:
+    parts = [f"{d}={v}" for d, v in rec["labels"].items()]
+    if rec.get("confidence") is not None:
+        parts.append(f"CF={rec['confidence']}")
+    return ", ".join(parts)
 
 
 def _timed(session: Session, messages, images, max_new_tokens: int) -> Reply:
@@ -97,6 +130,9 @@ def _timed(session: Session, messages, images, max_new_tokens: int) -> Reply:
 def run_dialogues(backend, sessions: Sequence[Session], dialogues: Sequence[Dialogue]) -> list[Outcome]:
     """Step several dialogues together; a backend with `generate_many` may batch each step."""
     batched = getattr(backend, "generate_many", None)
+    for s, d in zip(sessions, dialogues):  # the profile's decoding settings, where a session takes them
+        if d.profile.generation and hasattr(s, "set_generation"):
+            s.set_generation(d.profile.generation)
     while True:
         live = [(s, d) for s, d in zip(sessions, dialogues) if not d.done]
         if not live:

@@ -28,6 +28,26 @@ def grid_to_real(index: int, total: int, grid_size: int = GRID_SIZE) -> int:
     return min(int(index / grid_size * total), total - 1)
 
 
+def sample_indices(total: int, grid_size: int = GRID_SIZE, sampling: str = "floor") -> list[int]:
+    """Real frame at each grid index: "floor" is `grid_to_real`; "linspace" spreads the grid evenly from the
+    first to the last frame, rounded (qwen_vl_utils' video sampling)."""
+    if sampling == "floor":
+        return [grid_to_real(i, total, grid_size) for i in range(grid_size)]
+    if sampling == "linspace":
+        if total < 1:
+            raise ValueError(f"total must be >= 1, got {total}")
+        return np.linspace(0, total - 1, grid_size).round().astype(int).tolist()
+    raise ValueError(f"sampling must be 'floor' or 'linspace', not {sampling!r}")
+
+
+def fit_size(height: int, width: int, pixels: tuple[int, int]) -> tuple[int, int]:
+    """(height, width) with the aspect kept, sides multiples of 28, area within `pixels` = (min, max):
+    qwen_vl_utils' smart_resize, as its fetch_image sizes a frame."""
+    from qwen_vl_utils import smart_resize
+
+    return smart_resize(height, width, factor=28, min_pixels=pixels[0], max_pixels=pixels[1])
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     """What was decoded: `total_frames` is the count actually decodable, `indices` the frames returned."""
@@ -148,6 +168,18 @@ def _square(bgr: np.ndarray, side: int) -> np.ndarray:
     return out
 
 
+def _fit(bgr: np.ndarray, pixels: tuple[int, int]) -> np.ndarray:
+    """BGR frame -> RGB resized as fetch_image does (aspect kept, PIL default resample); see `fit_size`."""
+    h, w = fit_size(bgr.shape[0], bgr.shape[1], pixels)
+    out = np.ascontiguousarray(np.asarray(Image.fromarray(bgr).resize((w, h)))[..., ::-1])
+    out.setflags(write=False)
+    return out
+
+
+def _convert(bgr: np.ndarray, side: int, pixels: tuple[int, int] | None) -> np.ndarray:
+    return _square(bgr, side) if pixels is None else _fit(bgr, pixels)
+
+
 RAW_BUDGET_MB = 512  # per video: decoded frames kept unconverted until asked for (720p: ~190 frames)
 
 
@@ -158,17 +190,20 @@ class FrameGrid:
     resize costs more than decoding and a conversation looks at about half of the grid. Frames past the
     raw-memory budget are converted while decoding. What a grid index shows never changes.
     `total_frames` is the frame count the grid maps onto (the decodable count); `header_frames` is what
-    the container claimed and `count_note` says why they differ (None when they agree).
+    the container claimed and `count_note` says why they differ (None when they agree). With `pixels`
+    = (min, max) frames keep their aspect ratio instead (see `fit_size`); `sampling` picks how grid
+    indices map onto real frames (see `sample_indices`).
     """
 
     __slots__ = ("path", "grid_size", "side", "total_frames", "header_frames", "fps", "width", "height",
-                 "count_note", "_rows", "_real", "_frames", "_lock")
+                 "count_note", "_rows", "_real", "_frames", "_lock", "pixels", "sampling")
 
     def __init__(self, path: str, grid_size: int, side: int, total_frames: int, fps: float, width: int,
                  height: int, frames: dict[int, np.ndarray], header_frames: int | None = None,
-                 count_note: str | None = None):
+                 count_note: str | None = None, pixels: tuple[int, int] | None = None,
+                 sampling: str = "floor"):
         """`frames` maps real frame index -> either a converted [side, side, 3] RGB frame or raw BGR."""
-        real = [grid_to_real(i, total_frames, grid_size) for i in range(grid_size)]
+        real = sample_indices(total_frames, grid_size, sampling)
         order = sorted(set(real))
         row_of = {r: k for k, r in enumerate(order)}
         real_a = np.asarray(real, np.int64)
@@ -180,7 +215,8 @@ class FrameGrid:
                             ("height", int(height)), ("count_note", count_note), ("_rows", rows),
                             ("header_frames", int(total_frames if header_frames is None else header_frames)),
                             ("_real", real_a), ("_frames", [frames[r] for r in order]),
-                            ("_lock", threading.Lock())):
+                            ("_lock", threading.Lock()), ("pixels", None if pixels is None else tuple(pixels)),
+                            ("sampling", sampling)):
             object.__setattr__(self, name, value)
 
     def __setattr__(self, name, value):
@@ -210,14 +246,14 @@ class FrameGrid:
         return int(self._real[self._check(i)])
 
     def array(self, i: int) -> np.ndarray:
-        """The RGB frame at grid index `i`, uint8 [side, side, 3] (read-only)."""
+        """The RGB frame at grid index `i`, uint8 [side, side, 3] or aspect-kept with `pixels` (read-only)."""
         row = int(self._rows[self._check(i)])
         frame = self._frames[row]
         if frame.flags.writeable:  # still raw BGR (converted frames are read-only)
             with self._lock:
                 frame = self._frames[row]
                 if frame.flags.writeable:
-                    frame = self._frames[row] = _square(frame, self.side)
+                    frame = self._frames[row] = _convert(frame, self.side, self.pixels)
         return frame
 
     def image(self, i: int) -> Image.Image:
@@ -240,12 +276,14 @@ class FrameGrid:
 
 
 def load_grid(path, grid_size: int = GRID_SIZE, side: int = IMAGE_SIDE, min_frames: int = 4,
-              eager: Iterable[int] = (), raw_budget_mb: float = RAW_BUDGET_MB) -> FrameGrid:
+              eager: Iterable[int] = (), raw_budget_mb: float = RAW_BUDGET_MB,
+              pixels: tuple[int, int] | None = None, sampling: str = "floor") -> FrameGrid:
     """Decode `path` once and keep the frames its `grid_size`-index grid needs.
 
     Grid indices in `eager` (e.g. the initial ones every conversation shows) are converted while
     decoding, as is every frame beyond `raw_budget_mb` of unconverted frames; the rest on first use.
     Raises VideoError for a missing, unreadable or corrupt file, or fewer than `min_frames` frames.
+    `pixels` and `sampling`: see FrameGrid.
     """
     if grid_size < 1 or side < 1:
         raise ValueError(f"grid_size and side must be >= 1, got {grid_size}, {side}")
@@ -253,17 +291,18 @@ def load_grid(path, grid_size: int = GRID_SIZE, side: int = IMAGE_SIDE, min_fram
     state = {"eager": set(), "raw_bytes": 0}
 
     def pick(total: int) -> set[int]:
-        state["eager"] = {grid_to_real(i, total, grid_size) for i in eager}
-        return {grid_to_real(i, total, grid_size) for i in range(grid_size)}
+        real = sample_indices(total, grid_size, sampling)
+        state["eager"] = {real[i] for i in eager}
+        return set(real)
 
     def keep(bgr: np.ndarray, n: int) -> np.ndarray:
         if n in state["eager"] or state["raw_bytes"] + bgr.nbytes > raw_budget_mb * 2**20:
-            return _square(bgr, side)
+            return _convert(bgr, side, pixels)
         state["raw_bytes"] += bgr.nbytes
         return bgr
 
     frames, total, header, fps, w, h, note = _decode(path, pick, keep, max(1, min_frames))
-    return FrameGrid(os.fspath(path), grid_size, side, total, fps, w, h, frames, header, note)
+    return FrameGrid(os.fspath(path), grid_size, side, total, fps, w, h, frames, header, note, pixels, sampling)
 
 
 def load_pair(path1, path2, cache: GridCache | None = None, **kw) -> tuple[FrameGrid, FrameGrid]:

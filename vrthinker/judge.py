@@ -41,7 +41,8 @@ def load_videos(profile: Profile, video1: str | Path, video2: str | Path, min_fr
                 cache: frames.GridCache | None = None):
     """Decode both videos once, as `profile` addresses them; the initial frames are converted at once."""
     return frames.load_pair(str(video1), str(video2), cache=cache, grid_size=profile.grid_size,
-                            side=profile.image_side, min_frames=min_frames, eager=profile.initial_indices)
+                            side=profile.image_side, min_frames=min_frames, eager=profile.initial_indices,
+                            **profile.frame_options())
 
 
 class Judge:
@@ -116,6 +117,7 @@ class Judge:
                 labels=out.labels, reason=out.reason, detail=out.detail, reasoning=out.reasoning,
                 turns=out.turns, timings=timings,
                 extra={"profile_source": self.profile_source, "orders": "one",
+                       "recommendation": out.recommendation,
                        "frames": [{"video": k + 1, "total_frames": g.total_frames, "fps": g.fps}
                                   for k, g in enumerate((grids[i], grids[j]))]},
                 **m))

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from .errors import UsageError
 from .frames import prefetch
@@ -25,15 +25,42 @@ def _prompts_root() -> Path:
 
 
 @dataclass(frozen=True)
+class Clip:
+    """Frames shown to the model as one video item (`<|video_pad|>`), all of the first frame's size."""
+
+    frames: tuple[Any, ...]
+    fps: float = 2.0
+
+
+CHOICES = {  # profile key -> allowed values (the first is the default)
+    "addressing": ("mirrored_grid", "concatenated_list"),
+    "initial_item": ("images", "video"),
+    "tool_response_images": ("pairs", "by_video", "requested"),
+    "over_limit": ("truncate", "refuse"),
+    "bad_index": ("drop", "refuse"),
+    "duplicates": ("drop", "keep"),
+    "tool_json": ("lenient", "strict"),
+    "bad_call": ("end", "reply"),
+    "history": ("raw", "process"),
+    "frame_sampling": ("floor", "linspace"),
+}
+TOOL_MESSAGES = ("over_limit", "out_of_range", "unknown_tool", "error")  # texts tool_<kind> of a profile
+
+
+@dataclass(frozen=True)
 class Profile:
-    """One conversation profile, loaded from judge_prompts/<name>/profile.json and its text files."""
+    """One conversation profile, loaded from judge_prompts/<name>/profile.json and its text files.
+
+    Every difference between checkpoints' conversations is a value here (see CHOICES), never a branch
+    on the profile's name.
+    """
 
     name: str
     version: str
     description: str
-    grid_size: int
-    image_side: int
-    initial_indices: tuple[int, ...]
+    grid_size: int  # frames addressed per video
+    image_side: int  # square side of a frame, unless frame_pixels keeps the aspect ratio
+    initial_indices: tuple[int, ...]  # per-video grid indices shown first (video 1, then video 2)
     max_indices_per_call: int
     max_turns: int
     max_new_tokens: int
@@ -42,8 +69,26 @@ class Profile:
     system: str
     user_template: str
     tool_response_template: str
-    tool_response_images: str = "pairs"  # "pairs": v1[i], v2[i], v1[j], ...; "by_video": all v1 then all v2
+    tool_response_images: str = "pairs"  # "pairs": v1[i], v2[i], ...; "by_video": v1 then v2; "requested"
     images_before_text: bool = True
+    tool_images_before_text: bool | None = None  # None: as images_before_text
+    addressing: str = "mirrored_grid"  # one index -> both videos; "concatenated_list": video 1 then video 2
+    index_base: int = 0
+    initial_item: str = "images"  # "video": the initial frames as one video item
+    video_fps: float = 2.0
+    frame_pixels: tuple[int, int] | None = None  # (min, max) pixels, aspect kept; None: image_side squares
+    frame_sampling: str = "floor"
+    over_limit: str = "truncate"  # more indices than allowed: keep the first ones, or refuse the call
+    bad_index: str = "drop"  # an unusable index: drop it, or refuse the call
+    duplicates: str = "drop"
+    tool_json: str = "lenient"  # "strict": json.loads of the call as written, as training does
+    bad_call: str = "end"  # a call with nothing to fetch: end the conversation, or reply with a message
+    tool_messages: Mapping[str, str] = field(default_factory=dict)
+    max_context_tokens: int | None = None  # prompt + reply tokens after which no tool call is served
+    window_memory: bool = False  # only the latest tool reply keeps its images
+    history: str = "raw"  # how an assistant reply is kept: as written, or rebuilt as training's process()
+    generation: Mapping[str, Any] = field(default_factory=dict)  # decoding settings over the checkpoint's
+    user_values: Mapping[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -56,15 +101,28 @@ class Profile:
             raise UsageError(f"unknown protocol profile {str(name_or_dir)!r}; known: {', '.join(available())}")
         data = json.loads((root / "profile.json").read_text(encoding="utf-8"))
         texts = {k: (root / v).read_text(encoding="utf-8") for k, v in data["texts"].items()}
+        system = texts["system"]
+        if "tools" in data:  # Qwen-Agent's function-calling block: one json.dumps line per tool
+            tools = json.loads((root / data["tools"]).read_text(encoding="utf-8"))
+            system += fill(texts["tools_block"], tools="\n".join(json.dumps(t, ensure_ascii=False) for t in tools))
+        pixels = data.get("frame_pixels")
         p = cls(name=data["name"], version=data["version"], description=data.get("description", ""),
                 grid_size=int(data["grid_size"]), image_side=int(data["image_side"]),
                 initial_indices=tuple(int(i) for i in data["initial_indices"]),
                 max_indices_per_call=int(data["max_indices_per_call"]), max_turns=int(data["max_turns"]),
                 max_new_tokens=int(data["max_new_tokens"]), tool_name=data["tool_name"],
-                tool_argument=data["tool_argument"], system=texts["system"], user_template=texts["user"],
+                tool_argument=data["tool_argument"], system=system,
+                user_template=texts["user"] + data.get("user_suffix", ""),
                 tool_response_template=texts["tool_response"],
-                tool_response_images=data.get("tool_response_images", "pairs"),
-                images_before_text=bool(data.get("images_before_text", True)), raw=data)
+                images_before_text=bool(data.get("images_before_text", True)),
+                tool_images_before_text=data.get("tool_images_before_text"),
+                index_base=int(data.get("index_base", 0)), video_fps=float(data.get("video_fps", 2.0)),
+                frame_pixels=None if pixels is None else (int(pixels[0]), int(pixels[1])),
+                tool_messages={k: texts[f"tool_{k}"] for k in TOOL_MESSAGES if f"tool_{k}" in texts},
+                max_context_tokens=data.get("max_context_tokens"),
+                window_memory=bool(data.get("window_memory", False)),
+                generation=dict(data.get("generation", {})), user_values=dict(data.get("user_values", {})),
+                raw=data, **{k: data.get(k, v[0]) for k, v in CHOICES.items()})
         p.validate()
         return p
 
@@ -73,8 +131,49 @@ class Profile:
         if bad or self.max_indices_per_call < 1 or self.max_turns < 1:
             raise UsageError(f"profile {self.name}: inconsistent numbers (initial indices {bad} "
                              f"outside 0..{self.grid_size - 1}, or a non-positive limit)")
-        if self.tool_response_images not in ("pairs", "by_video"):
-            raise UsageError(f"profile {self.name}: tool_response_images must be 'pairs' or 'by_video'")
+        for key, allowed in CHOICES.items():
+            if getattr(self, key) not in allowed:
+                raise UsageError(f"profile {self.name}: {key} must be one of {', '.join(map(repr, allowed))}")
+        if self.bad_call == "reply" and set(TOOL_MESSAGES) - set(self.tool_messages):
+            raise UsageError(f"profile {self.name}: bad_call 'reply' needs the texts "
+                             + ", ".join(f"tool_{k}" for k in TOOL_MESSAGES))
+
+    @property
+    def list_size(self) -> int:
+        """How many tool indices address a frame (128 for a mirrored grid, 96 for 2 x 48 concatenated)."""
+        return self.grid_size * (2 if self.addressing == "concatenated_list" else 1)
+
+    @property
+    def index_range(self) -> tuple[int, int]:
+        """The valid tool indices, both ends included."""
+        return self.index_base, self.index_base + self.list_size - 1
+
+    def locate(self, index: int) -> list[tuple[int, int]]:
+        """The (video, grid index) frames one tool index fetches, in the order they are shown."""
+        k = index - self.index_base
+        if self.addressing == "concatenated_list":
+            return [(k // self.grid_size + 1, k % self.grid_size)]
+        return [(1, k), (2, k)]
+
+    def frames_for(self, indices: Sequence[int]) -> list[tuple[int, int]]:
+        """The (video, grid index) frames a tool call fetches, in the order the profile shows them."""
+        located = [self.locate(i) for i in indices]
+        if self.tool_response_images == "by_video":
+            return [f for v in (1, 2) for fs in located for f in fs if f[0] == v]
+        return [f for fs in located for f in fs]
+
+    def frame_options(self) -> dict[str, Any]:
+        """Keyword arguments for frames.load_grid beyond grid_size/side (empty for square grids)."""
+        opts: dict[str, Any] = {}
+        if self.frame_pixels is not None:
+            opts["pixels"] = self.frame_pixels
+        if self.frame_sampling != "floor":
+            opts["sampling"] = self.frame_sampling
+        return opts
+
+    def values(self, **more: Any) -> dict[str, Any]:
+        """Placeholder values every template of this profile may use."""
+        return {"N": self.list_size, "max_indices": self.max_indices_per_call, **self.user_values, **more}
 
 
 def available() -> list[str]:
@@ -121,9 +220,11 @@ def fill(template: str, **values: Any) -> str:
 
 @dataclass
 class Conversation:
-    """The growing message list and image list of one comparison, rendered from a profile.
+    """The growing message list and media of one comparison, rendered from a profile.
 
-    `images` holds (FrameRef, PIL image) in the order their placeholders appear in `messages`.
+    `messages` is the whole history; `images` holds (FrameRef, PIL image) for every frame ever shown, in
+    order. `request()` gives what the model sees now: with window memory, earlier tool replies lose
+    their images (their placeholders vanish from the text, the images from the inputs).
     """
 
     profile: Profile
@@ -131,39 +232,74 @@ class Conversation:
     grids: Sequence[Any]  # two vrthinker.frames.FrameGrid
     messages: list[dict] = field(default_factory=list)
     images: list[tuple[FrameRef, Any]] = field(default_factory=list)
+    media: list[list[Any]] = field(default_factory=list)  # per message: its PIL images / Clips in order
+    tool_replies: list[int] = field(default_factory=list)  # message indices of tool replies
 
     def __post_init__(self) -> None:
         if not self.messages:
             p = self.profile
-            self.messages.append({"role": "system", "content": [{"type": "text", "text": p.system}]})
+            self._add("system", [{"type": "text", "text": p.system}], [])
             refs = [self._ref(v, i) for v in (1, 2) for i in p.initial_indices]
-            self.messages.append(self._user(refs, fill(p.user_template, prompt=self.prompt)))
+            self._user(refs, fill(p.user_template, **p.values(prompt=self.prompt)), p.images_before_text,
+                       as_video=p.initial_item == "video")
 
     def _ref(self, video: int, index: int) -> tuple[FrameRef, Any]:
         g = self.grids[video - 1]
         return FrameRef(video, index, g.real_index(index), g.sha256(index)), g.image(index)
 
-    def _user(self, refs: list[tuple[FrameRef, Any]], text: str) -> dict:
+    def _add(self, role: str, content: list[dict], media: list[Any]) -> None:
+        self.messages.append({"role": role, "content": content})
+        self.media.append(media)
+
+    def _user(self, refs: list[tuple[FrameRef, Any]], text: str, media_first: bool, as_video: bool = False) -> None:
         self.images.extend(refs)
-        items = [{"type": "image"} for _ in refs]
+        if as_video:
+            items, media = [{"type": "video"}], [self._clip([im for _, im in refs])]
+        else:
+            items, media = [{"type": "image"} for _ in refs], [im for _, im in refs]
         text_item = [{"type": "text", "text": text}]
-        content = items + text_item if self.profile.images_before_text else text_item + items
-        return {"role": "user", "content": content}
+        self._add("user", items + text_item if media_first else text_item + items, media)
+
+    def _clip(self, frames: list[Any]) -> Clip:
+        """One video item; frames of another size take the first frame's, as Qwen2-VL's processor did."""
+        size = frames[0].size
+        return Clip(tuple(f if f.size == size else f.resize(size) for f in frames), self.profile.video_fps)
 
     def add_reply(self, text: str) -> None:
-        self.messages.append({"role": "assistant", "content": [{"type": "text", "text": text}]})
+        """Append the assistant's reply, kept as the profile's history rule says."""
+        from .parsing import HISTORY
+
+        self._add("assistant", [{"type": "text", "text": HISTORY[self.profile.history](text)}], [])
 
     def add_tool_response(self, indices: Sequence[int]) -> tuple[FrameRef, ...]:
         """Append the frames asked for and the tool-response text; return the new images' refs."""
-        prefetch([(g, indices) for g in self.grids])  # convert this turn's frames in parallel
-        if self.profile.tool_response_images == "pairs":
-            refs = [self._ref(v, i) for i in indices for v in (1, 2)]
-        else:
-            refs = [self._ref(v, i) for v in (1, 2) for i in indices]
-        text = fill(self.profile.tool_response_template, count=len(indices),
-                    indices="[" + ", ".join(str(i) for i in indices) + "]")
-        self.messages.append(self._user(refs, text))
+        p = self.profile
+        wanted = p.frames_for(indices)
+        prefetch([(g, [i for v, i in wanted if v == k]) for k, g in enumerate(self.grids, 1)])
+        refs = [self._ref(v, i) for v, i in wanted]
+        text = fill(p.tool_response_template, **p.values(count=len(indices),
+                    indices="[" + ", ".join(str(i) for i in indices) + "]"))
+        media_first = p.images_before_text if p.tool_images_before_text is None else p.tool_images_before_text
+        self.tool_replies.append(len(self.messages))
+        self._user(refs, text, media_first)
         return tuple(r for r, _ in refs)
+
+    def add_tool_message(self, text: str) -> None:
+        """Append a tool reply that carries a message and no frames (a refused or failed call)."""
+        self.tool_replies.append(len(self.messages))
+        self._add("user", [{"type": "text", "text": text}], [])
+
+    def request(self) -> tuple[list[dict], list[Any]]:
+        """The messages and media (PIL images and Clips, in placeholder order) the model sees now."""
+        hidden = set(self.tool_replies[:-1]) if self.profile.window_memory else set()
+        messages, media = [], []
+        for k, (msg, items) in enumerate(zip(self.messages, self.media)):
+            if k in hidden and items:
+                msg = {**msg, "content": [c for c in msg["content"] if c.get("type") not in ("image", "video")]}
+            else:
+                media.extend(items)
+            messages.append(msg)
+        return messages, media
 
     @property
     def pil_images(self) -> list[Any]:

@@ -35,7 +35,7 @@ class Turn:
 
     index: int
     reply: str
-    action: str  # "answer" | "tool_call" | "malformed_tool_call" | "none"
+    action: str  # "answer" | "tool_call" | "tool_error" | "malformed_tool_call" | "none"
     requested: tuple[int, ...] = ()  # valid frame indices of a tool call, in the order asked
     dropped: tuple[str, ...] = ()  # tool arguments that were not usable indices, as written
     new_images: tuple[FrameRef, ...] = ()
@@ -45,6 +45,8 @@ class Turn:
     reused_tokens: int = 0
     stopped: str = "eos"  # "eos" | "length"
     seconds: float = 0.0
+    recommendation: Mapping[str, Any] | None = None  # an interim <Recommend Answer>: labels, confidence (CF)
+    tool_error: str = ""  # "tool_error" turns: why the call was answered with a message instead of frames
 
 
 @dataclass(frozen=True)

@@ -3,13 +3,16 @@
 Each turn the whole conversation is rendered and tokenized exactly as the reference does (so the
 assistant's earlier replies are re-tokenized from their text), then only the tokens after the longest
 prefix shared with the cached sequence are run through the model, with vision features computed once
-per image.
+per image or video. Media come as PIL images (`<|image_pad|>`) and protocol.Clip videos (`<|video_pad|>`)
+in placeholder order; when earlier images leave the conversation (window memory) the cache is reused up
+to the first changed token.
 """
 from __future__ import annotations
 
 import copy
 import hashlib
 import importlib.util
+import re
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -19,6 +22,10 @@ from ..errors import ModelLoadError
 from .base import Reply
 
 IMAGE_PAD = "<|image_pad|>"
+VIDEO_PAD = "<|video_pad|>"
+_PADS = re.compile(re.escape(IMAGE_PAD) + "|" + re.escape(VIDEO_PAD))
+# video frames arrive already sized (multiples of 28): bounds wide enough that the processor keeps them
+VIDEO_BOUNDS = {"shortest_edge": 3136, "longest_edge": 12845056}
 
 
 def pick_device(device: str | None) -> str:
@@ -164,11 +171,22 @@ class HFBackend:
     def generate_many(self, sessions, requests, max_new_tokens) -> list[Reply]:
         return generate_many(self, sessions, requests, max_new_tokens)
 
-    def config_for(self, max_new_tokens: int):
+    def config_for(self, max_new_tokens: int, overrides: dict | None = None):
+        """The checkpoint's greedy settings, with a profile's `overrides` (e.g. repetition_penalty 1.0)."""
         gc = copy.deepcopy(self.generation_config)
+        for k, v in (overrides or {}).items():
+            setattr(gc, k, v)
         gc.max_new_tokens = max_new_tokens
         gc.return_dict_in_generate = True
         return gc
+
+    def video_inputs(self, clips: Sequence[Any]) -> dict:
+        """Processor arguments that take `clips` as given (no frame sampling, no resizing) at their fps."""
+        from transformers.video_utils import VideoMetadata
+
+        return {"videos": [list(c.frames) for c in clips], "videos_kwargs": {
+            "size": VIDEO_BOUNDS, "do_sample_frames": False, "cap_pixels_per_frame": False,
+            "video_metadata": [VideoMetadata(total_num_frames=len(c.frames), fps=c.fps) for c in clips]}}
 
 
 def _quant_config(quantize: str, compute_dtype):
@@ -199,9 +217,29 @@ class FeatureCache:
         self.items: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
         self.encoded = 0  # images run through the vision tower
 
+    @staticmethod
+    def _key(im: Any) -> str:
+        return hashlib.sha256(im.tobytes()).hexdigest() + f"{im.size}{im.mode}"
+
+    def get_clip(self, clip: Any) -> tuple[Any, Any, float]:
+        """(features, video_grid_thw row, seconds per temporal grid step) of one video clip."""
+        key = "video:" + "".join(self._key(f) for f in clip.frames) + f"@{clip.fps}"
+        if key not in self.items:
+            m, vp = self.b.model, self.b.processor.video_processor
+            kw = self.b.video_inputs([clip])
+            out = vp(videos=kw["videos"], return_tensors="pt",
+                     **{k: v for k, v in kw["videos_kwargs"].items() if k != "video_metadata"})
+            grid = out["video_grid_thw"].to(m.device)
+            feats = m.model.get_video_features(out["pixel_values_videos"].to(m.device), grid,
+                                               return_dict=True).pooler_output
+            self.items[key] = (feats[0], grid[0], vp.temporal_patch_size / clip.fps)
+            self.encoded += len(clip.frames)
+        self.items.move_to_end(key)
+        return self.items[key]
+
     def get(self, images: Sequence[Any]) -> list[tuple[Any, Any]]:
         """(features, grid_thw row) per image; the missing ones go through the vision tower in one batch."""
-        keys = [hashlib.sha256(im.tobytes()).hexdigest() + f"{im.size}{im.mode}" for im in images]
+        keys = [self._key(im) for im in images]
         missing = list(dict.fromkeys(k for k in keys if k not in self.items))
         if missing:
             m = self.b.model
@@ -223,70 +261,84 @@ class FeatureCache:
 
 
 class HFSession:
-    """One conversation's cache: token ids whose keys/values are held, and per-image vision features."""
+    """One conversation's cache: token ids whose keys/values are held, and per-item vision features."""
 
     def __init__(self, backend: HFBackend):
         self.b = backend
         self.cache = None  # transformers DynamicCache
         self.cached_ids: list[int] = []  # token ids whose keys/values are in self.cache
-        self.image_ids: list[int] = []  # id() of each image whose features are held
-        self.features: list[Any] = []  # vision-tower output per image
-        self.grids: list[Any] = []  # image_grid_thw row per image
+        self.media_ids: list[int] = []  # id() of each image / clip whose features are held
+        self.vision: list[tuple[str, Any, Any, float]] = []  # (kind, features, grid_thw, s/grid) per item
         self.rope_deltas = None
+        self.generation: dict = {}  # a profile's decoding settings over the checkpoint's
 
-    def _encode_images(self, images: Sequence[Any]) -> None:
-        """Vision features for the images after the unchanged prefix (from the backend's feature cache)."""
+    def set_generation(self, overrides: dict) -> None:
+        self.generation = dict(overrides)
+
+    @property
+    def grids(self) -> list[Any]:
+        """image_grid_thw rows of the images held, in order."""
+        return [g for kind, _, g, _ in self.vision if kind == "image"]
+
+    def _encode_media(self, media: Sequence[Any]) -> None:
+        """Vision features for the items after the unchanged prefix (from the backend's feature cache)."""
         keep = 0
-        while keep < min(len(images), len(self.image_ids)) and id(images[keep]) == self.image_ids[keep]:
+        while keep < min(len(media), len(self.media_ids)) and id(media[keep]) == self.media_ids[keep]:
             keep += 1
-        del self.image_ids[keep:], self.features[keep:], self.grids[keep:]
-        new = list(images[keep:])
-        if not new:
-            return
-        for f, g in self.b.features.get(new):
-            self.features.append(f)
-            self.grids.append(g)
-        self.image_ids.extend(id(im) for im in new)
+        del self.media_ids[keep:], self.vision[keep:]
+        new = list(media[keep:])
+        images = iter(self.b.features.get([x for x in new if not _is_clip(x)]))
+        for x in new:
+            if _is_clip(x):
+                self.vision.append(("video", *self.b.features.get_clip(x)))
+            else:
+                self.vision.append(("image", *next(images), 0.0))
+        self.media_ids.extend(id(x) for x in new)
 
     def _tokenize(self, rendered: str) -> list[int]:
-        """Expand each image placeholder to its vision-token count and tokenize, as the processor does."""
+        """Expand each image / video placeholder to its vision-token count and tokenize, as the processor does."""
         proc = self.b.processor
         merge = proc.image_processor.merge_size ** 2
-        parts = rendered.split(IMAGE_PAD)
-        if len(parts) - 1 != len(self.grids):
-            raise ValueError(f"{len(parts) - 1} image placeholders for {len(self.grids)} images")
+        pads = _PADS.findall(rendered)
+        kinds = ["image" if p == IMAGE_PAD else "video" for p in pads]
+        if kinds != [kind for kind, *_ in self.vision]:
+            raise ValueError(f"placeholders {kinds} do not match the media given {[k for k, *_ in self.vision]}")
+        parts = _PADS.split(rendered)
         pieces = [parts[0]]
-        for g, rest in zip(self.grids, parts[1:]):
-            pieces.append(IMAGE_PAD * int(g.prod() // merge))
+        for pad, (_, _, g, _), rest in zip(pads, self.vision, parts[1:]):
+            pieces.append(pad * int(g.prod() // merge))
             pieces.append(rest)
         return proc.tokenizer("".join(pieces), add_special_tokens=False)["input_ids"]
 
-    def prepare(self, messages: list[dict], images: Sequence[Any]) -> dict:
+    def prepare(self, messages: list[dict], media: Sequence[Any]) -> dict:
         """Render, tokenize and find how much of the cache still holds: everything `generate` needs."""
-        m = self.b.model
         rendered = self.b.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        self._encode_images(images)
+        self._encode_media(media)
         ids = self._tokenize(rendered)
-        # longest common prefix with what the cache holds, never cutting into an image's tokens
+        # longest common prefix with what the cache holds, never cutting into an image's or video's tokens
         reuse = 0
         limit = min(len(ids), len(self.cached_ids))
         while reuse < limit and ids[reuse] == self.cached_ids[reuse]:
             reuse += 1
         reuse = min(reuse, len(ids) - 1)  # at least one token must be fed to get logits
-        image_token = m.config.image_token_id
-        while reuse > 0 and ids[reuse] == image_token and ids[reuse - 1] == image_token:
+        c = self.b.model.config
+        vision = {c.image_token_id, c.video_token_id}
+        while reuse > 0 and ids[reuse] in vision and ids[reuse - 1] == ids[reuse]:
             reuse -= 1
-        n_cached_images = sum(1 for i in range(reuse) if ids[i] == image_token and
-                              (i == 0 or ids[i - 1] != image_token))
+        n_cached = sum(1 for i in range(reuse) if ids[i] in vision and (i == 0 or ids[i - 1] != ids[i]))
         if reuse == 0 or self.cache is None:
-            reuse, n_cached_images = 0, 0
-        return {"rendered": rendered, "ids": ids, "reuse": reuse, "n_cached_images": n_cached_images}
+            reuse, n_cached = 0, 0
+        return {"rendered": rendered, "ids": ids, "reuse": reuse, "n_cached_images": n_cached}
+
+    def token_types(self, input_ids):
+        """mm_token_type_ids: 1 for image tokens, 2 for video tokens, 0 for text."""
+        c = self.b.model.config
+        return (input_ids == c.image_token_id).int() + 2 * (input_ids == c.video_token_id).int()
 
     def generate(self, messages: list[dict], images: Sequence[Any], max_new_tokens: int) -> Reply:
         if not self.b.reuse_cache:
             return self._generate_full(messages, images, max_new_tokens)
         import torch
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
 
         t0 = time.perf_counter()
         m = self.b.model
@@ -299,16 +351,12 @@ class HFSession:
         input_ids = torch.tensor([ids], device=m.device)
         kwargs: dict[str, Any] = {
             "input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
-            "mm_token_type_ids": (input_ids == m.config.image_token_id).int(),
-            "past_key_values": self.cache, "generation_config": self.b.config_for(max_new_tokens)}
-        if self.grids:
-            kwargs["image_grid_thw"] = torch.stack(self.grids)
-        if self.features[p["n_cached_images"]:]:
-            kwargs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(
-                pooler_output=tuple(self.features[p["n_cached_images"]:]))}
-        if self.cache is not None and self.rope_deltas is not None:
-            # the model keeps rope deltas as state; restore this conversation's own
-            m.model.rope_deltas = self.rope_deltas
+            "mm_token_type_ids": self.token_types(input_ids), "past_key_values": self.cache,
+            "generation_config": self.b.config_for(max_new_tokens, self.generation),
+            **vision_kwargs(self.vision, p["n_cached_images"], m.device)}
+        # The model keeps rope deltas as state, valid only for the sequence they came from (another
+        # session's, or this one before window memory dropped images): generate recomputes them.
+        m.model.rope_deltas = None
         out = m.generate(**kwargs, **self.b.generate_kwargs)
         self.rope_deltas = m.model.rope_deltas
         seq = out.sequences[0].tolist()
@@ -316,14 +364,16 @@ class HFSession:
         self.cached_ids = seq[: self.cache.get_seq_length()]
         return self._reply(seq[len(ids):], max_new_tokens, p["rendered"], len(ids) - reuse, reuse, t0)
 
-    def _generate_full(self, messages: list[dict], images: Sequence[Any], max_new_tokens: int) -> Reply:
+    def _generate_full(self, messages: list[dict], media: Sequence[Any], max_new_tokens: int) -> Reply:
         """The reference's way: re-render and re-encode everything, images included, every turn."""
         t0 = time.perf_counter()
         proc, m = self.b.processor, self.b.model
         rendered = proc.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        inputs = proc(text=[rendered], images=list(images) or None, return_tensors="pt",
-                      padding=True).to(m.device)
-        out = m.generate(**inputs, generation_config=self.b.config_for(max_new_tokens),
+        images = [x for x in media if not _is_clip(x)]
+        clips = [x for x in media if _is_clip(x)]
+        inputs = proc(text=[rendered], images=images or None, return_tensors="pt", padding=True,
+                      **(self.b.video_inputs(clips) if clips else {})).to(m.device)
+        out = m.generate(**inputs, generation_config=self.b.config_for(max_new_tokens, self.generation),
                          **self.b.generate_kwargs)
         n = inputs["input_ids"].shape[1]
         return self._reply(out.sequences[0, n:].tolist(), max_new_tokens, rendered, n, 0, t0)
@@ -340,30 +390,60 @@ class HFSession:
                      seconds=time.perf_counter() - t0 if seconds is None else seconds)
 
 
+def _is_clip(x: Any) -> bool:
+    """A video item (protocol.Clip: frames shown as one `<|video_pad|>`), as opposed to a PIL image."""
+    return hasattr(x, "frames")
+
+
+def vision_kwargs(vision: Sequence[tuple[str, Any, Any, float]], n_cached: int, device) -> dict:
+    """generate() arguments for a sequence's media: the grids of all, the encoder outputs of the uncached."""
+    import torch
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    kw: dict[str, Any] = {}
+    images = [v for v in vision if v[0] == "image"]
+    videos = [v for v in vision if v[0] == "video"]
+    if images:
+        kw["image_grid_thw"] = torch.stack([g for _, _, g, _ in images])
+    if videos:
+        kw["video_grid_thw"] = torch.stack([g for _, _, g, _ in videos])
+        kw["second_per_grid_ts"] = torch.tensor([s for *_, s in videos], device=device)
+    encoded = {}
+    for kind in ("image", "video"):
+        feats = tuple(f for k, f, _, _ in vision[n_cached:] if k == kind)
+        if feats:
+            encoded[kind] = BaseModelOutputWithPooling(pooler_output=feats)
+    if encoded:
+        kw["mm_encoder_outputs"] = encoded
+    return kw
+
+
 def generate_many(backend: HFBackend, sessions: Sequence[HFSession], requests: Sequence[tuple[list, list]],
                   max_new_tokens: Sequence[int]) -> list[Reply]:
     """One batched `generate` for fresh conversations of equal token length (e.g. both orders of a
     pair: same text, same image sizes); otherwise one conversation after the other."""
     import torch
-    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    def one_by_one() -> list[Reply]:
+        return [s.generate(m, im, n) for s, (m, im), n in zip(sessions, requests, max_new_tokens)]
 
     if not backend.batch or len(sessions) < 2 or not backend.reuse_cache or len(set(max_new_tokens)) > 1 \
-            or any(s.cache is not None for s in sessions):
-        return [s.generate(m, im, n) for s, (m, im), n in zip(sessions, requests, max_new_tokens)]
+            or any(s.cache is not None or s.generation != sessions[0].generation for s in sessions):
+        return one_by_one()
     t0 = time.perf_counter()
-    backend.features.get([im for _, ims in requests for im in ims])  # one vision batch for all
+    backend.features.get([x for _, media in requests for x in media if not _is_clip(x)])  # one vision batch
     preps = [s.prepare(m, im) for s, (m, im) in zip(sessions, requests)]
     if len({len(p["ids"]) for p in preps}) > 1:
-        return [s.generate(m, im, n) for s, (m, im), n in zip(sessions, requests, max_new_tokens)]
+        return one_by_one()
     m = backend.model
     input_ids = torch.tensor([p["ids"] for p in preps], device=m.device)
+    m.model.rope_deltas = None
     out = m.generate(
         input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-        mm_token_type_ids=(input_ids == m.config.image_token_id).int(),
-        image_grid_thw=torch.stack([g for s in sessions for g in s.grids]),
-        mm_encoder_outputs={"image": BaseModelOutputWithPooling(
-            pooler_output=tuple(f for s in sessions for f in s.features))},
-        generation_config=backend.config_for(max_new_tokens[0]), **backend.generate_kwargs)
+        mm_token_type_ids=sessions[0].token_types(input_ids),
+        **vision_kwargs([v for s in sessions for v in s.vision], 0, m.device),
+        generation_config=backend.config_for(max_new_tokens[0], sessions[0].generation),
+        **backend.generate_kwargs)
     seconds = (time.perf_counter() - t0) / len(sessions)
     n = input_ids.shape[1]
     replies = []

@@ -14,9 +14,15 @@ class ScriptedSession:
         self._replies = list(replies)
         self._render = render
         self.calls: list[tuple[list[dict], int]] = []  # (messages, image count) seen each turn
+        self.media: list[list[Any]] = []  # the media themselves (PIL images, protocol.Clip) each turn
+        self.generation: dict = {}  # decoding settings a profile asked for (recorded, not used)
+
+    def set_generation(self, overrides: dict) -> None:
+        self.generation = dict(overrides)
 
     def generate(self, messages: list[dict], images: Sequence[Any], max_new_tokens: int) -> Reply:
         self.calls.append(([dict(m) for m in messages], len(images)))
+        self.media.append(list(images))
         turn = len(self.calls) - 1
         text = self._replies[turn] if turn < len(self._replies) else ""
         words = text.split()
