@@ -13,7 +13,7 @@ For each dimension separately: with probability `tie` the label is a tie; otherw
   b is the position bias: at equal quality the first video wins with probability 0.5 + `bias` (0.1).
 The measured accuracy (decisive labels only, both positions) is printed per N so the calibration is visible.
 
-    python scripts/bench_rank.py [--trials 200,200,100,50] [--accuracy 0.8] [--judge-model thurstone]
+    python scripts/bench_rank.py [--trials 200,200,300,50] [--accuracy 0.8] [--judge-model thurstone]
 
 Last line: `n=32 ours_comparisons=A roundrobin_comparisons=B ours_top1=C roundrobin_top1=D ours_tau=E
 roundrobin_tau=F` (means over the trials at N = 32).
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="8,16,32,64")
-    p.add_argument("--trials", default="200,200,100,50", help="trials per size, same order as --sizes")
+    p.add_argument("--trials", default="200,200,300,50", help="trials per size, same order as --sizes")
     p.add_argument("--accuracy", type=float, default=0.8)
     p.add_argument("--judge-model", choices=["thurstone", "constant"], default="thurstone")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)

@@ -1,0 +1,368 @@
+"""Rank N candidates per dimension from pairwise judgments: Bradley-Terry fits (choix) on adaptively chosen pairs.
+
+Pure library: `compare(a, b)` is any callable returning labels per dimension (1 = a better, 2 = b better,
+0 = tie, None = missing), so a VLM judge, a cache or a simulation all plug in the same way.
+
+Model. Each dimension gets its own Bradley-Terry fit, `P(i beats j) = sigmoid(s_i - s_j)`, computed by
+choix's iterative Luce spectral ranking on a dense win matrix (`choix.lsr_pairwise_dense`, iterated to the
+ML fixed point). Ties count as half a win each way. Every candidate also gets one virtual tied comparison
+with a virtual reference candidate (score 0): a weak prior that keeps the fit finite when a candidate won
+or lost everything, and makes scores "log-odds against a typical candidate".
+
+Uncertainty. `stderr` comes from the Fisher information of that likelihood at the fit (each comparison,
+tied or not, contributes `p(1-p)`), inverted with the reference score held at 0.
+
+Scheduling ("adaptive"). Swiss rounds first (everyone plays; later rounds pair neighbours in the current
+ranking, avoiding repeats), then greedy most-informative pairs until the budget, by default
+`ceil(N log2 N)` comparisons. "Most informative" is greedy D-optimal design: the pair whose outcome most
+shrinks the joint uncertainty, largest `p(1-p) Var(s_i - s_j)`. While the winner is still open (no candidate
+is the best with probability >= TOP_SURE under the fit's normal approximation), TOP_SHARE of these steps
+weight that gain by `P(i best) + P(j best)`, so the budget goes where top-1 is decided; once the winner
+is clear, every step serves the whole order (a consistent judge then gets sorted, not re-confirmed).
+A pair is judged at most twice, once in each order; a candidate goes first about as often as second, so
+a judge's position bias mostly cancels.
+Pairing follows one dimension (OA by default); every dimension is fitted from the same comparisons, and a
+missing label only drops that comparison from that dimension's fit.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import choix
+import numpy as np
+
+from .errors import UsageError
+from .verdict import DIMENSIONS
+
+Labels = Mapping[str, "int | None"]
+CompareFn = Callable[[str, str], Labels]
+SCHEDULES = ("adaptive", "round_robin")
+
+PRIOR_TIES = 1.0  # virtual tied comparisons of each candidate against the reference (score 0)
+TOP_SHARE = 0.6  # share of the post-Swiss steps that favour pairs with a stake in who is best
+TOP_SURE = 0.7  # ...unless the leader already is the best with this probability
+TOP_DRAWS = 256  # posterior draws for that probability
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One judgment the ranking used: `a` was shown first, `b` second."""
+
+    a: str
+    b: str
+    labels: Mapping[str, int | None]
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One candidate's place on one dimension: BT score (log-odds vs a typical candidate) and its stderr."""
+
+    candidate: str
+    score: float
+    stderr: float
+    wins: int = 0
+    losses: int = 0
+    ties: int = 0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """Approximate 95% interval of the score (normal approximation)."""
+        return (self.score - Z95 * self.stderr, self.score + Z95 * self.stderr)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Per dimension, candidates best first; plus every comparison made and how they were chosen."""
+
+    candidates: tuple[str, ...]
+    dimensions: tuple[str, ...]
+    standings: Mapping[str, tuple[Standing, ...]]
+    comparisons: int
+    history: tuple[Comparison, ...]
+    schedule: str
+    budget: int
+    seed: int = 0
+    by: str = "OA"
+
+    def order(self, dimension: str | None = None) -> list[str]:
+        """Candidates best first on `dimension` (the pairing dimension by default)."""
+        return [s.candidate for s in self.standings[dimension or self.by]]
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict."""
+        return {
+            "candidates": list(self.candidates), "dimensions": list(self.dimensions), "by": self.by,
+            "schedule": self.schedule, "budget": self.budget, "seed": self.seed, "comparisons": self.comparisons,
+            "standings": {d: [{"rank": k + 1, "candidate": s.candidate, "score": round(s.score, 4),
+                               "stderr": round(s.stderr, 4), "interval95": [round(x, 4) for x in s.interval],
+                               "wins": s.wins, "losses": s.losses, "ties": s.ties}
+                              for k, s in enumerate(self.standings[d])] for d in self.dimensions},
+            "history": [{"a": c.a, "b": c.b, "labels": dict(c.labels)} for c in self.history],
+        }
+
+
+def default_budget(n: int, schedule: str = "adaptive") -> int:
+    """Comparisons used when no budget is given: ceil(N log2 N) adaptive, every pair once for round robin."""
+    if schedule == "round_robin":
+        return n * (n - 1) // 2
+    return max(1, math.ceil(n * math.log2(n))) if n > 1 else 0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# fitting
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A Bradley-Terry fit of one dimension: scores, their covariance, and the win/loss/tie tallies."""
+
+    scores: np.ndarray
+    cov: np.ndarray
+    wins: np.ndarray = field(repr=False)  # wins[i, j]: decisive wins of i over j
+    ties: np.ndarray = field(repr=False)  # ties[i, j] == ties[j, i]
+
+    @property
+    def stderr(self) -> np.ndarray:
+        return np.sqrt(np.clip(np.diag(self.cov), 0.0, None))
+
+
+def fit_bt(n: int, outcomes: Sequence[tuple[int, int, int]], prior: float = PRIOR_TIES,
+           initial: np.ndarray | None = None, max_iter: int = 500, tol: float = 1e-6) -> Fit:
+    """Fit BT scores of `n` items from `(i, j, label)` outcomes (label 1: i won, 2: j won, 0: tie).
+
+    `initial` (scores from an earlier fit) warm-starts the iteration.
+    """
+    wins = np.zeros((n, n))
+    ties = np.zeros((n, n))
+    for i, j, lab in outcomes:
+        if lab == 1:
+            wins[i, j] += 1
+        elif lab == 2:
+            wins[j, i] += 1
+        else:
+            ties[i, j] += 1
+            ties[j, i] += 1
+    # Item n is the virtual reference: each candidate ties it `prior` times (half a win each way).
+    w = np.zeros((n + 1, n + 1))
+    w[:n, :n] = wins + 0.5 * ties
+    w[:n, n] = w[n, :n] = 0.5 * prior
+    params = None if initial is None else np.append(initial, 0.0)
+    # choix's ILSR, iterated here so a slow convergence returns the last iterate instead of raising.
+    for _ in range(max_iter):
+        new = choix.lsr_pairwise_dense(w, initial_params=params)
+        done = params is not None and np.abs(new - params).sum() < tol
+        params = new
+        if done:
+            break
+    scores = params[:n] - params[n]
+    # Fisher information: every comparison (virtual ones included) adds p(1-p) to the graph Laplacian.
+    counts = w + w.T
+    full = np.append(scores, 0.0)
+    p = 1.0 / (1.0 + np.exp(-(full[:, None] - full[None, :])))
+    lap = counts * p * (1 - p)
+    info = np.diag(lap.sum(axis=1)) - lap
+    cov = np.linalg.inv(info[:n, :n])  # reference fixed at 0; positive definite because prior > 0
+    return Fit(scores=scores, cov=cov, wins=wins, ties=ties)
+
+
+def _outcomes(history: Sequence[tuple[int, int, Mapping[str, int | None]]], dim: str) -> list[tuple[int, int, int]]:
+    return [(i, j, lab[dim]) for i, j, lab in history if lab.get(dim) is not None]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# scheduling
+
+
+class _Scheduler:
+    """Asks `compare`, keeps the history, orients pairs so every candidate goes first about half the time."""
+
+    def __init__(self, candidates: Sequence[str], compare: CompareFn, dimensions: Sequence[str], by: str,
+                 budget: int, rng: np.random.Generator, max_per_pair: int, top_sure: float = TOP_SURE):
+        self.candidates = list(candidates)
+        self.n = len(candidates)
+        self.compare = compare
+        self.dimensions = tuple(dimensions)
+        self.by = by
+        self.budget = budget
+        self.rng = rng
+        self.max_per_pair = max_per_pair
+        self.count = np.zeros((self.n, self.n), dtype=int)  # count[i, j]: times i was shown first against j
+        self.first = np.zeros(self.n, dtype=int)
+        self.shown = np.zeros(self.n, dtype=int)
+        self.history: list[tuple[int, int, dict[str, int | None]]] = []
+        # A fixed random key breaks score ties, so equal scores never favour input order.
+        self.tiebreak = rng.permutation(self.n)
+        self._fit: Fit | None = None
+        self._fit_len = -1
+        self.top_sure = top_sure
+
+    @property
+    def left(self) -> int:
+        return self.budget - len(self.history)
+
+    def times(self, i: int, j: int) -> int:
+        return int(self.count[i, j] + self.count[j, i])
+
+    def available(self, i: int, j: int) -> bool:
+        return i != j and self.times(i, j) < self.max_per_pair
+
+    def orient(self, i: int, j: int) -> tuple[int, int]:
+        """Who goes first: the order not used yet for this pair, else the one who has been first less."""
+        if self.count[i, j] != self.count[j, i]:
+            return (i, j) if self.count[i, j] < self.count[j, i] else (j, i)
+        bi, bj = self.first[i] - self.shown[i] / 2, self.first[j] - self.shown[j] / 2
+        if bi != bj:
+            return (i, j) if bi < bj else (j, i)
+        return (i, j) if self.rng.random() < 0.5 else (j, i)
+
+    def play(self, i: int, j: int) -> None:
+        a, b = self.orient(i, j)
+        raw = self.compare(self.candidates[a], self.candidates[b])
+        labels = {}
+        for d in self.dimensions:
+            v = raw.get(d) if raw is not None else None
+            if v is not None and v not in (0, 1, 2):
+                raise ValueError(f"compare({self.candidates[a]!r}, {self.candidates[b]!r}) gave {d}={v!r}; "
+                                 "labels are 1, 2, 0 (tie) or None")
+            labels[d] = None if v is None else int(v)
+        self.count[a, b] += 1
+        self.first[a] += 1
+        self.shown[a] += 1
+        self.shown[b] += 1
+        self.history.append((a, b, labels))
+
+    def fit(self) -> Fit:
+        """The current fit of the pairing dimension (refitted only when the history grew)."""
+        if self._fit_len != len(self.history):
+            prev = self._fit.scores if self._fit is not None else None
+            self._fit = fit_bt(self.n, _outcomes(self.history, self.by), initial=prev)
+            self._fit_len = len(self.history)
+        return self._fit
+
+    def ranked(self) -> list[int]:
+        s = self.fit().scores
+        return sorted(range(self.n), key=lambda i: (-s[i], self.tiebreak[i]))
+
+    # -- the schedules ---------------------------------------------------------------------------------
+
+    def round_robin(self) -> None:
+        pairs = [(i, j) for i in range(self.n) for j in range(i + 1, self.n)]
+        for k in self.rng.permutation(len(pairs)):
+            if self.left <= 0:
+                return
+            self.play(*pairs[k])
+
+    def swiss_round(self, first: bool) -> None:
+        """Pair neighbours in the current ranking (random pairs in round one), preferring new pairs."""
+        order = list(self.rng.permutation(self.n)) if first else self.ranked()
+        unpaired = list(order)
+        while len(unpaired) > 1 and self.left > 0:
+            i = unpaired.pop(0)
+            # the nearest neighbour not met yet, else the nearest one still allowed
+            j = next((j for j in unpaired if self.times(i, j) == 0), None)
+            if j is None:
+                j = next((j for j in unpaired if self.available(i, j)), None)
+            if j is None:
+                continue
+            unpaired.remove(j)
+            self.play(i, j)
+
+    def p_best(self) -> np.ndarray:
+        """P(candidate is the best), from draws of the fit's normal approximation."""
+        f = self.fit()
+        chol = np.linalg.cholesky(f.cov + 1e-9 * np.eye(self.n))
+        draws = f.scores[:, None] + chol @ self.rng.standard_normal((self.n, TOP_DRAWS))
+        return np.bincount(np.argmax(draws, axis=0), minlength=self.n) / TOP_DRAWS
+
+    def informative_pair(self, top: bool = False) -> tuple[int, int] | None:
+        """The available pair whose outcome most reduces the joint uncertainty, max p(1-p) Var(s_i - s_j)
+        (greedy D-optimal design); with `top`, weighted by P(i is best) + P(j is best)."""
+        f = self.fit()
+        s, c = f.scores, f.cov
+        d = np.diag(c)
+        var = d[:, None] + d[None, :] - 2 * c
+        p = 1.0 / (1.0 + np.exp(-(s[:, None] - s[None, :])))
+        gain = p * (1 - p) * var
+        if top:
+            pb = self.p_best()
+            if pb.max() < self.top_sure:  # the winner is still open: weight pairs by their stake in it
+                gain = gain * (pb[:, None] + pb[None, :])
+        allowed = (self.count + self.count.T) < self.max_per_pair
+        gain = np.where(np.triu(allowed, 1), gain, -np.inf)
+        # small seeded jitter: deterministic, but exact ties do not always favour low indices
+        gain = gain + 1e-9 * self.rng.random(gain.shape)
+        k = int(np.argmax(gain))
+        i, j = divmod(k, self.n)
+        return (i, j) if np.isfinite(gain[i, j]) else None
+
+    def adaptive(self, swiss_rounds: int, top_share: float) -> None:
+        for r in range(swiss_rounds):
+            if self.left <= 0:
+                return
+            self.swiss_round(first=r == 0)
+        top = other = 0
+        while self.left > 0:
+            want_top = top < top_share * (top + other + 1)
+            pair = self.informative_pair(top=want_top)
+            if pair is None:
+                return  # every pair has been judged in both orders
+            self.play(*pair)
+            if want_top:
+                top += 1
+            else:
+                other += 1
+
+
+def rank(candidates: Sequence[str], compare: CompareFn, dimensions: Sequence[str] = DIMENSIONS,
+         budget: int | None = None, schedule: str = "adaptive", seed: int = 0, *, by: str | None = None,
+         max_per_pair: int = 2, swiss_rounds: int | None = None, top_share: float = TOP_SHARE,
+         top_sure: float = TOP_SURE) -> Ranking:
+    """Rank `candidates` on each dimension from at most `budget` calls of `compare(a, b)`.
+
+    `schedule`: "adaptive" (default budget ceil(N log2 N)) or "round_robin" (every pair once, in a seeded
+    random order, truncated to `budget`). `by` is the dimension that drives pairing (OA when ranked).
+    `max_per_pair` caps how often one pair is judged (2: once in each order, all a deterministic judge can
+    tell). `swiss_rounds` defaults to ceil(log2(N) / 2); `top_share` and `top_sure` tune the focus on the
+    winner (module docstring). Deterministic for a given `seed` and a deterministic `compare`.
+    """
+    candidates = list(candidates)
+    dimensions = tuple(dimensions)
+    if len(candidates) < 2:
+        raise UsageError(f"ranking needs at least 2 candidates, got {len(candidates)}")
+    if len(set(candidates)) != len(candidates):
+        dup = sorted({c for c in candidates if candidates.count(c) > 1})
+        raise UsageError(f"candidates must be distinct; repeated: {', '.join(map(str, dup))}")
+    if schedule not in SCHEDULES:
+        raise UsageError(f"unknown schedule {schedule!r}; choose from {', '.join(SCHEDULES)}")
+    if not dimensions:
+        raise UsageError("no dimensions to rank on")
+    by = by or ("OA" if "OA" in dimensions else dimensions[0])
+    if by not in dimensions:
+        raise UsageError(f"the pairing dimension {by!r} is not among {dimensions}")
+    if budget is not None and budget < 0:
+        raise UsageError(f"the budget must be at least 0, got {budget}")
+    if max_per_pair < 1:
+        raise UsageError("max_per_pair must be at least 1")
+    n = len(candidates)
+    budget = default_budget(n, schedule) if budget is None else budget
+    rng = np.random.default_rng(seed)
+    sched = _Scheduler(candidates, compare, dimensions, by, budget, rng, max_per_pair, top_sure)
+    if schedule == "round_robin":
+        sched.round_robin()
+    else:
+        rounds = swiss_rounds if swiss_rounds is not None else max(1, math.ceil(math.log2(n) / 2))
+        sched.adaptive(rounds, top_share)
+
+    standings = {}
+    for d in dimensions:
+        f = sched.fit() if d == by else fit_bt(n, _outcomes(sched.history, d))
+        se = f.stderr
+        order = sorted(range(n), key=lambda i: (-f.scores[i], sched.tiebreak[i]))
+        standings[d] = tuple(Standing(candidates[i], float(f.scores[i]), float(se[i]), int(f.wins[i].sum()),
+                                      int(f.wins[:, i].sum()), int(f.ties[i].sum())) for i in order)
+    history = tuple(Comparison(candidates[a], candidates[b], labels) for a, b, labels in sched.history)
+    return Ranking(candidates=tuple(candidates), dimensions=dimensions, standings=standings,
+                   comparisons=len(history), history=history, schedule=schedule, budget=budget, seed=seed, by=by)
