@@ -48,13 +48,12 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(a: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
     from rich.table import Table
 
     from ..batch import identify, read_pairs, run_batch
     from ..cli import load_judge, quiet_libraries
     from ..store import Store
+    from . import progress_bar
 
     rows = read_pairs(a.pairs)  # a malformed file fails before the model loads
     job = a.job or Path(a.pairs).stem
@@ -63,10 +62,7 @@ def run(a: argparse.Namespace) -> int:
         quiet_libraries()
         judge = load_judge(a)
         ident = identify(judge, adapter=a.adapter)
-        columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                   TimeRemainingColumn())
-        with Progress(*columns, console=console, transient=False) as progress:
+        with progress_bar(console) as progress:
             task = progress.add_task(f"judging {job}", total=len(rows), status="")
             tally = {"judged": 0, "reused": 0, "bad": 0}
 

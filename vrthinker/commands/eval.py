@@ -135,13 +135,12 @@ def markdown_table(title: str, report, orders: str) -> str:
 
 def run(a: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
 
     from ..batch import PairRow, identify, run_batch
     from ..cli import load_judge, quiet_libraries
     from ..errors import UsageError
     from ..store import DB_ENV, Store
+    from . import progress_bar
 
     if a.bootstrap < 0:
         raise UsageError(f"--bootstrap must be 0 or more, got {a.bootstrap}")
@@ -163,11 +162,8 @@ def run(a: argparse.Namespace) -> int:
         quiet_libraries()
         judge = load_judge(a)
         ident = identify(judge, adapter=a.adapter)
-        columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                   TimeRemainingColumn())
         outcomes = {}
-        with Progress(*columns, console=err, transient=False) as progress:
+        with progress_bar(err) as progress:
             task = progress.add_task(f"{bench.name}", total=len(rows), status="")
             tally = {"judged": 0, "reused": 0, "bad": 0}
 

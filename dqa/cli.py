@@ -1,0 +1,183 @@
+"""`dqa`: record a person's A/B choices and tune the judge on them.
+
+  dqa select --db DB --prompt P --a A.mp4 --b B.mp4 --chosen a [--dimension OA] [--user U] [--time T]
+  dqa import-selections FILE.jsonl --db DB
+  dqa tune --db DB --model ID_OR_DIR --out ADAPTER_DIR [--max-steps N] [--min-new N] [--device cpu]
+  dqa agreement --db DB --model ID_OR_DIR [--adapter DIR]
+
+Exit status: 0 done (a skipped tune run included); 2 a usage mistake (one line on stderr);
+3 select/import recorded nothing new (duplicates only).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vrthinker.errors import JudgeError
+
+EXIT_OK, EXIT_USAGE, EXIT_NOTHING = 0, 2, 3
+
+
+def error(message: str) -> None:
+    print(f"dqa: error: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own usage errors: one line, exit 2
+        error(message)
+        raise SystemExit(EXIT_USAGE)
+
+
+def parser() -> argparse.ArgumentParser:
+    from vrthinker.cli import add_model_args
+    from vrthinker.store import default_path
+
+    p = _Parser(prog="dqa", description="Learn a person's A/B choices between videos and tune the judge on them.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("select", help="record one A/B choice")
+    s.add_argument("--db", default=default_path())
+    s.add_argument("--prompt", required=True)
+    s.add_argument("--a", required=True, metavar="A.mp4")
+    s.add_argument("--b", required=True, metavar="B.mp4")
+    s.add_argument("--chosen", required=True, choices=["a", "b"])
+    s.add_argument("--dimension", default="OA", help="TA, VQ, MQ or OA (default OA)")
+    s.add_argument("--user", default="")
+    s.add_argument("--time", default=None, help="when the choice was made (ISO 8601; default now)")
+
+    i = sub.add_parser("import-selections", help="record choices from a JSONL file")
+    i.add_argument("file")
+    i.add_argument("--db", default=default_path())
+
+    t = sub.add_parser("tune", help="train a LoRA adapter with DPO on the selections (sleeptime rule)")
+    t.add_argument("--db", default=default_path())
+    t.add_argument("--out", required=True, metavar="ADAPTER_DIR")
+    t.add_argument("--max-steps", type=int, default=50)
+    t.add_argument("--min-new", type=int, default=1, help="train only when this many new selections arrived")
+    t.add_argument("--learning-rate", type=float, default=5e-5)
+    t.add_argument("--beta", type=float, default=0.1)
+    t.add_argument("--lora-r", type=int, default=16)
+    t.add_argument("--val-fraction", type=float, default=0.2)
+    t.add_argument("--patience", type=int, default=2)
+    t.add_argument("--eval-steps", type=int, default=None)
+    add_model_args(t)
+
+    a = sub.add_parser("agreement", help="how often the judge agrees with held-out selections, per dimension")
+    a.add_argument("--db", default=default_path())
+    add_model_args(a)
+    return p
+
+
+def _print_outcomes(outcomes) -> int:
+    for o in outcomes:
+        print(o.describe())
+    return EXIT_OK if any(o.status != "duplicate" for o in outcomes) else EXIT_NOTHING
+
+
+def _select(a) -> int:
+    from .selections import add, normalize, open_store
+
+    rec = normalize(a.prompt, a.a, a.b, a.chosen, a.dimension, a.user, a.time)
+    with open_store(a.db) as store:
+        return _print_outcomes(add(store, [rec]))
+
+
+def _import(a) -> int:
+    from .selections import add, open_store, read_jsonl
+
+    records, lines = read_jsonl(a.file)
+    with open_store(a.db) as store:
+        outcomes = add(store, records, source=str(a.file), lines=lines)
+    code = _print_outcomes([o for o in outcomes if o.status != "recorded"])
+    n = {k: sum(o.status == k for o in outcomes) for k in ("recorded", "duplicate", "contradiction")}
+    print(f"{n['recorded'] + n['contradiction']} recorded, {n['duplicate']} duplicates skipped, "
+          f"{n['contradiction']} contradictions")
+    return code if outcomes and not (n["recorded"] + n["contradiction"]) else EXIT_OK
+
+
+def _tune(a) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from vrthinker.cli import quiet_libraries
+    from vrthinker.judge import DEFAULT_MODEL
+
+    from .tune import TuneSettings, tune
+
+    if a.backend != "hf":
+        raise JudgeError("dqa tune trains the hf (Qwen2.5-VL) judge; --backend must be hf")
+    quiet_libraries()
+    console = Console(stderr=True)
+    settings = TuneSettings(max_steps=a.max_steps, learning_rate=a.learning_rate, beta=a.beta, lora_r=a.lora_r,
+                            lora_alpha=2 * a.lora_r, val_fraction=a.val_fraction, patience=a.patience,
+                            eval_steps=a.eval_steps)
+    r = tune(a.db, a.model or DEFAULT_MODEL, a.out, settings=settings, min_new=a.min_new, device=a.device,
+             dtype=a.dtype, revision=a.revision, protocol=a.protocol, max_new_tokens=a.max_new_tokens,
+             log=lambda s: console.print(f"[dim]{s}[/]"))
+    if r.status == "skipped":
+        print(f"nothing to do: {r.detail}")
+        return EXIT_OK
+    t = Table(title=f"tune run #{r.run_id}: {r.adapter}", title_justify="left")
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    fmt = lambda x: "-" if x is None else (f"{x:.4f}" if isinstance(x, float) else str(x))
+    for k, v in (("pairs train / val", f"{r.n_train} / {r.n_val}"), ("steps", r.steps),
+                 ("last train loss", r.train_loss), ("best val loss", r.val_loss),
+                 ("agreement before (val)", r.agreement_before), ("agreement after (val)", r.agreement_after),
+                 ("skipped selections", len(r.skipped)), ("contradicted (left out)", len(r.contradicted))):
+        t.add_row(k, fmt(v))
+    Console().print(t)
+    return EXIT_OK
+
+
+def _agreement(a) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from vrthinker.cli import load_judge, quiet_libraries
+    from vrthinker.verdict import DIMENSIONS
+
+    from .agreement import compare_with_adapter, held_out
+    from .selections import open_store
+
+    quiet_libraries()
+    with open_store(a.db) as store:
+        sels = held_out(store, a.adapter)
+    if not sels:
+        raise JudgeError("no held-out selections to measure agreement on")
+    adapter = a.adapter
+
+    def load(ad):
+        a.adapter = ad
+        return load_judge(a)
+
+    res = compare_with_adapter(load, sels, adapter)
+    t = Table(title=f"agreement with {len(sels)} held-out selection(s)", title_justify="left")
+    for c in ("dimension", "n", "base", "with adapter"):
+        t.add_column(c, justify="left" if c == "dimension" else "right")
+    pct = lambda c: "-" if c is None or not c["n"] else f"{c['agree'] / c['n']:.0%} ({c['agree']}/{c['n']})"
+    for d in (*DIMENSIONS, "all"):
+        base = res["base"][d]
+        if base["n"]:
+            t.add_row(d, str(base["n"]), pct(base), pct(res["adapter"][d]) if res["adapter"] else "-")
+    Console().print(t)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        a = parser().parse_args(argv)
+        return {"select": _select, "import-selections": _import, "tune": _tune, "agreement": _agreement}[a.command](a)
+    except SystemExit as e:
+        return int(e.code or 0)
+    except JudgeError as e:
+        error(str(e))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,347 @@
+"""The tuner: a LoRA adapter for the judge, trained with DPO (TRL + PEFT) on a person's A/B selections.
+
+One run: decide whether to train (the sleeptime rule), get the judge's first replies (reused from the
+store, or generated with the base judge), build DPO rows (dqa.dataset), split off a validation set,
+train with `trl.DPOTrainer` (QLoRA: 4-bit base + gradient checkpointing on CUDA; plain LoRA on CPU),
+keep the adapter with the lowest validation loss (early stopping), measure first-turn agreement on the
+validation split before and after, save the adapter with tune_config.json and data.jsonl, and record
+the run in the `tune_runs` table.
+
+Sleeptime rule: a run trains only when at least `min_new` (at least 1) usable selections arrived after
+the last selection used by the last successful run for the same base model; otherwise it does nothing
+(no model load, no row written). Each run trains a fresh adapter from the base model on every usable
+selection so far, so one adapter always reflects all of a person's choices.
+
+Memory: there is no shared one-model-at-a-time scheduler in the repo yet, so a run keeps to the rule by
+itself: the judge used to generate replies is loaded, used and freed (del + gc + torch.cuda.empty_cache)
+before the training model is loaded, and that one is freed before returning.
+"""
+from __future__ import annotations
+
+import gc
+import hashlib
+import json
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vrthinker.errors import ModelLoadError, UsageError
+from vrthinker.protocol import resolve
+
+from . import dataset as ds
+from .selections import Selection, open_store, usable
+
+# the language model's attention projections (the vision tower names its own qkv/proj, so it is left alone)
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+@dataclass
+class TuneSettings:
+    max_steps: int = 50
+    learning_rate: float = 5e-5
+    beta: float = 0.1
+    batch_size: int = 1
+    grad_accum: int = 1
+    lora_r: int = 16
+    lora_alpha: int = 32
+    val_fraction: float = 0.2
+    eval_steps: int | None = None  # None: about 5 evaluations per run
+    patience: int = 2  # evaluations without a lower validation loss before stopping
+    seed: int = 0
+
+
+@dataclass
+class RunResult:
+    status: str  # "done" | "skipped"
+    detail: str = ""
+    run_id: int | None = None
+    new_selections: int = 0
+    n_train: int = 0
+    n_val: int = 0
+    steps: int = 0
+    train_loss: float | None = None
+    val_loss: float | None = None
+    agreement_before: float | None = None
+    agreement_after: float | None = None
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+    contradicted: list[int] = field(default_factory=list)
+    adapter: str = ""
+
+
+def last_run(store, base_model: str) -> dict | None:
+    row = store.db.execute("SELECT * FROM tune_runs WHERE base_model=? AND status='done' ORDER BY id DESC LIMIT 1",
+                           (base_model,)).fetchone()
+    return dict(row) if row else None
+
+
+def runs(store) -> list[dict]:
+    return [dict(r) for r in store.db.execute("SELECT * FROM tune_runs ORDER BY id")]
+
+
+def pending(store, base_model: str) -> tuple[list[Selection], list[Selection], set[int]]:
+    """(all usable selections, the ones after the last successful run, contradicted ids)."""
+    sels, bad = usable(store)
+    last = last_run(store, base_model)
+    after = (last or {}).get("last_id") or 0
+    return sels, [s for s in sels if s.id > after], bad
+
+
+def split(meta: list[dict], fraction: float) -> tuple[list[int], list[int]]:
+    """Row positions for training and validation; stable for a selection whatever else is in the set."""
+    n = len(meta)
+    n_val = 0 if fraction <= 0 or n < 2 else min(n - 1, max(1, round(n * fraction)))
+    order = sorted(range(n), key=lambda i: hashlib.sha256(str(meta[i]["selection_id"]).encode()).hexdigest())
+    val = sorted(order[:n_val])
+    return [i for i in range(n) if i not in set(val)], val
+
+
+def free() -> None:
+    """Give memory back once the caller has dropped its references (the one-model-at-a-time rule)."""
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def load_for_training(model: str, device: str | None, dtype: str | None, revision: str | None = None):
+    """(model, processor, device, quantized): 4-bit NF4 + k-bit preparation on CUDA, full precision on CPU."""
+    import torch
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    from vrthinker.backends.hf import _hub_access, _looks_local, _quant_config, pick_attention, pick_device, pick_dtype
+
+    dev = pick_device(device)
+    if _looks_local(model) and not Path(model).expanduser().is_dir():
+        raise ModelLoadError(f"model directory not found: {model}")
+    path = str(Path(model).expanduser()) if _looks_local(model) else model
+    kw: dict[str, Any] = dict(dtype=pick_dtype(dtype, dev), revision=revision,
+                              attn_implementation=pick_attention(dev))
+    if not _looks_local(model):
+        kw.update(_hub_access(model, revision))
+    cuda = dev.startswith("cuda")
+    if cuda:
+        # QLoRA: NF4 weights, bf16 compute; the vision tower and lm_head stay unquantized (see _quant_config)
+        kw["quantization_config"] = _quant_config("4bit", kw["dtype"])
+        kw["device_map"] = {"": dev if ":" in dev else "cuda:0"}
+    try:
+        processor = AutoProcessor.from_pretrained(path, revision=revision,
+                                                  local_files_only=kw.get("local_files_only", False))
+        net = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, **kw)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelLoadError(f"could not load model {model!r}: {first}") from None
+    if cuda:
+        from peft import prepare_model_for_kbit_training
+
+        net = prepare_model_for_kbit_training(net, use_gradient_checkpointing=True,
+                                              gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        net = net.to(dev)
+    torch.set_grad_enabled(True)  # the HF judge backend turns gradients off globally when it loads
+    return net, processor, dev, cuda
+
+
+def _callback(patience: int):
+    from transformers import TrainerCallback
+
+    class BestOnValidation(TrainerCallback):
+        """Early stopping on the validation loss; keeps the best adapter weights in memory (no checkpoints)."""
+
+        def __init__(self):
+            self.best, self.best_step, self.state, self.bad = math.inf, 0, None, 0
+
+        def on_evaluate(self, args, state, control, metrics=None, model=None, **kw):
+            from peft import get_peft_model_state_dict
+
+            loss = (metrics or {}).get("eval_loss")
+            if loss is None or not math.isfinite(loss):
+                return
+            if loss < self.best - 1e-12:
+                self.best, self.best_step, self.bad = loss, state.global_step, 0
+                self.state = {k: v.detach().to("cpu", copy=True) for k, v in get_peft_model_state_dict(model).items()}
+            else:
+                self.bad += 1
+                if self.bad >= patience:
+                    control.should_training_stop = True
+
+    return BestOnValidation()
+
+
+def train(rows: list[dict], val_rows: list[dict], model: str, out: Path, settings: TuneSettings, *,
+          device: str | None = None, dtype: str | None = None, revision: str | None = None,
+          after: Callable[[Any, Any], Any] | None = None) -> dict:
+    """Train a LoRA adapter with DPO on `rows`; save it to `out`. `after(model, processor)` runs before the
+    model is freed (agreement after training). Returns steps, losses, log history and `after`'s result."""
+    from peft import LoraConfig, set_peft_model_state_dict
+    from trl import DPOConfig, DPOTrainer
+
+    net, processor, dev, cuda = load_for_training(model, device, dtype, revision)
+    work = Path(tempfile.mkdtemp(prefix="dqa-tune-"))
+    trainer = None
+    try:
+        eval_steps = settings.eval_steps or max(1, settings.max_steps // 5)
+        args = DPOConfig(
+            output_dir=str(work), max_steps=settings.max_steps, learning_rate=settings.learning_rate,
+            beta=settings.beta, per_device_train_batch_size=settings.batch_size, per_device_eval_batch_size=1,
+            gradient_accumulation_steps=settings.grad_accum, max_length=None,  # never cut image tokens
+            eval_strategy="steps" if val_rows else "no", eval_steps=eval_steps, save_strategy="no",
+            logging_steps=1, report_to="none", seed=settings.seed, use_cpu=not dev.startswith("cuda"),
+            bf16=cuda, gradient_checkpointing=cuda,
+            gradient_checkpointing_kwargs={"use_reentrant": False} if cuda else None,
+            dataloader_num_workers=0, disable_tqdm=True)
+        lora = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=0.05,
+                          target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
+        stopper = _callback(settings.patience)
+        trainer = DPOTrainer(model=net, args=args, train_dataset=ds.to_dataset(rows),
+                             eval_dataset=ds.to_dataset(val_rows) if val_rows else None,
+                             processing_class=processor, peft_config=lora, callbacks=[stopper])
+        result = trainer.train()
+        if stopper.state is not None:  # the adapter with the lowest validation loss
+            set_peft_model_state_dict(trainer.model, stopper.state)
+        out.mkdir(parents=True, exist_ok=True)
+        trainer.model.save_pretrained(str(out))
+        history = trainer.state.log_history
+        train_losses = [h["loss"] for h in history if "loss" in h]
+        info = {"steps": trainer.state.global_step,
+                "train_loss": train_losses[-1] if train_losses else result.training_loss,
+                "val_loss": None if stopper.state is None else stopper.best, "best_step": stopper.best_step,
+                "history": history}
+        if after is not None:
+            info["after"] = after(trainer.model, processor)
+        return info
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        trainer = net = None
+        free()
+
+
+def agreement_on(judge, selections: list[Selection], profile) -> float | None:
+    """First-turn agreement of `judge` with the person on `selections` (a reply without the label disagrees)."""
+    from vrthinker.judge import load_videos
+    from vrthinker.parsing import parse_answer
+
+    if not selections:
+        return None
+    hits = 0
+    for s in selections:
+        reply = ds.first_reply(judge, s, load_videos(profile, s.video_a, s.video_b))
+        hits += (parse_answer(reply) or {}).get(s.dimension) == s.label
+    return hits / len(selections)
+
+
+def tune(db: str, model: str, out: str | Path, *, settings: TuneSettings | None = None, min_new: int = 1,
+         device: str | None = None, dtype: str | None = None, revision: str | None = None,
+         protocol: str | None = None, max_new_tokens: int | None = None,
+         log: Callable[[str], None] = lambda s: None) -> RunResult:
+    """One tuner run (see the module doc). Returns what happened; a skipped run writes nothing."""
+    settings = settings or TuneSettings()
+    if settings.max_steps < 1:
+        raise UsageError("--max-steps must be at least 1")
+    out = Path(out)
+    store = open_store(db)
+    try:
+        sels, new, bad = pending(store, model)
+        need = max(1, min_new)
+        if len(new) < need:
+            return RunResult("skipped", f"{len(new)} new selection(s) since the last adapter; need {need}",
+                             new_selections=len(new), contradicted=sorted(bad))
+        profile, _ = resolve(model, protocol)
+        identity = f"{model}|{profile.version}|"
+        missing = [s for s in sels if s.id not in ds.stored_replies(store, identity)]
+        judge = None
+        if missing:
+            log(f"judging {len(missing)} selection(s) with the base model (first turn)")
+            from vrthinker.judge import Judge
+
+            judge = Judge.from_pretrained(model, protocol=protocol, max_new_tokens=max_new_tokens,
+                                          **{k: v for k, v in dict(device=device, dtype=dtype,
+                                                                   revision=revision).items() if v})
+        built = ds.build(store, profile, sels, judge=judge, identity=identity, progress=log)
+        if judge is not None:
+            judge = None
+            free()
+        if not built.rows:
+            raise UsageError("no usable DPO pairs: " + "; ".join(f"#{i}: {why}" for i, why in built.skipped[:3]))
+        tr, va = split(built.meta, settings.val_fraction)
+        train_rows, val_rows = [built.rows[i] for i in tr], [built.rows[i] for i in va]
+        val_sels = {s.id: s for s in sels}
+        val_sel = [val_sels[built.meta[i]["selection_id"]] for i in va]
+        before = (sum(built.meta[i]["agreed"] for i in va) / len(va)) if va else None
+        ids = [m["selection_id"] for m in built.meta]
+        started = time.time()
+        with store.transaction():
+            run_id = store.db.execute(
+                "INSERT INTO tune_runs (base_model, adapter, status, first_id, last_id, n_train, n_val, started)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (model, str(out.resolve()), "running", min(ids), max(s.id for s in sels), len(tr), len(va),
+                 started)).lastrowid
+
+        def after(trained, processor):
+            if not val_sel:
+                return None
+            from vrthinker.backends.hf import HFBackend
+            from vrthinker.judge import Judge
+
+            trained.eval()
+            j = Judge(HFBackend(trained, processor, model_id=model), profile, max_new_tokens=max_new_tokens)
+            try:
+                import torch
+
+                with torch.no_grad():
+                    return agreement_on(j, val_sel, profile)
+            finally:
+                j = None
+
+        try:
+            log(f"training on {len(tr)} pair(s), validating on {len(va)}")
+            info = train(train_rows, val_rows, model, out, settings, device=device, dtype=dtype,
+                         revision=revision, after=after)
+        except BaseException as e:
+            with store.transaction():
+                store.db.execute("UPDATE tune_runs SET status='failed', detail=?, finished=? WHERE id=?",
+                                 (f"{type(e).__name__}: {e}"[:500], time.time(), run_id))
+            raise
+        write_outputs(out, model, revision, profile, settings, built, tr, va, info, run_id)
+        with store.transaction():
+            store.db.execute(
+                "UPDATE tune_runs SET status='done', steps=?, train_loss=?, val_loss=?, losses=?, agreement_before=?,"
+                " agreement_after=?, finished=? WHERE id=?",
+                (info["steps"], info["train_loss"], info["val_loss"], json.dumps(info["history"]), before,
+                 info.get("after"), time.time(), run_id))
+        return RunResult("done", f"adapter saved to {out}", run_id, len(new), len(tr), len(va), info["steps"],
+                         info["train_loss"], info["val_loss"], before, info.get("after"), built.skipped,
+                         sorted(bad), str(out))
+    finally:
+        store.close()
+
+
+def write_outputs(out: Path, model: str, revision: str | None, profile, settings: TuneSettings, built: ds.Built,
+                  tr: list[int], va: list[int], info: dict, run_id: int) -> None:
+    """tune_config.json (what the adapter is for and how it was made) and data.jsonl (what it saw, no images)."""
+    from dataclasses import asdict
+
+    config = {"base_model": model, "revision": revision or "", "profile": profile.name,
+              "profile_version": profile.version, "run_id": run_id, "created": time.time(),
+              "settings": asdict(settings), "lora_targets": LORA_TARGETS,
+              "steps": info["steps"], "best_step": info.get("best_step"), "val_loss": info["val_loss"],
+              "train_loss": info["train_loss"],
+              "data": {"train": [built.meta[i]["selection_id"] for i in tr],
+                       "val": [built.meta[i]["selection_id"] for i in va],
+                       "keys": sorted({f"{m['hash_a']}:{m['hash_b']}:{m['dimension']}" for m in built.meta})},
+              "skipped": [{"selection_id": i, "why": why} for i, why in built.skipped]}
+    (out / "tune_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    with open(out / "data.jsonl", "w", encoding="utf-8") as f:
+        for k, m in enumerate(built.meta):
+            row = dict(m, split="val" if k in set(va) else "train",
+                       chosen_reply=built.rows[k]["chosen"][0]["content"],
+                       rejected_reply=built.rows[k]["rejected"][0]["content"])
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
