@@ -53,7 +53,7 @@ def judge_agreement(judge: Any, selections: Sequence[Selection],
 def compare_with_adapter(load: Callable[[str | None], Any], selections: Sequence[Selection], adapter: str | None,
                          progress: Callable[[str], None] | None = None) -> dict[str, dict]:
     """{"base": counts, "adapter": counts or None}; `load(adapter_or_None)` gives a judge, used then dropped."""
-    import gc
+    from .tune import free
 
     result: dict[str, Any] = {"base": None, "adapter": None}
     for name, a in (("base", None), ("adapter", adapter)):
@@ -62,12 +62,5 @@ def compare_with_adapter(load: Callable[[str | None], Any], selections: Sequence
         judge = load(a)
         result[name] = judge_agreement(judge, selections, progress)
         judge = None
-        gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
+        free()
     return result
