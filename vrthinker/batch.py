@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError, VideoError
-from .orders import combine, swap
+from .orders import agreement, combine
 from .store import Item, Judgment, ModelIdentity, Store, judgment_key
 from .verdict import DIMENSIONS, Verdict
 
@@ -198,13 +198,6 @@ def combined(forward: Judgment, reverse: Judgment | None) -> Verdict:
     return f if reverse is None else combine(f, _as_verdict(reverse))
 
 
-def _agreement(forward: Judgment, reverse: Judgment) -> dict[str, bool]:
-    """Per dimension both orders labelled: whether they agree (the reverse mapped back)."""
-    back = swap(reverse.labels)
-    return {d: forward.labels.get(d) == back[d] for d in DIMENSIONS
-            if forward.labels.get(d) is not None and back[d] is not None}
-
-
 def _judge(judge: Any, row: PairRow, need_forward: bool, need_reverse: bool) -> list[Verdict]:
     """Run the judge for the orders still missing; returns [forward?, reverse?] verdicts in that order."""
     if need_forward and need_reverse:
@@ -298,7 +291,7 @@ def _run_one(judge, row: PairRow, store: Store, job: str, orders: str, ident: Mo
         counts["incomplete"] += 1
     return ItemOutcome(row.item_id, row.position, "judged" if new else "reused", v.reason, v.detail,
                        {d: v.labels.get(d) for d in DIMENSIONS},
-                       _agreement(forward, reverse) if reverse is not None else {})
+                       agreement(forward.labels, reverse.labels) if reverse is not None else {})
 
 
 # ----------------------------------------------------------------------------------------------------------

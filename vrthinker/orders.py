@@ -11,6 +11,13 @@ def swap(labels) -> dict[str, int | None]:
     return {d: _SWAP[labels.get(d)] for d in DIMENSIONS}
 
 
+def agreement(forward_labels, reverse_labels) -> dict[str, bool]:
+    """Per dimension labelled in both orders: whether the reverse, mapped back, agrees with the forward."""
+    back = swap(reverse_labels)
+    return {d: forward_labels.get(d) == back[d] for d in DIMENSIONS
+            if forward_labels.get(d) is not None and back[d] is not None}
+
+
 def combine(forward: Verdict, reverse: Verdict) -> Verdict:
     """One verdict from both orders, per dimension.
 
@@ -18,21 +25,19 @@ def combine(forward: Verdict, reverse: Verdict) -> Verdict:
     one order produced is kept and listed as `single_order`; missing in both stays missing.
     """
     back = swap(reverse.labels)
+    agrees = agreement(forward.labels, reverse.labels)
+    inconsistent = [d for d, ok in agrees.items() if not ok]
     labels: dict[str, int | None] = {}
-    inconsistent, single, agree = [], [], 0
+    single = []
     for d in DIMENSIONS:
         a, b = forward.labels.get(d), back[d]
-        if a is not None and b is not None:
-            labels[d] = a if a == b else 0
-            if a == b:
-                agree += 1
-            else:
-                inconsistent.append(d)
+        if d in agrees:
+            labels[d] = a if agrees[d] else 0
         else:
             labels[d] = a if a is not None else b
             if labels[d] is not None:
                 single.append(d)
-    both = agree + len(inconsistent)
+    agree, both = sum(agrees.values()), len(agrees)
     missing = [d for d in DIMENSIONS if labels[d] is None]
     reason, detail = None, ""
     if missing:
