@@ -431,7 +431,6 @@ def generate_many(backend: HFBackend, sessions: Sequence[HFSession], requests: S
             or any(s.cache is not None or s.generation != sessions[0].generation for s in sessions):
         return one_by_one()
     t0 = time.perf_counter()
-    backend.features.get([x for _, media in requests for x in media if not _is_clip(x)])  # one vision batch
     preps = [s.prepare(m, im) for s, (m, im) in zip(sessions, requests)]
     if len({len(p["ids"]) for p in preps}) > 1:
         return one_by_one()
