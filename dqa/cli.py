@@ -13,13 +13,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vrthinker.cli import error as cli_error
+from vrthinker.cli import guarded
 from vrthinker.errors import JudgeError
 
 EXIT_OK, EXIT_USAGE, EXIT_NOTHING = 0, 2, 3
 
 
 def error(message: str) -> None:
-    print(f"dqa: error: {' '.join(str(message).split())}", file=sys.stderr)
+    cli_error(message, "dqa")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -166,17 +168,16 @@ def _agreement(a) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        a = parser().parse_args(argv)
-        return {"select": _select, "import-selections": _import, "tune": _tune, "agreement": _agreement}[a.command](a)
-    except SystemExit as e:
-        return int(e.code or 0)
-    except JudgeError as e:
-        error(str(e))
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        error("interrupted")
-        return 130
+    commands = {"select": _select, "import-selections": _import, "tune": _tune, "agreement": _agreement}
+
+    def run() -> int:
+        try:
+            a = parser().parse_args(argv)
+        except SystemExit as e:
+            return int(e.code or 0)
+        return commands[a.command](a)
+
+    return guarded(run, "dqa")
 
 
 if __name__ == "__main__":

@@ -83,9 +83,24 @@ def quiet_libraries() -> None:
         pass
 
 
-def error(message: str) -> None:
+def error(message: str, prog: str = "judge") -> None:
     """One plain line on stderr (never wrapped, never a traceback)."""
-    print(f"judge: error: {' '.join(message.split())}", file=sys.stderr)
+    print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def guarded(run, prog: str = "judge") -> int:
+    """Run a command; a user mistake or Ctrl-C becomes one line and an exit status, not a traceback."""
+    try:
+        return run()
+    except JudgeError as e:
+        error(str(e), prog)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        error("interrupted", prog)
+        return 130
+    except BrokenPipeError:  # `... --json | head`
+        sys.stderr.close()
+        return EXIT_OK
 
 
 def exit_code(v: Verdict) -> int:
@@ -151,19 +166,9 @@ def _subcommand(name: str, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        if argv and argv[0] in SUBCOMMANDS:
-            return _subcommand(argv[0], argv[1:])
-        return _compare(argv)
-    except JudgeError as e:
-        error(str(e))
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        error("interrupted")
-        return 130
-    except BrokenPipeError:  # `judge ... --json | head`
-        sys.stderr.close()
-        return EXIT_OK
+    if argv and argv[0] in SUBCOMMANDS:
+        return guarded(lambda: _subcommand(argv[0], argv[1:]))
+    return guarded(lambda: _compare(argv))
 
 
 def _compare(argv: list[str]) -> int:
