@@ -151,19 +151,16 @@ def main(argv=None) -> int:
     ref_pair_s = (time.perf_counter() - t) / n_ref
 
     # --- both orders of a pair: one batched generate vs one after the other ------------------------
-    f1.reset()
-    t = time.perf_counter()
-    for _ in range(3):
-        f1.reset()
-        judge.compare(v1, v2, prompt, orders="both")
-    both_batched = (time.perf_counter() - t) / 3
-    backend.batch = False
-    t = time.perf_counter()
-    for _ in range(3):
-        f1.reset()
-        judge.compare(v1, v2, prompt, orders="both")
-    both_seq = (time.perf_counter() - t) / 3
-    backend.batch = True
+    def both_orders_seconds(batch: bool, repeats: int = 3) -> float:
+        backend.batch = batch
+        t = time.perf_counter()
+        for _ in range(repeats):
+            f1.reset()
+            judge.compare(v1, v2, prompt, orders="both")
+        backend.batch = True
+        return (time.perf_counter() - t) / repeats
+
+    both_batched, both_seq = both_orders_seconds(True), both_orders_seconds(False)
 
     tab = Table(title="judge vs reference infer.py (tiny random model, same clips, same forced replies)")
     for c in ("measure", "ours", "reference", "reference / ours"):
