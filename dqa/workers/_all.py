@@ -1,0 +1,1 @@
+"""Import every worker module so that each registers itself."""

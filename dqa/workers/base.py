@@ -1,0 +1,128 @@
+"""The one narrow interface every DQA scorer implements, so the scheduler can run any of them in turn.
+
+A worker declares its memory footprint before loading (the scheduler refuses one larger than the budget),
+loads its model(s) once, scores videos one at a time, and unloads so memory returns to its baseline.
+Scores come back as `Score`s; a video the worker cannot score raises `ScoreError` with a reason word.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+from vrthinker.errors import JudgeError, ModelLoadError
+
+from ..video import VideoSample
+
+
+@dataclass(frozen=True)
+class Score:
+    """One component of one video. `value` is on the component's own published scale (VBench's for VBench
+    dimensions), `unit` is the same judgement mapped to [0, 1] (1 = good) for the grade."""
+
+    name: str
+    value: float
+    unit: float
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"value": self.value, "unit": self.unit, **({"details": dict(self.details)} if self.details else {})}
+
+
+class ScoreError(JudgeError):
+    """This video cannot get this component. `reason` is one word a program can act on:
+    bad_video, too_few_frames, empty_prompt, no_entities, model_unavailable, over_budget, failed."""
+
+    def __init__(self, reason: str, message: str):
+        self.reason = reason
+        super().__init__(message)
+
+
+class Worker:
+    """Base class: subclasses set `name`, `components`, and implement `footprint_gb`, `_load`, `score`.
+
+    `components` are the keys this worker adds to a video's result (VBench dimension names, "spatial",
+    "visionreward", ...). `models` maps a role to the hub id or local dir it loads (overridable).
+    """
+
+    name: ClassVar[str] = ""
+    components: ClassVar[tuple[str, ...]] = ()
+    needs_prompt: ClassVar[bool] = False
+    default_models: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self, device: str = "cpu", models: Mapping[str, str] | None = None, **options: Any):
+        self.device = device
+        self.models = {**self.default_models, **{k: v for k, v in (models or {}).items() if k in self.default_models}}
+        self.options = options
+        self.loaded = False
+
+    def footprint_gb(self) -> float:
+        """Accelerator memory this worker needs while loaded and scoring (weights + working memory), in GB."""
+        return 0.0
+
+    def load(self) -> None:
+        if not self.loaded:
+            self._load()
+            self.loaded = True
+
+    def _load(self) -> None:
+        """Load model(s); raise ModelLoadError with one clear line when they cannot be had."""
+
+    def score(self, video: VideoSample, prompt: str) -> list[Score]:
+        raise NotImplementedError
+
+    def unload(self) -> None:
+        """Drop every reference to model tensors; the scheduler then collects garbage and checks memory."""
+        self.loaded = False
+
+    def config(self) -> dict:
+        """What determines this worker's numbers (stored with them, so a changed model is not reused)."""
+        return {"worker": self.name, "models": dict(self.models), **{k: v for k, v in self.options.items()
+                                                                     if isinstance(v, (str, int, float, bool))}}
+
+
+def source_kwargs(source: str, revision: str | None = None) -> tuple[str, dict]:
+    """(path or id, from_pretrained kwargs) for a hub id or a local dir, failing fast when offline.
+
+    Reuses the judge's hub check: an unreachable hub with nothing cached is one clear ModelLoadError
+    within seconds instead of minutes of retries.
+    """
+    from vrthinker.backends.hf import _hub_access, _looks_local
+
+    if _looks_local(source):
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise ModelLoadError(f"model not found: {source}")
+        return str(path), {}
+    return source, _hub_access(source, revision)
+
+
+def weights_gb(source: str, bytes_per_param: float | None = None, fallback_gb: float = 1.0) -> float:
+    """Size of a local checkpoint's weight files in GB (rescaled to `bytes_per_param` when stored in fp32);
+    `fallback_gb` (the declared size of the default model) for a hub id, which is not downloaded to plan."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        return fallback_gb
+    files = list(path.glob("*.safetensors")) + list(path.glob("*.bin")) + list(path.glob("*.pth")) \
+        if path.is_dir() else [path]
+    size = sum(f.stat().st_size for f in files) / 1e9
+    if bytes_per_param is not None:
+        size *= bytes_per_param / 4.0
+    return size
+
+
+_REGISTRY: dict[str, type[Worker]] = {}
+
+
+def register(cls: type[Worker]) -> type[Worker]:
+    """Class decorator: make a worker known by its `name` (the scheduler and CLI look workers up here)."""
+    if not cls.name or cls.name in _REGISTRY:
+        raise ValueError(f"worker name missing or taken: {cls.name!r}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def registry() -> dict[str, type[Worker]]:
+    from . import _all  # noqa: F401  (imports every worker module so each registers itself)
+
+    return dict(_REGISTRY)
