@@ -4,9 +4,10 @@
   dqa import-selections FILE.jsonl --db DB
   dqa tune --db DB --model ID_OR_DIR --out ADAPTER_DIR [--max-steps N] [--min-new N] [--device cpu]
   dqa agreement --db DB --model ID_OR_DIR [--adapter DIR]
+  dqa score VIDEO... --prompt P [--components C,...] [--vram-budget GB] [--json] | --manifest FILE.jsonl
 
 Exit status: 0 done (a skipped tune run included); 2 a usage mistake (one line on stderr);
-3 select/import recorded nothing new (duplicates only).
+3 select/import recorded nothing new (duplicates only); score: a component missing for some video.
 """
 from __future__ import annotations
 
@@ -63,6 +64,10 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--patience", type=int, default=2)
     t.add_argument("--eval-steps", type=int, default=None)
     add_model_args(t)
+
+    from .score_cli import add_parser as add_score
+
+    add_score(sub)
 
     a = sub.add_parser("agreement", help="how often the judge agrees with held-out selections, per dimension")
     a.add_argument("--db", default=default_path())
@@ -168,7 +173,10 @@ def _agreement(a) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"select": _select, "import-selections": _import, "tune": _tune, "agreement": _agreement}
+    from .score_cli import run as _score
+
+    commands = {"select": _select, "import-selections": _import, "tune": _tune, "agreement": _agreement,
+                "score": _score}
 
     def run() -> int:
         try:
