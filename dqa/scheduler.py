@@ -248,7 +248,8 @@ class Scheduler:
             freed = freed and (after - baseline) * GB <= BASELINE_SLACK_BYTES
         else:
             peak, after = peak_cpu, _rss_gb()
-        phase = Phase(w.name, footprint, scored, load_s, score_s, w.device, baseline, peak, after, freed, None, len(refs))
+        phase = Phase(w.name, footprint, scored, load_s, score_s, w.device, baseline, peak, after, freed,
+                      models=len(refs))
         unit = "GB" if cuda is not None else "GB RSS"
         self.log(f"{w.name}: {scored}/{len(todo)} video(s), load {load_s:.1f} s, scoring {score_s:.1f} s, "
                  f"memory {_fmt(baseline)} -> peak {_fmt(peak)} -> {_fmt(after)} {unit}"

@@ -128,7 +128,7 @@ def print_tables(run, console) -> None:
         if v.grade.score is not None and v.grade.missing:
             console.print(f"[dim]{Path(v.path).name}: grade renormalised without "
                           f"{', '.join(v.grade.missing)}[/]", soft_wrap=True)
-    for name, why in run.refused:
+    for _worker, why in run.refused:
         console.print(f"[red]refused[/] {why}", soft_wrap=True)
     console.print(f"[dim]{len(run.videos)} video(s), {run.loads} model load(s), {run.decodes} decode(s), "
                   f"{run.seconds:.1f} s[/]")

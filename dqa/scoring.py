@@ -31,9 +31,10 @@ def catalogue() -> dict[str, str]:
     return out
 
 
-def resolve_components(spec: Iterable[str] | None) -> tuple[str, ...]:
-    """Expand names ('all', 'offline', 'vbench', 'measures', or component names; comma lists allowed)."""
-    known = catalogue()
+def resolve_components(spec: Iterable[str] | None, extra: Iterable[Worker] = ()) -> tuple[str, ...]:
+    """Expand names ('all', 'offline', 'vbench', 'measures', or component names; comma lists allowed);
+    `extra` workers (not registered) add their components to the known ones."""
+    known = {**catalogue(), **{c: w.name for w in extra for c in w.components}}
     names = [n.strip() for s in (spec or ["offline"]) for n in str(s).split(",") if n.strip()]
     out: list[str] = []
     for n in names:
@@ -113,7 +114,7 @@ def score(videos: Sequence[str | Path | Item], prompt: str = "", components: Ite
     items = [v if isinstance(v, Item) else Item(str(v), prompt) for v in videos]
     if not items:
         raise UsageError("no videos to score")
-    comps = resolve_components(components)
+    comps = resolve_components(components, workers or ())
     weights = weights or load_config()
     if workers is None:
         workers = build_workers(comps, device=pick_device(device), models=models, **options)
