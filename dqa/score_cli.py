@@ -42,7 +42,8 @@ def add_parser(sub) -> None:
     s.add_argument("--model", default=None, metavar="ID_OR_DIR",
                    help="the Qwen2.5-VL judge for visionreward/semantic/preference (default: the judge's)")
     s.add_argument("--models", action="append", default=[], metavar="ROLE=ID_OR_DIR",
-                   help="override another worker's model, e.g. clip=DIR, vfm=DIR, dino=DIR, raft=FILE.pth")
+                   help="override a worker model by role: dino, clip_b32, clip_l14, aesthetic_head, musiq, raft, "
+                        "proxy_clip, vfm (hub id, local dir or file)")
     s.add_argument("--adapter", default=None, metavar="DIR", help="a DPO LoRA adapter: enables 'preference'")
     s.add_argument("--quantize", choices=["4bit", "8bit"], default=None, help="load the VLM with bitsandbytes")
     s.add_argument("--dtype", default=None, help="auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32")
@@ -142,6 +143,7 @@ def run(a: argparse.Namespace) -> int:
 
     from .grade import load_config
     from .scoring import score
+    from .workers.base import registry
 
     quiet_libraries()
     if a.manifest and a.videos:
@@ -154,6 +156,10 @@ def run(a: argparse.Namespace) -> int:
         raise UsageError("no videos: give VIDEO... or --manifest FILE.jsonl")
     weights = load_config(a.weights, {k: _float(k, v) for k, v in _pairs(a.weight, "--weight").items()})
     models = _pairs(a.models, "--models")
+    roles = sorted({r for cls in registry().values() for r in cls.default_models})
+    for role in models:
+        if role not in roles:
+            raise UsageError(f"--models {role}=...: unknown role; known: {', '.join(roles)}")
     if a.model:
         models["vlm"] = a.model
     options = {k: v for k, v in dict(quantize=a.quantize, dtype=a.dtype, adapter=a.adapter).items() if v}

@@ -143,10 +143,19 @@ def score(videos: Sequence[str | Path | Item], prompt: str = "", components: Ite
     results = []
     for it, got in zip(items, per_video):
         scores = {c: got[c] for c in comps if isinstance(got.get(c), Score)}
-        missing = {c: (got[c] if isinstance(got.get(c), Failure) else
-                       Failure(c, "not_scored", "no worker produced it (see the log above)"))
-                   for c in comps if c not in scores}
+        missing = {c: got[c] if isinstance(got.get(c), Failure) else _absent(c, workers) for c in comps
+                   if c not in scores}
         grade = synthesize({k: s.unit for k, s in scores.items()}, weights)
         results.append(VideoResult(it.path, it.prompt, scores, missing, grade))
     return ScoreRun(tuple(results), tuple(report.phases), tuple(report.refused), comps, report.loads,
                     report.decodes, time.perf_counter() - t0, weights)
+
+
+HINTS = {"preference": "needs a DPO adapter: pass --adapter DIR (made by dqa tune)"}
+
+
+def _absent(component: str, workers: Sequence[Worker]) -> Failure:
+    """Why no worker produced `component`: not offered in this configuration, or no result at all."""
+    if not any(component in w.components for w in workers):
+        return Failure(component, "not_configured", HINTS.get(component, "no worker offers it as configured"))
+    return Failure(component, "not_scored", "no worker produced it (see the log)")

@@ -194,23 +194,9 @@ def test_evaluate_presence_and_score():
 
 def _build_tiny(root: Path) -> tuple[Path, Path]:
     """A 2-layer CLIP (16 px patches) with a byte-level CLIP tokenizer of ~500 tokens, and a 2-layer DINOv2."""
-    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer, Dinov2Config, Dinov2Model
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
+    from make_tiny_dqa_models import clip, dinov2
 
-    chars = list(bytes_to_unicode().values())
-    merges = [("c", "a"), ("ca", "t</w>"), ("d", "o"), ("do", "g</w>")]
-    vocab = chars + [c + "</w>" for c in chars] + ["".join(m) for m in merges] + ["<|startoftext|>", "<|endoftext|>"]
-    torch.manual_seed(0)
-    text = dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=2, max_position_embeddings=77, bos_token_id=len(vocab) - 2,
-                eos_token_id=len(vocab) - 1, pad_token_id=len(vocab) - 1)
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=64,
-                  patch_size=16)
-    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(root / "clip")
-    CLIPTokenizer(vocab={t: i for i, t in enumerate(vocab)}, merges=merges).save_pretrained(root / "clip")
-    Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=56,
-                             patch_size=14)).save_pretrained(root / "vfm")
-    return root / "clip", root / "vfm"
+    return clip(root / "clip", patch_size=16, image_size=64, seed=0, tokenizer=True), dinov2(root / "vfm")
 
 
 @pytest.fixture(scope="module")
@@ -275,7 +261,7 @@ def test_text_features_average_templates(seg):
 
 
 def test_missing_model_dir_is_a_load_error(tmp_path, tiny):
-    w = registry()["proxyclip"](models={"clip": str(tmp_path / "nope"), "vfm": str(tiny[1])})
+    w = registry()["proxyclip"](models={"proxy_clip": str(tmp_path / "nope"), "vfm": str(tiny[1])})
     with pytest.raises(ModelLoadError):
         w.load()
     with pytest.raises(ModelLoadError):
@@ -303,7 +289,7 @@ def test_worker_end_to_end(tmp_path, tiny):
 
     cls = registry()["proxyclip"]
     assert cls.needs_prompt and cls.components == ("spatial",)
-    w = cls(models={"clip": str(tiny[0]), "vfm": str(tiny[1])}, short_side=112, crop=112, stride=56)
+    w = cls(models={"proxy_clip": str(tiny[0]), "vfm": str(tiny[1])}, short_side=112, crop=112, stride=56)
     assert 0.75 < w.footprint_gb() < 1.0  # the allowance plus two tiny checkpoints
     video = decode(_clip(tmp_path))
     with pytest.raises(ScoreError) as e:
@@ -336,7 +322,7 @@ def test_worker_scores_known_masks(tmp_path, tiny):
 
     frames = np.zeros((20, 80, 160, 3), np.uint8)
     video = VideoSample("x.mp4", frames, tuple(range(20)), 10.0, 20, (160, 80))
-    w = registry()["proxyclip"](models={"clip": str(tiny[0]), "vfm": str(tiny[1])})
+    w = registry()["proxyclip"](models={"proxy_clip": str(tiny[0]), "vfm": str(tiny[1])})
     w._seg, w.loaded = Known(), True
     assert w.score(video, "a red car to the left of a blue bus")[0].value == 1.0
     (s,) = w.score(video, "a red car to the right of a blue bus")

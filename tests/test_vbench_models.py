@@ -32,13 +32,9 @@ def scenes() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _vit_dir(path, hidden: int = 32, layers: int = 2):
-    from transformers import ViTConfig, ViTModel
+    from make_tiny_dqa_models import vit
 
-    torch.manual_seed(0)
-    cfg = ViTConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=2 * hidden,
-                    image_size=224, patch_size=16, qkv_bias=True)
-    ViTModel(cfg, add_pooling_layer=False).save_pretrained(path)
-    return path
+    return vit(path, hidden, layers)
 
 
 @pytest.fixture(scope="module")
@@ -49,16 +45,9 @@ def dino_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory):
     """A tiny full CLIPModel checkpoint (text tower included, as on the hub) with a 16-wide projection."""
-    from transformers import CLIPConfig, CLIPModel
+    from make_tiny_dqa_models import clip
 
-    torch.manual_seed(1)
-    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
-    cfg = CLIPConfig(text_config=dict(small, vocab_size=64, max_position_embeddings=16, bos_token_id=0,
-                                      eos_token_id=1, pad_token_id=1),
-                     vision_config=dict(small, image_size=224, patch_size=32), projection_dim=16)
-    path = tmp_path_factory.mktemp("clip") / "model"
-    CLIPModel(cfg).save_pretrained(path)
-    return path
+    return clip(tmp_path_factory.mktemp("clip") / "model")
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +67,7 @@ def dino(dino_dir):
 
 @pytest.fixture(scope="module")
 def clipw(clip_dir):
-    w = C.ClipConsistencyWorker(models={"clip": str(clip_dir)}, batch_size=4)
+    w = C.ClipConsistencyWorker(models={"clip_b32": str(clip_dir)}, batch_size=4)
     w.load()
     return w
 
@@ -198,7 +187,7 @@ def test_too_few_frames(dino, scenes):
 def test_aesthetic_is_head_on_normalised_embeddings_over_10(clip_dir, head_dir, scenes):
     from transformers import CLIPModel
 
-    w = Q.AestheticWorker(models={"clip": str(clip_dir), "head": str(head_dir)}, batch_size=2)
+    w = Q.AestheticWorker(models={"clip_l14": str(clip_dir), "aesthetic_head": str(head_dir)}, batch_size=2)
     frames = np.stack([scenes[0], scenes[1], scenes[0]])
     (s,) = w.score(sample(frames), "")
     # by hand: bicubic shorter side -> 224 (no antialias), centre crop, CLIP normalisation
@@ -221,14 +210,14 @@ def test_aesthetic_is_head_on_normalised_embeddings_over_10(clip_dir, head_dir, 
 
 def test_aesthetic_head_must_fit_clip(clip_dir, tmp_path):
     torch.save(torch.nn.Linear(8, 1).state_dict(), tmp_path / "head.pth")
-    w = Q.AestheticWorker(models={"clip": str(clip_dir), "head": str(tmp_path / "head.pth")})
+    w = Q.AestheticWorker(models={"clip_l14": str(clip_dir), "aesthetic_head": str(tmp_path / "head.pth")})
     with pytest.raises(ModelLoadError, match="does not fit"):
         w.load()
 
 
 def test_unload_frees_models(clip_dir, head_dir, dino_dir):
     for w in (C.DinoConsistencyWorker(models={"dino": str(dino_dir)}),
-              Q.AestheticWorker(models={"clip": str(clip_dir), "head": str(head_dir)})):
+              Q.AestheticWorker(models={"clip_l14": str(clip_dir), "aesthetic_head": str(head_dir)})):
         w.load()
         refs = [weakref.ref(w.model)] + ([weakref.ref(w.head)] if hasattr(w, "head") else [])
         w.unload()
@@ -238,8 +227,8 @@ def test_unload_frees_models(clip_dir, head_dir, dino_dir):
 
 def test_missing_models_raise_model_load_error(tmp_path, clip_dir):
     missing = str(tmp_path / "nope")
-    for w in (C.DinoConsistencyWorker(models={"dino": missing}), C.ClipConsistencyWorker(models={"clip": missing}),
-              Q.AestheticWorker(models={"clip": str(clip_dir), "head": missing})):
+    for w in (C.DinoConsistencyWorker(models={"dino": missing}), C.ClipConsistencyWorker(models={"clip_b32": missing}),
+              Q.AestheticWorker(models={"clip_l14": str(clip_dir), "aesthetic_head": missing})):
         with pytest.raises(ModelLoadError):
             w.load()
     (tmp_path / "empty").mkdir()

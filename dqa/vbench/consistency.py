@@ -290,8 +290,8 @@ class ClipConsistencyWorker(_ConsistencyWorker):
 
     name = "vbench.clip"
     components = ("background_consistency",)
-    default_models = {"clip": "openai/clip-vit-base-patch32"}
-    role = "clip"
+    default_models = {"clip_b32": "openai/clip-vit-base-patch32"}
+    role = "clip_b32"
     default_params_b = 0.088  # the vision tower and projection (the text tower is not loaded)
     activation_gb_per_32 = 0.15  # 50 tokens x 768 per frame
     cuda_dtype = "float16"  # openai clip.load converts to float16 on cuda
@@ -300,7 +300,7 @@ class ClipConsistencyWorker(_ConsistencyWorker):
         return clip_transform(224)
 
     def _load(self) -> None:
-        source, kw = source_kwargs(self.models["clip"])
+        source, kw = source_kwargs(self.models["clip_b32"])
         self.model = load_clip_vision(source, kw, self.dtype, "clip").to(self.device).eval()
 
     def encode(self, x):

@@ -78,7 +78,7 @@ class AestheticWorker(Worker):
 
     name = "vbench.aesthetic"
     components = ("aesthetic_quality",)
-    default_models = {"clip": "openai/clip-vit-large-patch14", "head": AESTHETIC_URL}
+    default_models = {"clip_l14": "openai/clip-vit-large-patch14", "aesthetic_head": AESTHETIC_URL}
 
     def __init__(self, device: str = "cpu", models=None, **options: Any):
         super().__init__(device, models, **options)
@@ -88,13 +88,13 @@ class AestheticWorker(Worker):
 
     def footprint_gb(self) -> float:
         # 304 M params for the ViT-L/14 tower + projection; 257 tokens x 1024 per frame.
-        return footprint(self.models["clip"], 0.304, self.dtype, 0.5, self.batch_size)
+        return footprint(self.models["clip_l14"], 0.304, self.dtype, 0.5, self.batch_size)
 
     def _load(self) -> None:
         import torch
 
-        source, kw = source_kwargs(self.models["clip"])
-        head_src = self.models["head"]
+        source, kw = source_kwargs(self.models["clip_l14"])
+        head_src = self.models["aesthetic_head"]
         head_path = fetch_file(head_src, AESTHETIC_FILE, (vbench_cache() / "aesthetic_model" / "emb_reader"
                                                           / AESTHETIC_FILE,))
         try:

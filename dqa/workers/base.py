@@ -94,12 +94,17 @@ def source_kwargs(source: str, revision: str | None = None) -> tuple[str, dict]:
         if not path.exists():
             raise ModelLoadError(f"model not found: {source}")
         return str(path), {}
-    return source, _hub_access(source, revision)
+    try:
+        return source, _hub_access(source, revision)
+    except ModelLoadError as e:  # the judge's message names its own flag; dqa takes --models ROLE=DIR
+        raise ModelLoadError(str(e).replace("pass --model DIR", "pass a local copy: dqa score --models ROLE=DIR")) \
+            from None
 
 
 def weights_gb(source: str, bytes_per_param: float | None = None, fallback_gb: float = 1.0) -> float:
-    """Size of a local checkpoint's weight files in GB (rescaled to `bytes_per_param` when stored in fp32);
-    `fallback_gb` (the declared size of the default model) for a hub id, which is not downloaded to plan."""
+    """Size of a local checkpoint's weight files in GB, rescaled to `bytes_per_param` from the dtype it is
+    stored in (config.json's dtype, else fp32); `fallback_gb` (the declared size of the default model)
+    for a hub id, which is not downloaded just to plan."""
     path = Path(source).expanduser()
     if not path.exists():
         return fallback_gb
@@ -107,8 +112,19 @@ def weights_gb(source: str, bytes_per_param: float | None = None, fallback_gb: f
         if path.is_dir() else [path]
     size = sum(f.stat().st_size for f in files) / 1e9
     if bytes_per_param is not None:
-        size *= bytes_per_param / 4.0
+        size *= bytes_per_param / _stored_bytes_per_param(path)
     return size
+
+
+def _stored_bytes_per_param(path: Path) -> float:
+    import json
+
+    try:
+        cfg = json.loads((path / "config.json").read_text()) if path.is_dir() else {}
+    except (OSError, ValueError):
+        cfg = {}
+    dtype = str(cfg.get("dtype") or cfg.get("torch_dtype") or "float32")
+    return 2.0 if dtype in ("bfloat16", "float16") else 4.0
 
 
 _REGISTRY: dict[str, type[Worker]] = {}

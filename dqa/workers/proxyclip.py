@@ -11,7 +11,7 @@ from .base import Score, ScoreError, Worker, register, weights_gb
 N_FRAMES = 8  # frames sampled uniformly per video; every one is segmented
 ALLOWANCE_GB = 0.75  # activations and label maps of 8 frames (336 px windows), with room to spare
 # Declared sizes of the default checkpoints (fp32 files) for planning without downloading them.
-_FALLBACK_FP32_GB = {"clip": 0.60, "vfm": 0.35}
+_FALLBACK_FP32_GB = {"proxy_clip": 0.60, "vfm": 0.35}
 # Options passed on to ProxyCLIP (beta, gamma, mode ...); see dqa.grounding.proxyclip.
 _SEG_OPTIONS = ("beta", "gamma", "logit_scale", "prob_thd", "templates", "mode", "short_side", "crop", "stride")
 
@@ -24,7 +24,7 @@ class ProxyCLIPWorker(Worker):
     name = "proxyclip"
     components = ("spatial",)
     needs_prompt = True
-    default_models = {"clip": "openai/clip-vit-base-patch16", "vfm": "facebook/dinov2-base"}
+    default_models = {"proxy_clip": "openai/clip-vit-base-patch16", "vfm": "facebook/dinov2-base"}
 
     def __init__(self, device: str = "cpu", models=None, **options):
         super().__init__(device, models, **options)
@@ -36,13 +36,13 @@ class ProxyCLIPWorker(Worker):
     def footprint_gb(self) -> float:
         bpp = self._bytes_per_param()
         return sum(weights_gb(self.models[role], bpp, _FALLBACK_FP32_GB[role] * bpp / 4)
-                   for role in ("clip", "vfm")) + ALLOWANCE_GB
+                   for role in ("proxy_clip", "vfm")) + ALLOWANCE_GB
 
     def _load(self) -> None:
         from ..grounding.proxyclip import load_proxyclip
 
         opts = {k: self.options[k] for k in _SEG_OPTIONS if k in self.options}
-        self._seg = load_proxyclip(self.models["clip"], self.models["vfm"], self.device, **opts)
+        self._seg = load_proxyclip(self.models["proxy_clip"], self.models["vfm"], self.device, **opts)
 
     def score(self, video: VideoSample, prompt: str) -> list[Score]:
         parsed = parse_prompt(prompt)  # prompt errors first: no model time spent on them

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -18,7 +17,7 @@ from vrthinker.judge import DEFAULT_MODEL
 
 from ..checklist import Checklist, aggregate, load_checklist, p_yes, semantic_questions, yes_no_ids
 from ..video import VideoSample
-from .base import Score, ScoreError, Worker, register
+from .base import Score, ScoreError, Worker, register, weights_gb
 
 IMAGE_PAD = "<|image_pad|>"
 FRAMES = 8
@@ -193,16 +192,6 @@ def prompt_entities(prompt: str) -> tuple[list[str], str]:
     return [text(x) for x in items], f"dqa.grounding.prompt.{name}"
 
 
-def _stored_bytes_per_param(path: Path) -> float:
-    """Bytes per parameter of a local checkpoint's weight files (from config.json; fp32 unless it says less)."""
-    try:
-        cfg = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError):
-        return 4.0
-    dtype = str(cfg.get("torch_dtype") or cfg.get("dtype") or "float32")
-    return 2.0 if dtype in ("bfloat16", "float16") else 4.0
-
-
 @register
 class VLMWorker(Worker):
     """Options: quantize (None/"4bit"/"8bit"), dtype ("auto"/"bfloat16"/"float32"...), adapter (a DPO/PEFT
@@ -240,12 +229,7 @@ class VLMWorker(Worker):
             bpp, fallback = 4.0, 31.0
         else:
             bpp, fallback = 2.0, 15.5  # the 7B in bf16
-        path = Path(self.models["vlm"]).expanduser()
-        if path.is_dir():
-            files = [f for pat in ("*.safetensors", "*.bin") for f in path.glob(pat)]
-            weights = sum(f.stat().st_size for f in files) / 1e9 * bpp / _stored_bytes_per_param(path)
-        else:
-            weights = fallback  # a hub id: not downloaded to plan
+        weights = weights_gb(self.models["vlm"], bpp, fallback_gb=fallback)  # a hub id: not downloaded to plan
         return weights + ACTIVATION_GB * self.n_frames / FRAMES * (self.image_side / IMAGE_SIDE) ** 2
 
     def _load(self) -> None:
