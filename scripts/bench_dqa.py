@@ -42,7 +42,8 @@ def make_videos(root: Path, n: int, frames: int) -> list[Item]:
         defect = DEFECTS[i % len(DEFECTS)]
         if defect:
             clip = apply_defect(clip, defect, "medium", seed=i)
-        items.append(Item(str(write_video(root / f"v{i}_{kind}_{defect}.mp4", clip, fps=12)), PROMPTS[i % len(PROMPTS)]))
+        path = write_video(root / f"v{i}_{kind}_{defect}.mp4", clip, fps=12)
+        items.append(Item(str(path), PROMPTS[i % len(PROMPTS)]))
     return items
 
 
