@@ -220,3 +220,39 @@ def test_cli_manifest_resumes(videos, tmp_path):
     man.write_text('{"video": 3}\n')
     p3 = _dqa("score", "--manifest", str(man))
     assert p3.returncode == 2 and "line 1" in p3.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory, tiny_model_dir) -> dict[str, str]:
+    from make_tiny_dqa_models import build_all
+
+    models = build_all(tmp_path_factory.mktemp("dqa-models"), vlm=False)
+    models["vlm"] = str(tiny_model_dir)
+    return models
+
+
+def test_cli_every_component_on_tiny_models(videos, clips, tiny_models):
+    """All workers through their real loaders: one load each, memory freed after each, VBench names on
+    VBench's scale, a corrupt video named per component, and a budget too small for the VLM refusing it
+    before it loads while the others still run."""
+    args = ["score", videos[0], str(clips["corrupt"]), "--prompt", "a red ball to the left of a blue box",
+            "--components", "all", "--json"]
+    for role, path in tiny_models.items():
+        args += ["--models", f"{role}={path}"]
+    p = _dqa(*args, "--vram-budget", "1.6")
+    assert p.returncode == 3, p.stderr
+    doc = json.loads(p.stdout)
+    phases = {ph["worker"]: ph for ph in doc["phases"]}
+    assert "vlm" not in phases and doc["refused"][0]["worker"] == "vlm" and "1.6 GB" in doc["refused"][0]["message"]
+    loaded = [ph for ph in doc["phases"] if ph["models"]]
+    assert doc["model_loads"] == len(loaded) >= 5 and all(ph["freed"] for ph in doc["phases"] if not ph["error"])
+    good, bad = doc["videos"]
+    for dim in ("temporal_flickering", "motion_smoothness", "subject_consistency", "background_consistency",
+                "dynamic_degree", "aesthetic_quality"):
+        assert 0.0 <= good["vbench"][dim] <= 1.0, dim
+        assert bad["missing"][dim]["reason"] == "bad_video"
+    assert 0.0 <= good["components"]["spatial"]["value"] <= 1.0
+    assert good["missing"]["visionreward"]["reason"] == "over_budget"
+    assert good["missing"]["preference"]["reason"] == "not_configured"
+    assert set(good["grade"]["weights_used"]) >= {"measures", "benchmark", "spatial"}
+    assert "Traceback" not in p.stderr
