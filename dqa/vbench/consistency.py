@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import types
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from vrthinker.errors import ModelLoadError, VideoError
 
 from ..video import VideoSample
 from ..workers.base import Score, ScoreError, Worker, register, source_kwargs, weights_gb
+from .frames import frame_batches, is_capped
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -87,52 +88,6 @@ def footprint(source: str, params_b: float, dtype, activation_gb_per_32: float, 
     return weights_gb(source, bpp, fallback_gb=params_b * bpp) + 0.1 + activation_gb_per_32 * batch_size / 32 * bpp / 4
 
 
-def frame_batches(video: VideoSample, batch_size: int, full_video: bool = True) -> Iterator[np.ndarray]:
-    """RGB uint8 batches of the frames VBench would read: every frame at the original resolution.
-
-    The shared sample is capped (512 px by INTER_AREA, 192 frames), while VBench resizes from full resolution
-    without antialiasing, which keeps visibly more high-frequency detail; so when the sample was capped, the
-    file is decoded again here batch by batch (memory: one batch of full-size frames). With `full_video`
-    False, or when nothing was capped, the shared sample is used as it is."""
-    if full_video and is_capped(video):
-        yield from read_all_frames(video.path, batch_size)
-    else:
-        for i in range(0, len(video.frames), batch_size):
-            yield video.frames[i:i + batch_size]
-
-
-def is_capped(video: VideoSample) -> bool:
-    """True when the shared sample lacks frames or pixels of the file."""
-    h, w = video.frames.shape[1:3]
-    return len(video.frames) < video.total_frames or (w, h) != tuple(video.size)
-
-
-def read_all_frames(path: str, batch_size: int) -> Iterator[np.ndarray]:
-    """Every decodable frame of `path`, RGB uint8, in batches (VBench's load_video reads all of them).
-    VideoError when the file cannot be opened or yields no frame."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        cap.release()
-        raise VideoError(str(path), "not a decodable video (OpenCV could not open it)")
-    n, batch = 0, []
-    try:
-        while True:
-            ok, bgr = cap.read()
-            if not ok or bgr is None:
-                break
-            batch.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-            n += 1
-            if len(batch) == batch_size:
-                yield np.stack(batch)
-                batch = []
-    finally:
-        cap.release()
-    if n == 0:
-        raise VideoError(str(path), "no decodable frames")
-    if batch:
-        yield np.stack(batch)
 
 
 def batched_features(encode: Callable, batches: Iterable[np.ndarray], transform: Callable, device: str, dtype,
@@ -301,7 +256,7 @@ class ClipConsistencyWorker(_ConsistencyWorker):
 
     def _load(self) -> None:
         source, kw = source_kwargs(self.models["clip_b32"])
-        self.model = load_clip_vision(source, kw, self.dtype, "clip").to(self.device).eval()
+        self.model = load_clip_vision(source, kw, self.dtype, "clip_b32").to(self.device).eval()
 
     def encode(self, x):
         return self.model(pixel_values=x).image_embeds

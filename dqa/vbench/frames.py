@@ -6,6 +6,8 @@ reused, otherwise the file is decoded again (same decoder, so the same pixels VB
 """
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 
 from vrthinker.errors import VideoError
@@ -35,3 +37,51 @@ def all_frames(video: VideoSample, max_side: int | None = None) -> tuple[np.ndar
         raise ScoreError("bad_video", e.cause) from None
     size = "native size" if max_side is None else f"long side <= {max_side}"
     return arr, f"decoded again: all {len(arr)} frames at {size}"
+
+
+def frame_batches(video: VideoSample, batch_size: int, full_video: bool = True) -> Iterator[np.ndarray]:
+    """RGB uint8 batches of the frames VBench would read: every frame at the original resolution.
+
+    The shared sample is capped (512 px by INTER_AREA, 192 frames), while VBench resizes from full resolution
+    without antialiasing, which keeps visibly more high-frequency detail; so when the sample was capped, the
+    file is decoded again here batch by batch (memory: one batch of full-size frames). With `full_video`
+    False, or when nothing was capped, the shared sample is used as it is."""
+    if full_video and is_capped(video):
+        yield from read_all_frames(video.path, batch_size)
+    else:
+        for i in range(0, len(video.frames), batch_size):
+            yield video.frames[i:i + batch_size]
+
+
+def is_capped(video: VideoSample) -> bool:
+    """True when the shared sample lacks frames or pixels of the file."""
+    h, w = video.frames.shape[1:3]
+    return len(video.frames) < video.total_frames or (w, h) != tuple(video.size)
+
+
+def read_all_frames(path: str, batch_size: int) -> Iterator[np.ndarray]:
+    """Every decodable frame of `path`, RGB uint8, in batches (VBench's load_video reads all of them).
+    VideoError when the file cannot be opened or yields no frame."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        cap.release()
+        raise VideoError(str(path), "not a decodable video (OpenCV could not open it)")
+    n, batch = 0, []
+    try:
+        while True:
+            ok, bgr = cap.read()
+            if not ok or bgr is None:
+                break
+            batch.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            n += 1
+            if len(batch) == batch_size:
+                yield np.stack(batch)
+                batch = []
+    finally:
+        cap.release()
+    if n == 0:
+        raise VideoError(str(path), "no decodable frames")
+    if batch:
+        yield np.stack(batch)

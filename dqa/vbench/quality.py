@@ -104,7 +104,7 @@ class AestheticWorker(Worker):
             head.load_state_dict(state)
         except (OSError, ValueError, RuntimeError, KeyError, AttributeError, IndexError) as e:
             raise load_error("aesthetic head", head_src, e) from None
-        model = load_clip_vision(source, kw, self.dtype, "clip")
+        model = load_clip_vision(source, kw, self.dtype, "clip_l14")
         if model.config.projection_dim != head.in_features or head.out_features != 1:
             raise ModelLoadError(f"the aesthetic head ({head.in_features} -> {head.out_features}) does not fit "
                                  f"the CLIP embedding size {model.config.projection_dim} of {source}")
