@@ -56,7 +56,7 @@ def _from_torchvision(spec: str) -> torch.nn.Module:
     host = urlparse(weights.url).hostname or ""
     if not cached.is_file() and not _reachable(host):
         raise ModelLoadError(f"RAFT weights {arch}.{tag} are not in the torch hub cache ({cached}) and {host} "
-                             "is unreachable; pass a local state dict: models={'raft': '/path/raft.pth'}")
+                             "is unreachable; pass a local state dict: dqa score --models raft=/path/raft.pth")
     try:
         return build(weights=weights, progress=False)
     except Exception as e:  # noqa: BLE001  (any download or load failure is one line)
