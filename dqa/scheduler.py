@@ -213,8 +213,13 @@ class Scheduler:
         t0 = time.perf_counter()
         try:
             w.load()
-        except ModelLoadError as e:
-            msg = str(e)
+        except (KeyboardInterrupt, SystemExit):
+            w.unload()
+            raise
+        except Exception as e:  # ModelLoadError, or a loader failing its own way (out of memory, bad file)
+            w.unload()  # drop whatever was half loaded
+            gc.collect()
+            msg = str(e) if isinstance(e, ModelLoadError) else f"{type(e).__name__}: {e}".splitlines()[0]
             self.log(f"{w.name}: {msg}")
             for i, it in todo:
                 self._record(report, i, it, w, [], [Failure(c, "model_unavailable", msg) for c in comps])

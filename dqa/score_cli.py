@@ -166,14 +166,43 @@ def run(a: argparse.Namespace) -> int:
     err = Console(stderr=True)
     log = None if a.quiet else (lambda s: err.print(f"[dim]{s}[/]", soft_wrap=True, highlight=False))
     db = a.db or (default_path() if a.manifest else None)
-    result = score(items, components=a.components, budget_gb=a.vram_budget, device=a.device, models=models,
-                   weights=weights, db=db, log=log, **options)
+    with _progress(err, enabled=not a.quiet and err.is_terminal) as progress:
+        result = score(items, components=a.components, budget_gb=a.vram_budget, device=a.device, models=models,
+                       weights=weights, db=db, log=log, progress=progress, **options)
     if a.json:
         json.dump(result.to_dict(), sys.stdout, indent=1, default=str)
         print()
     else:
         print_tables(result, Console())
     return EXIT_OK if result.complete and not result.refused else EXIT_INCOMPLETE
+
+
+class _progress:
+    """A rich progress bar per worker on a terminal (stderr), nothing otherwise."""
+
+    def __init__(self, console, enabled: bool):
+        self.bar = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), console=console, transient=True)
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self):
+        if self.bar is None:
+            return None
+        self.bar.start()
+        return self.update
+
+    def update(self, worker: str, done: int, total: int) -> None:
+        if worker not in self.tasks:
+            self.tasks[worker] = self.bar.add_task(worker, total=total)
+        self.bar.update(self.tasks[worker], completed=done)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def _float(k: str, v: str) -> float:

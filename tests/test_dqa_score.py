@@ -256,3 +256,15 @@ def test_cli_every_component_on_tiny_models(videos, clips, tiny_models):
     assert good["missing"]["preference"]["reason"] == "not_configured"
     assert set(good["grade"]["weights_used"]) >= {"measures", "benchmark", "spatial"}
     assert "Traceback" not in p.stderr
+
+
+def test_a_loader_crashing_its_own_way_is_named_and_freed(videos):
+    class Crashy(FakeWorker):
+        def _load(self):
+            self.net = torch.nn.Linear(4, 1)  # half loaded, then the loader fails
+            raise RuntimeError("CUDA out of memory (pretend)")
+
+    w = Crashy()
+    r = Scheduler([w, FakeVQ()]).run([Item(videos[0], "x")])
+    assert r.results[0]["spatial"].reason == "model_unavailable" and "out of memory" in r.results[0]["spatial"].message
+    assert w.net is None and isinstance(r.results[0]["aesthetic_quality"], Score)
