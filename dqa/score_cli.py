@@ -173,7 +173,7 @@ def run(a: argparse.Namespace) -> int:
         json.dump(result.to_dict(), sys.stdout, indent=1, default=str)
         print()
     else:
-        print_tables(result, Console())
+        print_tables(result, Console(highlight=False))
     return EXIT_OK if result.complete and not result.refused else EXIT_INCOMPLETE
 
 
