@@ -275,8 +275,11 @@ class Scheduler:
             return fail(e.reason, str(e))
         except VideoError as e:
             return fail("bad_video", e.cause)
-        except (KeyboardInterrupt, SystemExit, MemoryError):
+        except (KeyboardInterrupt, SystemExit):
             raise
+        except MemoryError:  # e.g. every frame of a very long 4K clip: this video only, the batch goes on
+            gc.collect()
+            return fail("too_large", "ran out of memory on this video (very long or very large?)")
         except Exception as e:  # a bug or a model failure on this video: record it, keep the batch going
             return fail("failed", f"{type(e).__name__}: {e}".splitlines()[0])
         got = {s.name for s in scores}

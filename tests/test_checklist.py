@@ -225,11 +225,14 @@ def test_registered_and_footprint(tiny_model_dir):
     assert VLMWorker.default_models == {"vlm": DEFAULT_MODEL} and VLMWorker.needs_prompt
     hub = VLMWorker(device="cuda")
     assert hub.footprint_gb() == pytest.approx(15.5 + 2.0)
-    assert VLMWorker(device="cuda", quantize="4bit").footprint_gb() == pytest.approx(5.5 + 2.0)
-    assert VLMWorker(device="cuda", quantize="8bit", image_side=224).footprint_gb() == pytest.approx(8.5 + 0.5)
+    # quantized: the vision tower, embeddings and lm_head stay bf16
+    assert VLMWorker(device="cuda", quantize="4bit").footprint_gb() == pytest.approx(7.2 + 2.0)
+    assert VLMWorker(device="cuda", quantize="8bit", image_side=224).footprint_gb() == pytest.approx(10.5 + 0.5)
     local = VLMWorker(models={"vlm": str(tiny_model_dir)})
     stored = sum(f.stat().st_size for f in tiny_model_dir.glob("*.safetensors")) / 1e9
     assert local.footprint_gb() == pytest.approx(stored + 2.0)  # fp32 on CPU, stored fp32
+    q4 = VLMWorker(models={"vlm": str(tiny_model_dir)}, quantize="4bit").footprint_gb()
+    assert q4 == pytest.approx(stored * 0.55 / 4 * 0.77 + stored * 2 / 4 * 0.23 + 2.0)
     assert "checklist" in local.config() and local.config()["checklist"].startswith("visionreward/1@")
 
 

@@ -268,3 +268,14 @@ def test_a_loader_crashing_its_own_way_is_named_and_freed(videos):
     r = Scheduler([w, FakeVQ()]).run([Item(videos[0], "x")])
     assert r.results[0]["spatial"].reason == "model_unavailable" and "out of memory" in r.results[0]["spatial"].message
     assert w.net is None and isinstance(r.results[0]["aesthetic_quality"], Score)
+
+
+def test_out_of_memory_on_one_video_keeps_the_batch(videos):
+    class Greedy(FakeWorker):
+        def score(self, video, prompt):
+            if video.path == videos[0]:
+                raise MemoryError
+            return super().score(video, prompt)
+
+    r = Scheduler([Greedy()]).run([Item(p, "x") for p in videos[:2]])
+    assert r.results[0]["spatial"].reason == "too_large" and isinstance(r.results[1]["spatial"], Score)

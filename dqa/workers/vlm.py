@@ -191,6 +191,8 @@ def prompt_entities(prompt: str) -> tuple[list[str], str]:
 
     return [text(x) for x in items], f"dqa.grounding.prompt.{name}"
 
+UNQUANTIZED_SHARE = 0.23  # Qwen2.5-VL-7B: visual + embed_tokens + lm_head, ~1.76B of 7.6B parameters
+
 
 @register
 class VLMWorker(Worker):
@@ -223,7 +225,13 @@ class VLMWorker(Worker):
     def footprint_gb(self) -> float:
         quantize = self.options.get("quantize")
         if quantize in ("4bit", "8bit"):
-            bpp, fallback = {"4bit": (0.55, 5.5), "8bit": (1.05, 8.5)}[quantize]
+            # the vision tower, embeddings and lm_head stay bf16 (about 23% of the 7B's parameters)
+            bpp, fallback = {"4bit": (0.55, 7.2), "8bit": (1.05, 10.5)}[quantize]
+            source = self.models["vlm"]
+            weights = (weights_gb(source, bpp, fallback_gb=fallback) * (1 - UNQUANTIZED_SHARE)
+                       + weights_gb(source, 2.0, fallback_gb=0) * UNQUANTIZED_SHARE) if Path(source).exists() \
+                else fallback
+            return weights + ACTIVATION_GB * self.n_frames / FRAMES * (self.image_side / IMAGE_SIDE) ** 2
         elif self.options.get("dtype") in ("float32", "fp32") or \
                 (self.options.get("dtype") in (None, "", "auto") and not str(self.device).startswith("cuda")):
             bpp, fallback = 4.0, 31.0
