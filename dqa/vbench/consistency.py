@@ -65,14 +65,13 @@ def consistency(features) -> dict[str, Any]:
 
 
 def pick_dtype(device: str, option: str, cuda_default: str):
-    """Torch dtype from the `dtype` option; "auto" is VBench's own precision on cuda, float32 elsewhere."""
-    import torch
+    """Torch dtype from the `dtype` option; "auto" is VBench's own precision on cuda, float32 elsewhere.
+    Names as the judge's `--dtype` (an unknown one is a ModelLoadError naming the choices)."""
+    from vrthinker.backends.hf import pick_dtype as judge_dtype
 
-    name = option if option != "auto" else (cuda_default if str(device).startswith("cuda") else "float32")
-    try:
-        return getattr(torch, {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}.get(name, name))
-    except AttributeError:
-        raise ValueError(f"unknown dtype {option!r}") from None
+    if option in (None, "", "auto"):
+        option = cuda_default if str(device).startswith("cuda") else "float32"
+    return judge_dtype(option, str(device))
 
 
 def load_error(role: str, source: str, e: Exception) -> ModelLoadError:
