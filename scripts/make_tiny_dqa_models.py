@@ -102,7 +102,7 @@ def build_all(root: Path, vlm: bool = True) -> dict[str, str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("out", type=Path)
-    p.add_argument("--no-vlm", action="store_true", help="skip the tiny Qwen2.5-VL (needs ../shared/fixtures)")
+    p.add_argument("--no-vlm", action="store_true", help="skip the tiny Qwen2.5-VL (needs tests/fixtures/qwen2_5_vl)")
     a = p.parse_args()
     models = build_all(a.out, vlm=not a.no_vlm)
     print(" ".join(f"--models {k}={v}" for k, v in models.items()))

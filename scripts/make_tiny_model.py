@@ -1,6 +1,6 @@
 """Build a tiny random-weight Qwen2.5-VL checkpoint with the real processor files.
 
-The architecture comes from the real Qwen2.5-VL-7B config (../shared/fixtures/qwen2_5_vl/config.json)
+The architecture comes from the real Qwen2.5-VL-7B config (tests/fixtures/qwen2_5_vl/config.json, vendored)
 cut down to a few layers, so the tokenizer, chat template, image processor and special token ids are
 the real ones and only the weights are fake. Used by the test fixtures and the benchmark; nothing it
 writes is committed. `--size 7b` keeps the full 7B shape (random init) for GPU speed/memory checks.
@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "qwen2_5_vl"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "qwen2_5_vl"
 PROCESSOR_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json", "chat_template.json",
                    "preprocessor_config.json", "generation_config.json")
 

@@ -11,13 +11,18 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "qwen2_5_vl"
+FIXTURES = ROOT / "tests" / "fixtures" / "qwen2_5_vl"  # vendored: a clone anywhere runs every test
+
+
+FIXTURE_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json", "chat_template.json",
+                 "preprocessor_config.json", "config.json", "generation_config.json")
 
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
-    if not (FIXTURES / "vocab.json").is_file():
-        pytest.skip(f"the shared Qwen2.5-VL processor fixtures are missing at {FIXTURES}")
+    missing = [n for n in FIXTURE_FILES if not (FIXTURES / n).is_file()]
+    if missing:  # a missing fixture fails the run: skipping would let every model test "pass" unseen
+        pytest.fail(f"the vendored Qwen2.5-VL processor fixtures are missing at {FIXTURES}: {', '.join(missing)}")
     return FIXTURES
 
 
