@@ -26,6 +26,10 @@ import numpy as np
 
 from vrthinker.errors import VideoError
 
+# Bump whenever any measure, curve or weight changes: stored verdicts and scores carry it, so a change
+# invalidates them instead of returning numbers the new code would not give.
+MEASURES_VERSION = "1"
+
 MAX_SIDE = 320  # working resolution: enough for edges and optical flow, cheap on a CPU
 MAX_FRAMES = 64  # frames used for motion measures (as consecutive as the video allows)
 SPATIAL_FRAMES = 16  # frames, spread over the clip, used for the per-picture measures

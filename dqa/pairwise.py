@@ -9,7 +9,7 @@ import os
 import time
 from collections import OrderedDict
 
-from dqa.measures import MAX_FRAMES, MAX_SIDE, VideoMeasures, measure_video
+from dqa.measures import MAX_FRAMES, MAX_SIDE, MEASURES_VERSION, VideoMeasures, measure_video
 from vrthinker.errors import VideoError
 from vrthinker.verdict import Verdict, failed
 
@@ -53,6 +53,12 @@ class MetricsJudge:
         self.max_side = int(max_side)
         self.cache_size = int(cache_size)
         self._cache: OrderedDict[tuple, VideoMeasures] = OrderedDict()
+
+    def config(self) -> dict:
+        """Everything that shapes this judge's verdicts (JSON-able): a stored verdict is reused only when
+        this is unchanged. The cache size only affects speed, so it is left out."""
+        return {"backend": BACKEND, "protocol": PROTOCOL, "model_id": MODEL_ID, "measures_version": MEASURES_VERSION,
+                "tie_margin": self.tie_margin, "max_frames": self.max_frames, "max_side": self.max_side}
 
     @classmethod
     def from_pretrained(cls, model=None, **kw) -> "MetricsJudge":

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eval.defects import DEFECT_DIMENSION, DEFECTS, LEVELS, apply_defect  # noqa: E402
 from eval.synth import render_scene, write_video  # noqa: E402
-from vrthinker.backends.metrics import MetricsJudge  # noqa: E402
+from dqa.pairwise import MetricsJudge  # noqa: E402
 
 DEFAULT_COMBOS = ("shapes:0", "pan:1", "orbit:2", "text:3", "shapes:4", "pan:5")
 

@@ -14,7 +14,7 @@ import pytest
 from dqa.measures import MQ_WEIGHTS, NEUTRAL, VQ_WEIGHTS, measure_frames, measure_video
 from eval.defects import DEFECT_DIMENSION, DEFECTS, apply_defect
 from eval.synth import render_scene, write_corrupt, write_video
-from vrthinker.backends.metrics import MetricsJudge
+from dqa.pairwise import MetricsJudge
 from vrthinker.errors import VideoError
 
 W, H, T = 320, 192, 48
@@ -132,3 +132,23 @@ def test_defects_api():
     with pytest.raises(ValueError):
         apply_defect(frames, "blur", 0.0)
     assert MetricsJudge.from_pretrained("ignored", tie_margin=0.05).tie_margin == 0.05
+
+
+def test_metrics_judge_config_names_what_shapes_its_verdicts():
+    import json
+
+    from dqa.measures import MEASURES_VERSION
+
+    a = MetricsJudge(tie_margin=0.02).config()
+    assert json.loads(json.dumps(a)) == a
+    assert a["measures_version"] == MEASURES_VERSION and a["tie_margin"] == 0.02
+    assert MetricsJudge(tie_margin=0.05).config() != a
+    assert MetricsJudge(max_side=256).config() != a
+    assert MetricsJudge(cache_size=1).config() == a  # speed only
+
+
+def test_metrics_judge_lives_in_dqa_and_is_registered_by_name():
+    from vrthinker.judge import Judge
+
+    assert type(Judge.from_pretrained(backend="metrics")) is MetricsJudge
+    assert MetricsJudge.__module__ == "dqa.pairwise"

@@ -22,7 +22,7 @@ BACKENDS = {
 }
 # Judges that are not conversations with a VLM.
 JUDGES = {
-    "metrics": "vrthinker.backends.metrics:MetricsJudge",
+    "metrics": "dqa.pairwise:MetricsJudge",
 }
 
 
