@@ -1,11 +1,11 @@
 import pytest
 
-from vrthinker.parsing import (CallRules, final_reasoning, parse_answer, parse_recommendation, parse_tool_call,
-                               read_tool_call, training_history)
+from vrthinker.parsing import (CallRules, final_reasoning, parse_answer, parse_recommendation, read_tool_call,
+                               training_history)
 
 
 def call(text, grid=128, limit=12):
-    return parse_tool_call(text, "select_frames", "frame_indices", grid, limit)
+    return read_tool_call(text, CallRules("select_frames", "frame_indices", 0, grid - 1, limit))
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -18,6 +18,7 @@ def call(text, grid=128, limit=12):
     ("e.g. <Answer>TA=1, VQ=1, MQ=1, OA=1</Answer> then <Answer>TA=2, VQ=2, MQ=2, OA=2</Answer>",
      {"TA": 2, "VQ": 2, "MQ": 2, "OA": 2}),  # the last answer block is the final one
     ("<Answer>OATA=1</Answer>", {}),  # a dimension name must stand alone
+    ("<Answer>TA=7, TA=1, VQ=2, VQ=0</Answer>", {"VQ": 2}),  # the first value written counts, as in infer.py
 ])
 def test_answer_variants(text, expected):
     assert parse_answer(text) == expected

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .backends.base import Reply, Session
-from .parsing import CallRules, final_reasoning, labels_or_missing, parse_answer, parse_recommendation, read_tool_call
+from .parsing import CallRules, final_reasoning, labels_or_missing, read_reply
 from .protocol import Conversation, Profile, fill
 from .verdict import DIMENSIONS, REASONS, Turn
 
@@ -63,22 +63,22 @@ class Dialogue:
         k = len(self.turns)
         p = self.profile
         self.conv.add_reply(reply.text)
-        rec = parse_recommendation(reply.text)
+        reading = read_reply(reply.text, self.rules, p.reply_rule)
+        rec = reading.recommendation
         base = {"index": k, "reply": reply.text, "new_images": self._new_images, "rendered": reply.rendered,
                 "new_tokens": reply.new_tokens, "prefill_tokens": reply.prefill_tokens,
                 "reused_tokens": reply.reused_tokens, "stopped": reply.stopped, "seconds": reply.seconds,
                 "recommendation": rec}
 
-        answer = parse_answer(reply.text)
-        if answer is not None:
+        if reading.action == "answer":
             self.turns.append(Turn(action="answer", **base))
-            labels = labels_or_missing(answer)
+            labels = labels_or_missing(reading.labels)
             missing = [d for d in DIMENSIONS if labels[d] is None]
             self._end(labels, "partial_answer" if missing else None,
                       f"no label for {', '.join(missing)}" if missing else "", reply.text)
             return
 
-        call = read_tool_call(reply.text, self.rules)
+        call = reading.call
         replied = call is not None and not call.indices and p.bad_call == "reply"
         if call is None or not (call.indices or replied):
             action = "none" if call is None else "malformed_tool_call"

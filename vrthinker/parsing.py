@@ -1,5 +1,5 @@
 """Read the model's replies: the final <Answer>, an interim <Recommend Answer>, a <tool_call> and its
-frame indices, and rebuild a reply the way the training loop kept it in the conversation.
+frame indices, which of them a reply acts on, and rebuild a reply the way the training loop kept it.
 
 Tag names and case vary across the paper, the cards and the code (`<Answer>`, `<final answer>`,
 `<Snapshot>`/`<synthesis>`, `<think>`/`<Think>`, `<recommend answer>`/`<Recommended Answer>`), so every
@@ -27,11 +27,12 @@ _ANY_TAG = re.compile(r"<\s*/?\s*(snapshot|synthesis|think|answer|final[\s_]*ans
 
 
 def _labels(block: str) -> dict[str, int]:
-    labels: dict[str, int] = {}
+    """The first value written for each dimension, as the reference reads it; one outside 0..2 leaves
+    that dimension missing."""
+    first: dict[str, int] = {}
     for dim, value in _LABEL.findall(block):
-        if int(value) in (0, 1, 2):
-            labels.setdefault(dim.upper(), int(value))
-    return labels
+        first.setdefault(dim.upper(), int(value))
+    return {d: v for d, v in first.items() if v in (0, 1, 2)}
 
 
 def parse_answer(text: str) -> dict[str, int] | None:
@@ -116,12 +117,15 @@ def parse_tool_call(text: str, tool_name: str, argument: str, grid_size: int, ma
 def read_tool_call(text: str, rules: CallRules) -> ToolCall | None:
     """The first <tool_call> in `text` read under `rules`; None when there is no tool-call tag at all."""
     m = _TOOL.search(text)
-    if not m:
-        return None
+    return None if m is None else read_call_body(m[1], rules)
+
+
+def read_call_body(body: str, rules: CallRules) -> ToolCall:
+    """The text between <tool_call> and </tool_call> read as a call under `rules`."""
     if rules.tool_json == "strict":
-        return _strict_call(m[1], rules)
+        return _strict_call(body, rules)
     try:
-        obj = _load_json(m[1])
+        obj = _load_json(body)
         if not isinstance(obj, dict):
             raise ValueError("not a JSON object")
         args = obj.get("arguments", obj.get("parameters", obj))
@@ -133,7 +137,7 @@ def read_tool_call(text: str, rules: CallRules) -> ToolCall | None:
         raw = args.get(rules.argument) if isinstance(args, dict) else None
     except (ValueError, AttributeError) as e:
         # JSON beyond repair: still take an index list written as `"frame_indices": [..]`
-        lm = re.search(rf'"?{re.escape(rules.argument)}"?\s*:\s*\[([^\]]*)\]', m[1])
+        lm = re.search(rf'"?{re.escape(rules.argument)}"?\s*:\s*\[([^\]]*)\]', body)
         if not lm:
             return ToolCall((), (), f"unparseable tool call ({e})", "error")
         raw = [_num(x) for x in lm[1].split(",") if x.strip()]
@@ -249,3 +253,111 @@ def training_history(text: str) -> str:
 
 
 HISTORY: dict[str, Callable[[str], str]] = {"raw": lambda text: text, "process": training_history}
+
+
+# --- which part of a reply the conversation acts on ------------------------------------------------------
+
+# The reference infer.py's own patterns, as written there: a closed <Answer> (any case) and a closed
+# <tool_call> (this case only) holding one JSON object.
+REFERENCE_ANSWER = re.compile(r"<Answer>(.*?)</Answer>", re.S | re.I)
+REFERENCE_TOOL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.S)
+_CLOSED_ANSWER = re.compile(r"<\s*(answer|final[\s_]*answer)\s*>(.*?)<\s*/\s*\1\s*>", re.I | re.S)
+REPLY_RULES = ("reference", "training")
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a reply is taken as: `action` "answer" (with `labels`), "tool_call" (with `call`, which may
+    carry no usable index) or "none"; `recommendation` is any interim <Recommend Answer>, never acted on."""
+
+    action: str
+    labels: dict[str, int] | None = None
+    call: ToolCall | None = None
+    recommendation: dict[str, Any] | None = None
+
+
+def read_reply(text: str, rules: CallRules, rule: str = "reference") -> Reading:
+    """Which part of `text` the conversation acts on, by `rule`: "reference" (the card's infer.py) or
+    "training" (the public training loop, protocol_training.md)."""
+    if rule not in REPLY_RULES:
+        raise ValueError(f"unknown reply rule {rule!r}")
+    read = _reference_reading if rule == "reference" else _training_reading
+    action, labels, call = read(text, rules)
+    return Reading(action, labels, call, parse_recommendation(text))
+
+
+def _reference_reading(text: str, rules: CallRules) -> tuple[str, dict | None, ToolCall | None]:
+    # 1-2: exactly infer.py: the first closed <Answer> if it holds a label as infer.py reads them (one
+    # outside 0..2 is then missing), else the first closed <tool_call> whose JSON parses and names the argument.
+    m = REFERENCE_ANSWER.search(text)
+    found = _reference_labels(m[1]) if m else {}
+    if found:
+        return "answer", {d: v for d, v in found.items() if v in (0, 1, 2)}, None
+    call = _reference_call(text, rules)
+    if call is not None:
+        return "tool_call", None, call
+    # 3: where infer.py gives up (all labels None), the tolerant reading: tag variants, JSON slips and
+    # unclosed tags, with the reference's order: a closed answer with a label, a tool call, any answer.
+    for _, block in _CLOSED_ANSWER.findall(text):
+        if _labels(block):
+            return "answer", _labels(block), None
+    call = read_tool_call(text, rules)
+    if call is not None:
+        return "tool_call", None, call
+    labels = parse_answer(text)
+    return ("answer", labels, None) if labels is not None else ("none", None, None)
+
+
+def _reference_labels(block: str) -> dict[str, int]:
+    """infer.py's reading of an answer block: the first digit after each `DIM=`, whatever it is."""
+    found = {d: re.search(rf"{d}\s*=\s*(\d)", block) for d in ("TA", "MQ", "VQ", "OA")}
+    return {d: int(m[1]) for d, m in found.items() if m}
+
+
+def _reference_call(text: str, rules: CallRules) -> ToolCall | None:
+    m = REFERENCE_TOOL.search(text)
+    if not m:
+        return None
+    try:
+        obj = json.loads(m[1])
+    except json.JSONDecodeError:
+        return None
+    args = obj.get("arguments", {}) if isinstance(obj, dict) else None
+    if not isinstance(args, dict) or rules.argument not in args:
+        return None
+    # from here on our checks, where infer.py trusts the model: the tool's name, then the indices
+    name = obj.get("name", rules.tool_name)
+    if name != rules.tool_name:
+        return ToolCall((), (), f"unknown tool {name!r}", "unknown_tool")
+    raw = args[rules.argument]
+    if not isinstance(raw, list):
+        return ToolCall((), (), f"missing list argument {rules.argument!r}", "error")
+    return _validate(raw, rules)
+
+
+def _tag_set(text: str) -> str | None:
+    """The word set `process()` matches first ("recommend answer", "recommended answer", "final answer")."""
+    low = text.lower()
+    for last in ("recommend answer", "recommended answer", "final answer"):
+        if "synthesis" in low and "think" in low and last in low:
+            return last
+    return None
+
+
+def _training_reading(text: str, rules: CallRules) -> tuple[str, dict | None, ToolCall | None]:
+    # EM:2340-2545: the reply is cut after its first "</tool_call>"; it asks for frames when process()'s
+    # rebuild of it ends in "</tool_call>"; the call is the JSON after the last "<tool_call>" of the cut
+    # reply. A final-answer reply (process()'s third word set) drops any call: the episode ends.
+    cut = text.strip().replace("<|im_end|>", "")
+    end = cut.find("</tool_call>")
+    tag_set = _tag_set(cut[:end + len("</tool_call>")] if end >= 0 else cut)
+    # process() finding no word set ends training's episode (EM:2508), but whether the checkpoint writes
+    # "synthesis" or the prompt's own <Snapshot> is open (protocol_training.md §7, 1): unknown, so such a
+    # reply is read as if process() had matched, and its call is served.
+    if end >= 0 and tag_set != "final answer" and (tag_set is None or "<tool_call>" in cut[:end].lower()):
+        start = cut.rfind("<tool_call>", 0, end)
+        body = cut[start + len("<tool_call>"):end] if start >= 0 else cut[:end]
+        return "tool_call", None, read_call_body(body, rules)
+    # The episode ends; training's answer parser is missing (§7): the tolerant reading of the last answer.
+    labels = parse_answer(text)
+    return ("answer", labels, None) if labels is not None else ("none", None, None)

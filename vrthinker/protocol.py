@@ -43,6 +43,7 @@ CHOICES = {  # profile key -> allowed values (the first is the default)
     "bad_call": ("end", "reply"),
     "history": ("raw", "process"),
     "frame_sampling": ("floor", "linspace"),
+    "reply_rule": ("reference", "training"),
 }
 TOOL_MESSAGES = ("over_limit", "out_of_range", "unknown_tool", "error")  # texts tool_<kind> of a profile
 
@@ -87,6 +88,7 @@ class Profile:
     max_context_tokens: int | None = None  # prompt + reply tokens after which no tool call is served
     window_memory: bool = False  # only the latest tool reply keeps its images
     history: str = "raw"  # how an assistant reply is kept: as written, or rebuilt as training's process()
+    reply_rule: str = "reference"  # which of answer / tool call a reply acts on: infer.py's order, or training's
     generation: Mapping[str, Any] = field(default_factory=dict)  # decoding settings over the checkpoint's
     user_values: Mapping[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
