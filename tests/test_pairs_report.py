@@ -171,6 +171,39 @@ def test_report_is_self_contained(judged, tmp_path, capsys):
     assert "wrote" in capsys.readouterr().err
 
 
+def test_report_shows_the_frames_the_vlm_asked_for(judged, tmp_path):
+    out = tmp_path / "report.html"
+    assert main(["report", "--db", str(judged / "j.sqlite"), "--out", str(out), "--job", "b", "--limit", "1"]) == 0
+    alts = re.findall(r"<img [^>]*alt='([^']*)'", out.read_text())
+    for index in (100, 20):  # the tool call's indices, both videos side by side, in both orders
+        assert sorted(a for a in alts if a.endswith(f"grid index {index}")) == [
+            f"video 1 grid index {index}", f"video 1 grid index {index}",
+            f"video 2 grid index {index}", f"video 2 grid index {index}"]
+
+
+def test_report_of_a_weight_free_batch_has_thumbnails_for_every_pair(tmp_path):
+    from eval.synth import render_scene, write_video
+
+    v = [str(write_video(tmp_path / f"m{k}.mp4", render_scene(kind, 64, 48, 10, seed=k), fps=8))
+         for k, kind in enumerate(("shapes", "pan", "orbit"))]
+    rows = [{"video1": v[0], "video2": v[1], "prompt": "a <b>bold</b> cat"},
+            {"video1": v[1], "video2": v[2], "prompt": "a cat"}]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with Store(tmp_path / "m.sqlite") as store:
+        run_batch(Judge.from_pretrained(backend="metrics"), read_pairs(tmp_path / "m.jsonl"), store, job="m")
+    out = tmp_path / "report.html"
+    assert main(["report", "--db", str(tmp_path / "m.sqlite"), "--out", str(out)]) == 0
+    page = out.read_text()
+    sections = page.split("<section class='item'")[1:]
+    assert len(sections) == 2
+    for section in sections:  # both orders stored; each shows 4 evenly spaced frames of both videos
+        alts = re.findall(r"<img class='thumb' src='data:image/jpeg;base64,[^']+' [^>]*alt='([^']*)'", section)
+        assert len(alts) == len(re.findall(r"<img", section)) == 2 * 4 * 2
+        assert alts[:2] == ["video 1 frame 1", "video 2 frame 1"]  # 10 frames: 1, 3, 6, 8
+        assert sorted({a.split()[-1] for a in alts}, key=int) == ["1", "3", "6", "8"]
+    assert "a &lt;b&gt;bold&lt;/b&gt; cat" in page and "<b>bold" not in page
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
 def test_report_renders_in_headless_chromium(judged, tmp_path):
     out = tmp_path / "report.html"

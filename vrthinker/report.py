@@ -1,5 +1,6 @@
-"""A self-contained HTML report of stored judgments: per pair the frames the judge looked at, its labels and
-final reasoning; per tournament the ranking. Inline CSS, images as base64 JPEG data URIs, no URL at all."""
+"""A self-contained HTML report of stored judgments: per pair the frames the judge looked at (a VLM's
+requested frames, or evenly spaced frames of what a weight-free judge measured), its labels and final
+reasoning; per tournament the ranking. Inline CSS, images as base64 JPEG data URIs, no URL at all."""
 from __future__ import annotations
 
 import base64
@@ -10,7 +11,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from PIL import Image
+
 from . import frames
+from .video import decode_frames
 from .batch import JudgedItem, judged_items
 from .errors import JudgeError
 from .store import Judgment, RankEntry, Store
@@ -63,11 +67,43 @@ class _Thumbs:
     def uri(self, grid, index: int) -> str:
         key = (grid.path, grid.grid_size, index)
         if key not in self.uris:
-            buf = io.BytesIO()
-            grid.image(index).save(buf, "JPEG", quality=80)
-            self.uris[key] = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+            self.uris[key] = _jpeg_uri(grid.image(index))
         self.count += 1
         return self.uris[key]
+
+    def measured(self, path: str, indices: Sequence[int] | None, n: int) -> dict[int, str]:
+        """Thumbnails of real frames of `path` by frame index: `indices` where the verdict recorded them,
+        else `n` evenly spaced over the video; {} (and the reason in `errors`) when it cannot be decoded."""
+        if path in self.errors:
+            return {}
+        side = self.side
+
+        def pick(total: int) -> list[int]:
+            if indices:
+                return sorted({int(i) for i in indices if 0 <= int(i) < total})
+            return sorted({min(int((k + 0.5) * total / n), total - 1) for k in range(n)})
+
+        def shrink(bgr, _):
+            import cv2
+
+            return cv2.cvtColor(cv2.resize(bgr, (side, side), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+
+        try:
+            decoded = decode_frames(path, pick, shrink)
+        except JudgeError as e:
+            self.errors[path] = str(e)
+            return {}
+        out = {}
+        for i, rgb in decoded.frames.items():
+            out[i] = _jpeg_uri(Image.fromarray(rgb))
+            self.count += 1
+        return out
+
+
+def _jpeg_uri(image) -> str:
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=80)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _grid_size(protocol: str) -> int:
@@ -101,9 +137,57 @@ def _labels_table(j: JudgedItem) -> str:
     return f"<table class='labels'>{head}{''.join(rows)}</table>"
 
 
+MEASURED_FRAMES = 4  # thumbnails per video for a judgment that recorded no frames of its own
+
+
+def _recorded_indices(verdict: dict, k: int) -> list[int] | None:
+    """Real frame indices of video k+1 that a weight-free verdict says it measured, if it says so."""
+    extra = verdict.get("extra") or {}
+    for found in ((extra.get("frame_indices") or {}).get(f"video{k + 1}"),
+                  ((extra.get("scores") or {}).get(f"video{k + 1}") or {}).get("indices")):
+        if isinstance(found, list) and found and all(isinstance(i, int) for i in found):
+            return found
+    return None
+
+
+def _measured(o: Judgment, thumbs: _Thumbs) -> str:
+    """Frames of what a judgment without turns looked at (a weight-free judge measures whole videos):
+    both videos side by side, the recorded frames or evenly spaced ones."""
+    shown = (o.videoA, o.videoB)
+    per_video = [thumbs.measured(p, _recorded_indices(o.verdict, k), MEASURED_FRAMES) if p else {}
+                 for k, p in enumerate(shown)]
+    out = []
+    for k, p in enumerate(shown):
+        if not per_video[k]:
+            out.append(f"<p class='note'>video {k + 1} ({_e(os.path.basename(p))}): no thumbnails: "
+                       f"{_e(thumbs.errors.get(p, 'not recorded'))}</p>")
+    recorded = any(_recorded_indices(o.verdict, k) for k in range(2))
+    what = "frames it measured" if recorded else "evenly spaced frames of what it measured"
+    out.append(f"<h3>measured <span class='muted'>({_e(what)})</span></h3>")
+    rows = [sorted(v.items()) for v in per_video]
+    cells = []
+    for pos in range(max(map(len, rows))):
+        imgs, reals = [], []
+        for k in range(2):
+            if pos >= len(rows[k]):
+                reals.append("-")
+                continue
+            index, uri = rows[k][pos]
+            reals.append(str(index))
+            imgs.append(f"<img class='thumb' src='{uri}' width='{thumbs.side}' height='{thumbs.side}' "
+                        f"alt='video {k + 1} frame {index}'>")
+        cells.append(f"<div class='frame'>{''.join(imgs)}<br><span class='muted'>(frames "
+                     f"{_e(' / '.join(reals))})</span></div>")
+    if cells:
+        out.append(f"<div class='frames'>{''.join(cells)}</div>")
+    return "".join(out)
+
+
 def _conversation(o: Judgment, thumbs: _Thumbs) -> str:
     """The frames of each turn of one ordered judgment, both videos side by side per grid index."""
     turns = o.verdict.get("turns") or []
+    if not any(t.get("new_images") for t in turns):
+        return _measured(o, thumbs)
     shown = (o.videoA, o.videoB)
     size = _grid_size(o.protocol)
     grids = [thumbs.grid(p, size) if p else None for p in shown]
@@ -119,7 +203,7 @@ def _conversation(o: Judgment, thumbs: _Thumbs) -> str:
             by_index[int(r["grid_index"])][int(r["video"])] = r
         what = "initial frames" if t["index"] == 0 else f"frames from the tool call of turn {t['index']}"
         asked = (f"; then asked for {list(t.get('requested') or [])}" if t.get("action") == "tool_call" else "")
-        out.append(f"<h3>turn {t['index'] + 1}: {_e(t.get('action', ''))} "
+        out.append(f"<h3>turn {_e(t['index'] + 1)}: {_e(t.get('action', ''))} "
                    f"<span class='muted'>(saw {_e(what)}{_e(asked)})</span></h3>")
         if not by_index:
             out.append("<p class='muted'>no new frames this turn</p>")
@@ -136,8 +220,8 @@ def _conversation(o: Judgment, thumbs: _Thumbs) -> str:
                 note = "" if g.real_index(index) == r["real_index"] else " (file changed since judged)"
                 imgs.append(f"<img class='thumb' src='{thumbs.uri(g, index)}' width='{thumbs.side}' "
                             f"height='{thumbs.side}' alt='video {v} grid index {index}{_e(note)}'>")
-            cells.append(f"<div class='frame'>{''.join(imgs)}<br>index {index} "
-                         f"<span class='muted'>(frames {' / '.join(reals)})</span></div>")
+            cells.append(f"<div class='frame'>{''.join(imgs)}<br>index {_e(index)} "
+                         f"<span class='muted'>(frames {_e(' / '.join(reals))})</span></div>")
         out.append(f"<div class='frames'>{''.join(cells)}</div>")
     return "".join(out)
 
@@ -176,9 +260,9 @@ def _rankings(entries: Sequence[RankEntry]) -> list[str]:
         groups[(e.job, e.prompt, e.dimension)].append(e)
     out = []
     for (job, prompt, dim), rows in groups.items():
-        body = "".join(f"<tr><td>{e.rank}</td><td>{_e(os.path.basename(e.candidate))}</td><td>{e.score:.3f}</td>"
-                       f"<td>{'' if e.uncertainty is None else f'{e.uncertainty:.3f}'}</td>"
-                       f"<td>{e.comparisons}</td></tr>" for e in sorted(rows, key=lambda e: e.rank))
+        body = "".join(f"<tr><td>{_e(e.rank)}</td><td>{_e(os.path.basename(e.candidate))}</td>"
+                       f"<td>{e.score:.3f}</td><td>{'' if e.uncertainty is None else f'{e.uncertainty:.3f}'}</td>"
+                       f"<td>{_e(e.comparisons)}</td></tr>" for e in sorted(rows, key=lambda e: e.rank))
         out.append(f"<section class='ranking'><h2>ranking {_e(job)}: {_e(dim)} {_e(NAMES.get(dim, ''))}</h2>"
                    f"<p class='prompt'>{_e(prompt)}</p><table class='rank'><tr><th>rank</th><th>candidate</th>"
                    f"<th>score</th><th>&plusmn; stderr</th><th>comparisons</th></tr>{body}</table></section>")
@@ -201,7 +285,7 @@ def render(items: Iterable[JudgedItem], rankings: Sequence[RankEntry] = (), *, t
             "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; img-src data:; "
             "style-src 'unsafe-inline'\">"
             f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"
-            f"<h1>{_e(title)}</h1><p class='muted'>{summary}</p>"
+            f"<h1>{_e(title)}</h1><p class='muted'>{_e(summary)}</p>"
             + "".join(ranks) + "".join(body) + "</body></html>\n")
     return page, ReportStats(n, bad, thumbs.count, len(ranks))
 
