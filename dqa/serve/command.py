@@ -1,0 +1,66 @@
+"""`dqa serve`: its command-line flags and the function that starts the server.
+
+  dqa serve [--host 127.0.0.1] [--port 8700] [--db PATH] --media-root DIR [--media-root DIR ...]
+            [--token TOKEN | env DQA_TOKEN] [the judge's model flags: --backend, --model, --protocol, ...]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from vrthinker.errors import UsageError
+
+from .config import TOKEN_ENV, ServeConfig, check_host
+
+
+def add_parser(sub) -> None:
+    from vrthinker.cliutil import add_model_args
+    from vrthinker.store import default_path
+
+    s = sub.add_parser("serve", help="the Verifier as a local HTTP service, and A/B questions in a browser",
+                       description="Serve judgments, scores and A/B questions over HTTP (JSON under /v1, "
+                                   "the OpenAPI page at /docs, the A/B page at /ab).")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; any other needs a token)")
+    s.add_argument("--port", type=int, default=8700)
+    s.add_argument("--db", default=default_path(), help="the SQLite store (default $VRTHINKER_DB or "
+                                                        "judgments.sqlite)")
+    s.add_argument("--media-root", action="append", required=True, metavar="DIR",
+                   help="a directory videos may be read from (repeatable); nothing outside is served")
+    s.add_argument("--token", default=None, help=f"require this Bearer token (default ${TOKEN_ENV}; "
+                                                 "prefer the variable: flags show in the process list)")
+    s.add_argument("--vram-budget", type=float, default=24.0, metavar="GB",
+                   help="memory budget for one scoring worker at a time (default 24)")
+    add_model_args(s)
+
+
+def judge_kwargs(a: argparse.Namespace) -> dict:
+    """Judge.from_pretrained's arguments from the model flags (unset ones left out, as `judge` does)."""
+    from vrthinker.cliutil import check_model_args, model_options
+
+    check_model_args(a)
+    kw = {"model": a.model, "backend": a.backend, **model_options(a)}
+    return {k: v for k, v in kw.items() if v is not None}
+
+
+def run(a: argparse.Namespace) -> int:
+    token = a.token if a.token is not None else os.environ.get(TOKEN_ENV)
+    check_host(a.host, token)  # before anything slow: a refused start says so at once
+    if not 0 < a.port < 65536:
+        raise UsageError(f"--port {a.port}: not a port number")
+    try:
+        import uvicorn
+
+        from .app import create_app
+    except ImportError as e:
+        raise UsageError(f"dqa serve needs {e.name}: pip install 'vrthinker[serve]'") from None
+    from vrthinker.cliutil import quiet_libraries
+
+    quiet_libraries()
+    config = ServeConfig(db=a.db, roots=tuple(a.media_root), judge=judge_kwargs(a), token=token, host=a.host,
+                         port=a.port, budget_gb=a.vram_budget, device=a.device)
+    app = create_app(config)
+    print(f"dqa serve: http://{a.host}:{a.port}  (API /v1, docs /docs, A/B page /ab; store {a.db}; "
+          f"auth {'token' if token else 'none, loopback only'})", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=a.host, port=a.port, log_level="warning", access_log=False)
+    return 0

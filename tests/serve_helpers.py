@@ -1,0 +1,85 @@
+"""A real `dqa serve` process for the tests: started on a free loopback port, stopped or killed by id."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, db: Path, roots, *args: str, token: str | None = None, port: int | None = None):
+        self.db, self.roots, self.args, self.token = Path(db), [str(r) for r in roots], list(args), token
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.log = Path(str(db) + f".{self.port}.log")
+
+    def command(self) -> list[str]:
+        roots = [a for r in self.roots for a in ("--media-root", r)]
+        return [sys.executable, "-m", "dqa.cli", "serve", "--port", str(self.port), "--db", str(self.db), *roots,
+                "--backend", "metrics", *self.args]
+
+    def env(self) -> dict:
+        env = {k: v for k, v in os.environ.items() if k != "DQA_TOKEN"}
+        if self.token:
+            env["DQA_TOKEN"] = self.token
+        return env | {"PYTHONUNBUFFERED": "1"}
+
+    def start(self, timeout: float = 40.0) -> Server:
+        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.env(), stdout=subprocess.DEVNULL,
+                                     stderr=open(self.log, "ab"))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"dqa serve exited {self.proc.returncode}: {self.log.read_text()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"dqa serve did not answer /health: {self.log.read_text()}")
+
+    def client(self, **kw) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return httpx.Client(base_url=self.url, timeout=30, headers=headers, **kw)
+
+    def kill9(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+    def stderr(self) -> str:
+        return self.log.read_text() if self.log.exists() else ""
+
+
+def wait_job(client: httpx.Client, job: str, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        d = client.get(f"/v1/jobs/{job}").json()
+        if d["state"] in ("done", "failed"):
+            return d
+        time.sleep(0.1)
+    raise AssertionError(f"job {job} still {d['state']} after {timeout} s")

@@ -1,0 +1,350 @@
+"""`dqa serve` end to end: a real server process (--backend metrics, offline) driven over HTTP with httpx."""
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+httpx = pytest.importorskip("httpx", reason="dqa serve's tests need the serve extra (pip install '.[serve]')")
+pytest.importorskip("fastapi", reason="dqa serve needs the serve extra (pip install '.[serve]')")
+pytest.importorskip("uvicorn", reason="dqa serve needs the serve extra (pip install '.[serve]')")
+
+from serve_helpers import ROOT, Server, wait_job  # noqa: E402
+
+PROMPT = "a red square glides over a textured field"
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    """A media root with two clips, a corrupt file, and escapes: a symlink out and a file just outside."""
+    from eval.synth import render_scene, write_corrupt, write_video
+
+    base = tmp_path_factory.mktemp("serve")
+    root = base / "media"
+    (root / "sub").mkdir(parents=True)
+    write_video(root / "a.mp4", render_scene("shapes", 160, 96, 24, seed=1), fps=12)
+    write_video(root / "sub" / "b.mp4", render_scene("pan", 160, 96, 24, seed=2), fps=12)
+    write_corrupt(root / "corrupt.mp4")
+    outside = base / "secret.mp4"
+    outside.write_bytes((root / "a.mp4").read_bytes())
+    (root / "escape.mp4").symlink_to(outside)
+    (root / "dir_escape").symlink_to(base)
+    return {"root": root, "a": root / "a.mp4", "b": root / "sub" / "b.mp4", "corrupt": root / "corrupt.mp4",
+            "outside": outside, "base": base}
+
+
+@pytest.fixture(scope="module")
+def server(media):
+    s = Server(media["base"] / "store.sqlite", [media["root"]]).start()
+    yield s
+    s.stop()
+    assert "Traceback" not in s.stderr()
+
+
+@pytest.fixture()
+def client(server):
+    with server.client() as c:
+        yield c
+
+
+def is_error(r, status: int, code: str | None = None) -> dict:
+    assert r.status_code == status, r.text
+    assert "Traceback" not in r.text and 'File "' not in r.text
+    body = r.json()
+    assert set(body) == {"error"} and body["error"]["message"], body
+    if code:
+        assert body["error"]["code"] == code, body
+    return body["error"]
+
+
+def test_health_and_openapi(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    for p in ("/v1/compare", "/v1/score", "/v1/jobs/{job_id}", "/v1/ab", "/v1/ab/{qid}", "/v1/ab/{qid}/answer"):
+        assert p in paths
+
+
+def test_compare_job_is_the_cli_document_and_a_repeat_returns_at_once(client, media):
+    r = client.post("/v1/compare", json={"video1": str(media["a"]), "video2": "sub/b.mp4", "prompt": PROMPT})
+    assert r.status_code == 202, r.text
+    job = r.json()["job"]
+    d = wait_job(client, job)
+    assert d["state"] == "done" and d["error"] is None
+    cli = subprocess.run([sys.executable, "-m", "vrthinker.cli", str(media["a"]), str(media["b"]), "--prompt", PROMPT,
+                          "--backend", "metrics", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    printed = json.loads(cli.stdout)
+    got = d["result"]
+    assert set(got) == set(printed)
+    for k in printed:
+        if k not in ("timings", "extra"):
+            assert got[k] == printed[k], k
+    assert got["extra"]["scores"]["video1"]["vq"] == printed["extra"]["scores"]["video1"]["vq"]
+    # same content and configuration: the finished job, at once (even through another name for the file)
+    t = time.perf_counter()
+    again = client.post("/v1/compare", json={"video1": "a.mp4", "video2": str(media["b"]), "prompt": PROMPT})
+    assert again.status_code == 202 and again.json() == {"job": job, "state": "done"}
+    assert time.perf_counter() - t < 2
+    other = client.post("/v1/compare", json={"video1": "a.mp4", "video2": "sub/b.mp4", "prompt": PROMPT,
+                                             "orders": "both"})
+    assert other.json()["job"] != job
+
+
+def test_score_job_is_the_cli_document(client, media):
+    r = client.post("/v1/score", json={"videos": ["a.mp4", "sub/b.mp4"], "prompt": PROMPT,
+                                       "components": ["vq", "mq"]})
+    assert r.status_code == 202, r.text
+    d = wait_job(client, r.json()["job"])
+    assert d["state"] == "done", d
+    cli = subprocess.run([sys.executable, "-m", "dqa.cli", "score", str(media["a"]), str(media["b"]), "--prompt",
+                          PROMPT, "--components", "vq,mq", "--json", "--quiet"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    printed = json.loads(cli.stdout)
+    got = d["result"]
+    assert set(got) == set(printed) and got["components"] == ["vq", "mq"]
+    for g, p in zip(got["videos"], printed["videos"]):
+        assert g["video"] == p["video"] and g["grade"] == p["grade"]
+        assert {k: v["value"] for k, v in g["components"].items()} == {k: v["value"] for k, v in
+                                                                      p["components"].items()}
+
+
+def test_bad_requests_get_clear_json_errors(client, media):
+    ok = {"video1": "a.mp4", "video2": "sub/b.mp4", "prompt": PROMPT}
+    post = lambda path, **over: client.post(path, json={**ok, **over})
+    is_error(post("/v1/compare", video1=str(media["outside"])), 403, "outside_roots")
+    is_error(post("/v1/compare", video1="escape.mp4"), 403, "outside_roots")  # symlink out of the root
+    is_error(post("/v1/compare", video1="dir_escape/secret.mp4"), 403, "outside_roots")
+    is_error(post("/v1/compare", video1="../secret.mp4"), 403, "outside_roots")
+    is_error(post("/v1/compare", video1="/nonexistent/x.mp4"), 403, "outside_roots")  # existence not revealed
+    is_error(post("/v1/compare", video1="missing.mp4"), 422, "file_not_found")
+    is_error(post("/v1/compare", video1="sub"), 422, "file_not_found")
+    is_error(post("/v1/compare", video2="corrupt.mp4"), 422, "undecodable")
+    is_error(post("/v1/compare", prompt="x" * 2001), 422, "prompt_too_long")
+    assert post("/v1/compare", prompt="y" * 2000).status_code == 202
+    is_error(post("/v1/compare", prompt=" "), 422, "missing_field")
+    is_error(post("/v1/compare", orders="three"), 422, "bad_orders")
+    is_error(client.post("/v1/compare", json={"video2": "a.mp4", "prompt": PROMPT}), 422, "missing_field")
+    is_error(client.post("/v1/compare", json={**ok, "prompt": 5}), 422)
+    is_error(client.post("/v1/compare", json=[1, 2]), 422)
+    for broken in ('{"video1": "a.mp4",', "not json", '{"a": 1} trailing'):
+        is_error(client.post("/v1/compare", content=broken, headers={"Content-Type": "application/json"}), 400,
+                 "malformed_json")
+    is_error(client.post("/v1/compare", content=json.dumps(ok), headers={"Content-Type": "text/plain"}), 415)
+    is_error(client.post("/v1/score", json={"videos": [], "prompt": PROMPT}), 422, "missing_field")
+    is_error(client.post("/v1/score", json={"videos": ["a.mp4"], "components": ["nope"]}), 422, "bad_components")
+    is_error(client.post("/v1/score", json={"videos": ["a.mp4", "escape.mp4"]}), 403, "outside_roots")
+    is_error(client.post("/v1/score", json={"videos": ["corrupt.mp4"]}), 422, "undecodable")
+    is_error(client.post("/v1/score", json={"videos": ["a.mp4"], "prompt": "z" * 2001}), 422, "prompt_too_long")
+    is_error(client.get("/v1/jobs/nope"), 404, "not_found")
+    is_error(client.get("/v1/nothing-here"), 404, "not_found")
+    is_error(client.delete("/v1/compare"), 405)
+    is_error(client.post("/v1/ab", json={"prompt": PROMPT, "a": "a.mp4", "b": "a.mp4"}), 422, "same_video")
+    is_error(client.post("/v1/ab", json={"prompt": PROMPT, "a": "a.mp4", "b": "escape.mp4"}), 403)
+    is_error(client.post("/v1/ab", json={"prompt": "p" * 2001, "a": "a.mp4", "b": "sub/b.mp4"}), 422)
+    is_error(client.post("/v1/ab", json={"prompt": PROMPT, "a": "a.mp4", "b": "sub/b.mp4", "dimension": "XX"}), 422,
+             "bad_dimension")
+    is_error(client.get("/v1/ab/999999"), 404)
+    is_error(client.get("/v1/ab/abc"), 422)
+    is_error(client.post("/v1/ab/999999/answer", json={"chosen": "a"}), 404)
+
+
+def test_media_is_served_with_ranges_and_only_from_the_roots(client, media):
+    data = media["a"].read_bytes()
+    full = client.get("/media", params={"path": str(media["a"])})
+    assert full.status_code == 200 and full.content == data and full.headers["accept-ranges"] == "bytes"
+    assert full.headers["content-type"] == "video/mp4"
+    part = client.get("/media", params={"path": "a.mp4"}, headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == data[100:200]
+    assert part.headers["content-range"] == f"bytes 100-199/{len(data)}"
+    tail = client.get("/media", params={"path": "a.mp4"}, headers={"Range": "bytes=-10"})
+    assert tail.status_code == 206 and tail.content == data[-10:]
+    rest = client.get("/media", params={"path": "a.mp4"}, headers={"Range": f"bytes={len(data) - 5}-"})
+    assert rest.content == data[-5:]
+    assert client.get("/media", params={"path": "a.mp4"}, headers={"Range": f"bytes={len(data)}-"}).status_code == 416
+    is_error(client.get("/media", params={"path": str(media["outside"])}), 403)
+    is_error(client.get("/media", params={"path": "escape.mp4"}), 403)
+    is_error(client.get("/media", params={"path": "../secret.mp4"}), 403)
+    is_error(client.get("/media", params={"path": "/etc/passwd"}), 403)
+    is_error(client.get("/media", params={"path": "nope.mp4"}), 422)
+    is_error(client.get("/media", headers={"Host": "evil.example"}, params={"path": "a.mp4"}), 403, "bad_host")
+
+
+def test_ab_question_answers_become_selections_and_the_verdict_comes_after(client, server, media):
+    from dqa.selections import open_store, usable
+
+    r = client.post("/v1/ab", json={"prompt": PROMPT + " (ab)", "a": "a.mp4", "b": "sub/b.mp4"})
+    assert r.status_code == 201, r.text
+    qid = r.json()["question"]
+    q = client.get(f"/v1/ab/{qid}").json()
+    assert q["answered"] is False and q["verdict"] is None and "job" not in q
+    assert q["dimensions"] == ["TA", "VQ", "MQ", "OA"] and q["a"] == str(media["a"])
+    is_error(client.post(f"/v1/ab/{qid}/answer", json={"chosen": "c"}), 422, "bad_choice")
+    is_error(client.post(f"/v1/ab/{qid}/answer", json={"chosen": "a", "dimension": "ZZ"}), 422, "bad_dimension")
+    a = client.post(f"/v1/ab/{qid}/answer", json={"chosen": "b", "user": "ann"})
+    assert a.status_code == 201, a.text
+    assert a.json()["dimension"] == "OA" and a.json()["status"] == "recorded" and a.json()["selection"]
+    is_error(client.post(f"/v1/ab/{qid}/answer", json={"chosen": "a", "user": "ann"}), 409, "already_answered")
+    tie = client.post(f"/v1/ab/{qid}/answer", json={"chosen": "tie", "dimension": "VQ", "user": "ann"}).json()
+    assert tie["status"] == "tie" and tie["selection"] is None
+    with open_store(server.db) as store:
+        sels, _bad = usable(store)
+        mine = [s for s in sels if s.prompt == PROMPT + " (ab)"]
+    assert [(s.dimension, s.chosen, s.user, s.video_a) for s in mine] == [("OA", "b", "ann", str(media["a"]))]
+    assert mine[0].id == a.json()["selection"] and mine[0].source == f"serve:ab/{qid}"
+    deadline = time.monotonic() + 30
+    while (q := client.get(f"/v1/ab/{qid}").json())["verdict"] is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert q["answered"] and q["state"] == "done" and q["verdict"]["labels"]["TA"] is None
+    assert [x["dimension"] for x in q["answers"]] == ["OA", "VQ"]
+    one = client.post("/v1/ab", json={"prompt": PROMPT, "a": "a.mp4", "b": "sub/b.mp4", "dimension": "mq"}).json()
+    assert client.get(f"/v1/ab/{one['question']}").json()["dimensions"] == ["MQ"]
+    is_error(client.post(f"/v1/ab/{one['question']}/answer", json={"chosen": "a", "dimension": "TA"}), 422)
+
+
+def test_twenty_clients_at_once_nothing_lost_or_duplicated(client, server, media):
+    def post(k: int):
+        with server.client() as c:
+            if k % 2:
+                r = c.post("/v1/ab", json={"prompt": f"concurrent question {k}", "a": "a.mp4", "b": "sub/b.mp4"})
+                return "ab", k, r.status_code, r.json()
+            r = c.post("/v1/compare", json={"video1": "a.mp4", "video2": "sub/b.mp4", "prompt": f"concurrent {k}"})
+            return "compare", k, r.status_code, r.json()
+
+    with ThreadPoolExecutor(20) as pool:
+        out = list(pool.map(post, range(20)))
+        same = list(pool.map(lambda _: server.client().post("/v1/compare", json={
+            "video1": "a.mp4", "video2": "sub/b.mp4", "prompt": "one request twenty times"}).json()["job"],
+            range(20)))
+    assert all(status in (201, 202) for _, _, status, _ in out), out
+    jobs = {k: body["job"] for kind, k, _, body in out if kind == "compare"}
+    questions = {k: body["question"] for kind, k, _, body in out if kind == "ab"}
+    assert len(set(jobs.values())) == 10 and len(set(questions.values())) == 10
+    assert len(set(same)) == 1
+    for k, job in jobs.items():
+        d = wait_job(client, job)
+        assert d["state"] == "done" and d["result"]["prompt"] == f"concurrent {k}"
+    for k, qid in questions.items():
+        assert client.get(f"/v1/ab/{qid}").json()["prompt"] == f"concurrent question {k}"
+    db = sqlite3.connect(f"file:{server.db}?mode=ro", uri=True)
+    keys = db.execute("SELECT key, count(*) FROM serve_jobs GROUP BY key HAVING count(*) > 1").fetchall()
+    rows = db.execute("SELECT count(*) FROM serve_jobs WHERE request LIKE '%one request twenty times%'").fetchone()
+    db.close()
+    assert keys == [] and rows == (1,)
+
+
+def test_page_is_escaped_and_posts_need_the_csrf_token(client, media):
+    evil = '<script>alert("x")</script> & </script><img src=x onerror=alert(1)>'
+    qid = client.post("/v1/ab", json={"prompt": evil, "a": "a.mp4", "b": "sub/b.mp4", "dimension": "OA"}).json()[
+        "question"]
+    page = client.get(f"/ab/{qid}")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "<script>alert" not in page.text and "<img src=x" not in page.text
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp;" in page.text
+    assert "nonce-" in page.headers["content-security-policy"] and page.headers["x-frame-options"] == "DENY"
+    cookie = page.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
+    csrf = re.search(r'"csrf": "([0-9a-f]+)"', page.text).group(1)
+    body = {"answers": {"OA": "a"}}
+    is_error(client.post(f"/ab/{qid}/answer", json=body), 403, "csrf")
+    is_error(client.post(f"/ab/{qid}/answer", json=body, headers={"X-CSRF-Token": "0" * 64}), 403, "csrf")
+    r = client.post(f"/ab/{qid}/answer", json=body, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200, r.text
+    assert r.json()["answers"][0]["status"] == "recorded"
+    is_error(client.post(f"/ab/{qid}/answer", json=body, headers={"X-CSRF-Token": csrf}), 409)
+
+
+@pytest.fixture(scope="module")
+def token_server(media):
+    s = Server(media["base"] / "token.sqlite", [media["root"]], token="s3cret-token").start()
+    yield s
+    s.stop()
+
+
+def test_token_guards_the_api_and_the_pages(token_server, media):
+    with httpx.Client(base_url=token_server.url, timeout=30) as c:
+        assert c.get("/health").status_code == 200
+        is_error(c.get("/v1/jobs/x"), 401, "unauthorized")
+        is_error(c.get("/v1/jobs/x", headers={"Authorization": "Bearer wrong"}), 401)
+        is_error(c.post("/v1/ab", json={"prompt": PROMPT, "a": "a.mp4", "b": "sub/b.mp4"}), 401)
+        is_error(c.get("/media", params={"path": "a.mp4"}), 401)
+        auth = {"Authorization": "Bearer s3cret-token"}
+        qid = c.post("/v1/ab", json={"prompt": PROMPT, "a": "a.mp4", "b": "sub/b.mp4", "dimension": "VQ"},
+                     headers=auth).json()["question"]
+        assert c.get("/media", params={"path": "a.mp4"}, headers=auth).status_code == 200
+        # a non-loopback Host is fine with a token (the token is the guard)
+        assert c.get(f"/v1/ab/{qid}", headers={**auth, "Host": "judge.lan"}).status_code == 200
+        login = c.get("/ab")
+        assert login.status_code == 303 and login.headers["location"].startswith("/login")
+        assert c.get("/login").status_code == 200
+        bad = c.post("/login", data={"token": "nope", "next": "/ab"})
+        assert bad.status_code == 401 and "set-cookie" not in bad.headers
+        evil_next = c.post("/login", data={"token": "s3cret-token", "next": "//evil.example/"})
+        assert evil_next.headers["location"] == "/ab"
+        c.cookies.clear()
+        ok = c.post("/login", data={"token": "s3cret-token", "next": f"/ab/{qid}"})
+        assert ok.status_code == 303 and ok.headers["location"] == f"/ab/{qid}"
+        cookie = ok.headers["set-cookie"]
+        assert "dqa_session=" in cookie and "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
+        page = c.get(f"/ab/{qid}")
+        assert page.status_code == 200 and f"A/B question #{qid}" in page.text
+        assert c.get("/media", params={"path": "a.mp4"}).status_code == 200  # the <video> gets the cookie
+        is_error(c.get("/v1/jobs/x"), 401)  # the API still wants the Bearer token, not the cookie
+        csrf = re.search(r'"csrf": "([0-9a-f]+)"', page.text).group(1)
+        is_error(c.post(f"/ab/{qid}/answer", json={"answers": {"VQ": "b"}}), 403, "csrf")
+        r = c.post(f"/ab/{qid}/answer", json={"answers": {"VQ": "b"}}, headers={"X-CSRF-Token": csrf})
+        assert r.status_code == 200 and r.json()["answers"][0]["chosen"] == "b"
+        c.cookies.clear()
+        is_error(c.post(f"/ab/{qid}/answer", json={"answers": {"VQ": "b"}}, headers={"X-CSRF-Token": csrf}), 401)
+
+
+def test_non_loopback_host_without_token_is_refused_at_start(media, tmp_path):
+    s = Server(tmp_path / "x.sqlite", [media["root"]], "--host", "0.0.0.0")
+    r = subprocess.run(s.command(), cwd=ROOT, env=s.env(), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.startswith("dqa: error: --host 0.0.0.0") and "token" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    bad_root = subprocess.run([*Server(tmp_path / "y.sqlite", [tmp_path / "nope"]).command()], cwd=ROOT,
+                              env=s.env(), capture_output=True, text=True, timeout=60)
+    assert bad_root.returncode == 2 and "not a directory" in bad_root.stderr and "Traceback" not in bad_root.stderr
+
+
+def test_kill_9_mid_job_then_a_restart_finishes_it(media, tmp_path):
+    from eval.synth import render_scene, write_video
+
+    root = tmp_path / "clips"
+    root.mkdir()
+    clips = [write_video(root / f"c{i}.mp4", render_scene("orbit", 192, 128, 72, seed=10 + i), fps=24)
+             for i in range(4)]
+    db = tmp_path / "kill.sqlite"
+    s = Server(db, [root]).start()
+    try:
+        with s.client() as c:
+            jobs = [c.post("/v1/score", json={"videos": [str(p)], "components": ["vq", "mq"]}).json()["job"]
+                    for p in clips]
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if c.get(f"/v1/jobs/{jobs[1]}").json()["state"] == "running":
+                    break
+                time.sleep(0.02)
+        s.kill9()
+    finally:
+        s.stop()
+    ro = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    states = dict(ro.execute("SELECT id, state FROM serve_jobs").fetchall())
+    ro.close()
+    assert states[jobs[1]] == "running" and states[jobs[-1]] == "queued", states
+    s2 = Server(db, [root]).start()
+    try:
+        with s2.client() as c:
+            done = [wait_job(c, j) for j in jobs]
+        assert [d["state"] for d in done] == ["done"] * 4
+        assert [d["result"]["videos"][0]["video"] for d in done] == [str(p) for p in clips]
+        assert "resuming" in s2.stderr()
+    finally:
+        s2.stop()
