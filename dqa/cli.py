@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vrthinker.cli import error as cli_error
-from vrthinker.cli import guarded
+from vrthinker.cliutil import error as cli_error
+from vrthinker.cliutil import guarded
 from vrthinker.errors import JudgeError
 
 EXIT_OK, EXIT_USAGE, EXIT_NOTHING = 0, 2, 3
@@ -32,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    from vrthinker.cli import add_model_args
+    from vrthinker.cliutil import add_model_args
     from vrthinker.store import default_path
 
     p = _Parser(prog="dqa", description="Learn a person's A/B choices between videos and tune the judge on them.")
@@ -106,7 +106,7 @@ def _tune(a) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from vrthinker.cli import quiet_libraries
+    from vrthinker.cliutil import quiet_libraries
     from vrthinker.judge import DEFAULT_MODEL
 
     from .tune import TuneSettings, tune
@@ -141,7 +141,7 @@ def _agreement(a) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from vrthinker.cli import load_judge, quiet_libraries
+    from vrthinker.cliutil import load_judge, quiet_libraries
     from vrthinker.verdict import DIMENSIONS
 
     from .agreement import compare_with_adapter, held_out

@@ -138,12 +138,12 @@ def print_tables(run, console) -> None:
 def run(a: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from vrthinker.cli import quiet_libraries
+    from vrthinker.cliutil import quiet_libraries
     from vrthinker.store import default_path
 
     from .grade import load_config
     from .scoring import score
-    from .workers.base import registry
+    from .workers import registry
 
     quiet_libraries()
     if a.manifest and a.videos:
@@ -156,7 +156,7 @@ def run(a: argparse.Namespace) -> int:
         raise UsageError("no videos: give VIDEO... or --manifest FILE.jsonl")
     weights = load_config(a.weights, {k: _float(k, v) for k, v in _pairs(a.weight, "--weight").items()})
     models = _pairs(a.models, "--models")
-    roles = sorted({r for cls in registry().values() for r in cls.default_models})
+    roles = sorted({r for cls in registry().values() for r in cls.default_models}) if models else []
     for role in models:
         if role not in roles:
             raise UsageError(f"--models {role}=...: unknown role; known: {', '.join(roles)}")

@@ -13,7 +13,8 @@ from vrthinker.errors import UsageError
 from .grade import Grade, GradeConfig, load_config, synthesize
 from .scheduler import Failure, Item, Phase, Scheduler
 from .video import VideoCache
-from .workers.base import Score, Worker, registry
+from .workers import WORKERS
+from .workers.base import Score, Worker
 
 # VBench's names, in VBench's own order
 VBENCH_DIMS = ("subject_consistency", "background_consistency", "temporal_flickering", "motion_smoothness",
@@ -25,8 +26,8 @@ GROUPS = {"vbench": VBENCH_DIMS, "measures": ("vq", "mq"), "offline": OFFLINE_DE
 def catalogue() -> dict[str, str]:
     """component -> the worker that makes it."""
     out = {}
-    for name, cls in registry().items():
-        for c in cls.components:
+    for name in WORKERS:  # from the table: no worker module is imported to list what they make
+        for c in WORKERS.info(name)["components"]:
             out.setdefault(c, name)
     return out
 
@@ -53,9 +54,9 @@ def resolve_components(spec: Iterable[str] | None, extra: Iterable[Worker] = ())
 def build_workers(components: Sequence[str], device: str = "cpu", models: Mapping[str, str] | None = None,
                   **options: Any) -> list[Worker]:
     """One worker per needed worker class (weight-free ones first, then the smallest footprint first)."""
-    known, reg = catalogue(), registry()
+    known = catalogue()
     names = list(dict.fromkeys(known[c] for c in components))
-    workers = [reg[n](device=device, models=models, **options) for n in names]
+    workers = [WORKERS.load(n)(device=device, models=models, **options) for n in names]  # imported only now
     return sorted(workers, key=lambda w: (w.footprint_gb() > 0, w.footprint_gb()))
 
 

@@ -12,8 +12,8 @@ the last selection used by the last successful run for the same base model; othe
 (no model load, no row written). Each run trains a fresh adapter from the base model on every usable
 selection so far, so one adapter always reflects all of a person's choices.
 
-Memory: there is no shared one-model-at-a-time scheduler in the repo yet, so a run keeps to the rule by
-itself: the judge used to generate replies is loaded, used and freed (del + gc + torch.cuda.empty_cache)
+Memory: a run is not a `dqa.scheduler` worker, so it keeps to the one-model-at-a-time rule by itself:
+the judge used to generate replies is loaded, used and freed (del + gc + torch.cuda.empty_cache)
 before the training model is loaded, and that one is freed before returning.
 """
 from __future__ import annotations

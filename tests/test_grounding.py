@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from dqa.grounding.prompt import parse_prompt, singular
 from dqa.grounding.proxyclip import BETA, GAMMA, ProxyCLIP, load_proxyclip, proxy_attention, proxy_weights
 from dqa.grounding.spatial import MIN_AREA, evaluate, holds
-from dqa.workers.base import ScoreError, registry
+from dqa.workers import ScoreError, registry
 from vrthinker.errors import ModelLoadError
 
 # ---------------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import torch.nn.functional as F  # noqa: E402
 from dqa.vbench import consistency as C  # noqa: E402
 from dqa.vbench import quality as Q  # noqa: E402
 from dqa.video import VideoSample  # noqa: E402
-from dqa.workers.base import ScoreError, registry  # noqa: E402
+from dqa.workers import ScoreError, registry  # noqa: E402
 from eval.synth import render_scene  # noqa: E402
 from vrthinker.errors import ModelLoadError  # noqa: E402
 

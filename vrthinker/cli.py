@@ -6,56 +6,63 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
+from .cliutil import (EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, NAMES, add_model_args, check_model_args, error,
+                      guarded, load_judge, quiet_libraries)
 from .errors import JudgeError
 from .verdict import DIMENSIONS, LABEL_NAMES, REASONS, Verdict
 
-EXIT_OK, EXIT_USAGE, EXIT_INCOMPLETE = 0, 2, 3
-NAMES = {"TA": "Text Alignment", "VQ": "Visual Quality", "MQ": "Motion Quality", "OA": "Overall"}
+__all__ = ["main", "compare_parser", "render_verdict", "exit_code", "SUBCOMMANDS", "EXIT_OK", "EXIT_USAGE",
+           "EXIT_INCOMPLETE", "NAMES", "add_model_args", "error", "guarded", "load_judge", "quiet_libraries"]
+
+# `judge SUBCOMMAND ...`: each module has `configure(parser)` and `run(args) -> exit status`, imported
+# only when its subcommand is used. Anything else is `judge V1 V2 --prompt P`.
+SUBCOMMANDS = {
+    "batch": "vrthinker.commands.batch",
+    "eval": "vrthinker.commands.eval",
+    "export": "vrthinker.commands.export",
+    "rank": "vrthinker.commands.rank",
+    "pairs": "vrthinker.commands.pairs",
+    "report": "vrthinker.commands.report",
+}
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    """Flags shared by every command that loads a judge."""
-    from .judge import DEFAULT_MODEL, backend_names
+def summary(module: str) -> str:
+    """The first line of a module's docstring, read from its source (nothing is imported)."""
+    import ast
+    import importlib.util
 
-    g = p.add_argument_group("model")
-    g.add_argument("--model", default=None, metavar="ID_OR_DIR",
-                   help=f"hub id or local checkpoint dir (default {DEFAULT_MODEL})")
-    g.add_argument("--backend", default="hf", choices=backend_names(),
-                   help="hf: the Qwen2.5-VL judge; metrics: weight-free VQ/MQ; scripted: replies from a JSON file")
-    g.add_argument("--protocol", default=None,
-                   help="conversation profile when the checkpoint declares none (card, training)")
-    g.add_argument("--max-turns", type=int, default=None,
-                   help="assistant turns at most (profile default: card 6, training 4)")
-    g.add_argument("--max-new-tokens", type=int, default=None,
-                   help="new tokens per turn at most (profile default: 2048)")
-    g.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
-    g.add_argument("--dtype", default=None, help="auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32")
-    g.add_argument("--quantize", choices=["4bit", "8bit"], default=None, help="load weights with bitsandbytes")
-    g.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) of --model")
-    g.add_argument("--adapter", default=None, metavar="DIR", help="a LoRA adapter dir to apply (needs peft)")
-    g.add_argument("--trust-remote-code", action="store_true",
-                   help="allow code from the checkpoint repo to run (off unless you ask)")
+    spec = importlib.util.find_spec(module)
+    try:
+        doc = ast.get_docstring(ast.parse(Path(spec.origin).read_text(encoding="utf-8"))) if spec else None
+    except (OSError, SyntaxError, TypeError):
+        doc = None
+    return (doc or "").strip().splitlines()[0] if (doc or "").strip() else ""
 
 
-def load_judge(a: argparse.Namespace):
-    from .judge import Judge
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's wrapping everywhere but the epilog, whose lines (one per subcommand) are kept as written."""
 
-    kw = {k: v for k, v in dict(device=a.device, dtype=a.dtype, quantize=a.quantize, revision=a.revision,
-                                adapter=a.adapter, trust_remote_code=a.trust_remote_code or None).items()
-          if v is not None}
-    return Judge.from_pretrained(a.model, backend=a.backend, protocol=a.protocol, max_turns=a.max_turns,
-                                 max_new_tokens=a.max_new_tokens, **kw)
+    def _fill_text(self, text, width, indent):
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def commands_epilog() -> str:
+    width = max(map(len, SUBCOMMANDS))
+    lines = [f"  {name:<{width}}  {summary(mod)}" for name, mod in sorted(SUBCOMMANDS.items())]
+    return ("other commands (judge COMMAND --help for their flags):\n" + "\n".join(lines) +
+            "\n\nExit status: 0 all four labels; 3 judged but incomplete; 2 bad input or usage.")
 
 
 def compare_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="judge", description="Compare two videos generated from one prompt: which is better on "
         "Text Alignment, Visual Quality, Motion Quality and Overall.",
-        epilog="Exit status: 0 all four labels; 3 judged but incomplete; 2 bad input or usage.")
+        epilog=commands_epilog(), formatter_class=_HelpFormatter)
     p.add_argument("video1", help="first video file")
     p.add_argument("video2", help="second video file")
     p.add_argument("--prompt", required=True, help="the text prompt both videos were generated from")
@@ -65,42 +72,6 @@ def compare_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace", metavar="FILE", help="write every turn (rendered text, images, reply, cost) as JSON")
     add_model_args(p)
     return p
-
-
-def quiet_libraries() -> None:
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # corrupt files: our one-line error, not ffmpeg's
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        from huggingface_hub.utils import logging as hub_logging
-
-        hub_logging.set_verbosity_error()
-    except ImportError:  # pragma: no cover
-        pass
-
-
-def error(message: str, prog: str = "judge") -> None:
-    """One plain line on stderr (never wrapped, never a traceback)."""
-    print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr)
-
-
-def guarded(run, prog: str = "judge") -> int:
-    """Run a command; a user mistake or Ctrl-C becomes one line and an exit status, not a traceback."""
-    try:
-        return run()
-    except JudgeError as e:
-        error(str(e), prog)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        error("interrupted", prog)
-        return 130
-    except BrokenPipeError:  # `... --json | head`
-        sys.stderr.close()
-        return EXIT_OK
 
 
 def exit_code(v: Verdict) -> int:
@@ -140,18 +111,6 @@ def render_verdict(v: Verdict, console) -> None:
         console.print(f"[yellow]incomplete: {v.reason}[/] - {v.detail or REASONS.get(v.reason, '')}")
 
 
-# `judge SUBCOMMAND ...`: each module has `configure(parser)` and `run(args) -> exit status`, imported
-# only when its subcommand is used. Anything else is `judge V1 V2 --prompt P`.
-SUBCOMMANDS = {
-    "batch": "vrthinker.commands.batch",
-    "eval": "vrthinker.commands.eval",
-    "export": "vrthinker.commands.export",
-    "rank": "vrthinker.commands.rank",
-    "pairs": "vrthinker.commands.pairs",
-    "report": "vrthinker.commands.report",
-}
-
-
 def _subcommand(name: str, argv: list[str]) -> int:
     import importlib
 
@@ -182,6 +141,7 @@ def _compare(argv: list[str]) -> int:
             raise JudgeError(f"{path}: file not found")
     if not a.prompt.strip():
         raise JudgeError("--prompt is empty: pass the text the videos were generated from")
+    check_model_args(a)  # a flag this backend does not use: one line now, before any decoding
     quiet_libraries()
     grids = None
     if a.backend in BACKENDS:  # decode first: a bad video should not cost a model load

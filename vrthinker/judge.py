@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from . import frames
 from .backends.base import Backend
@@ -11,30 +11,60 @@ from .conversation import Dialogue, run_dialogues
 from .errors import UsageError, VideoError
 from .orders import combine
 from .protocol import Profile, resolve
+from .registry import Registry, unknown
 from .verdict import Verdict, failed
 
 DEFAULT_MODEL = "qunwang13/vrthinker"  # the checkpoint the seed model card describes
 
 # Backends by name, imported only when chosen (heavy dependencies stay unloaded otherwise).
-BACKENDS = {
+BACKENDS = Registry("backend", {
     "hf": "vrthinker.backends.hf:HFBackend",
     "scripted": "vrthinker.backends.scripted:ScriptedBackend",
-}
+})
 # Judges that are not conversations with a VLM.
-JUDGES = {
+JUDGES = Registry("backend", {
     "metrics": "dqa.pairwise:MetricsJudge",
-}
-
-
-def _import(spec: str) -> Any:
-    import importlib
-
-    module, _, name = spec.partition(":")
-    return getattr(importlib.import_module(module), name)
+})
+CONVERSATION_OPTIONS = ("protocol", "max_turns", "max_new_tokens")  # what Judge itself takes, not the backend
 
 
 def backend_names() -> list[str]:
     return sorted({**BACKENDS, **JUDGES})
+
+
+def backend_class(backend: str) -> Any:
+    """The class `backend` names (imported now); UsageError with "did you mean" for an unknown name."""
+    if backend in JUDGES:
+        return JUDGES.load(backend)
+    if backend in BACKENDS:
+        return BACKENDS.load(backend)
+    raise unknown("backend", backend, backend_names())
+
+
+def accepted_options(cls: Any) -> frozenset[str]:
+    """The keywords `cls.from_pretrained(model, ...)` uses, read from its signature.
+
+    Its named parameters after the model count; a `**kwargs` it passes on to the constructor (any name
+    without a leading underscore) adds the constructor's named parameters; `**_` takes and ignores the rest,
+    which is not the same as using them.
+    """
+    import inspect
+
+    def named(fn, skip: int) -> tuple[set[str], bool]:
+        params = list(inspect.signature(fn).parameters.values())[skip:]
+        names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        return names, any(p.kind is p.VAR_KEYWORD and not p.name.startswith("_") for p in params)
+
+    names, forwards = named(cls.from_pretrained, 1)
+    if forwards:
+        names |= named(cls, 0)[0]
+    return frozenset(names)
+
+
+def unused_options(backend: str, options: Mapping[str, Any]) -> list[str]:
+    """The options given (not None) that `backend` would not use, in the order given."""
+    usable = accepted_options(backend_class(backend)) | (set(CONVERSATION_OPTIONS) if backend in BACKENDS else set())
+    return [k for k, v in options.items() if v is not None and k not in usable]
 
 
 def load_videos(profile: Profile, video1: str | Path, video2: str | Path, min_frames: int = 4,
@@ -71,13 +101,15 @@ class Judge:
         trust_remote_code, adapter); "scripted" reads replies from a JSON file; "metrics" returns the
         weight-free judge. The profile comes from the checkpoint when it declares one, else `protocol`.
         """
+        unused = unused_options(backend, {**load_kwargs, "protocol": protocol, "max_turns": max_turns,
+                                          "max_new_tokens": max_new_tokens})
+        if unused:  # said here, not as a TypeError deep inside the backend
+            raise UsageError(f"backend {backend!r} does not take {', '.join(unused)}")
         if backend in JUDGES:
-            return _import(JUDGES[backend]).from_pretrained(model, **load_kwargs)
-        if backend not in BACKENDS:
-            raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(backend_names())}")
+            return JUDGES.load(backend).from_pretrained(model, **load_kwargs)
         model = model or DEFAULT_MODEL
         profile, source = resolve(model, protocol)
-        loaded = _import(BACKENDS[backend]).from_pretrained(model, **load_kwargs)
+        loaded = BACKENDS.load(backend).from_pretrained(model, **load_kwargs)
         return cls(loaded, profile, max_turns=max_turns, max_new_tokens=max_new_tokens,
                    profile_source=source)
 

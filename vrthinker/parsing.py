@@ -104,16 +104,6 @@ def _load_json(body: str) -> object:
         return json.loads(fixed)
 
 
-def parse_tool_call(text: str, tool_name: str, argument: str, grid_size: int, max_indices: int
-                    ) -> ToolCall | None:
-    """The first <tool_call> in `text`, validated; None when the reply has no tool-call tag at all.
-
-    Indices must be integers in 0..grid_size-1; duplicates are dropped and the first `max_indices`
-    kept. A call with no usable index comes back with empty `indices` and an `error`.
-    """
-    return read_tool_call(text, CallRules(tool_name, argument, 0, grid_size - 1, max_indices))
-
-
 def read_tool_call(text: str, rules: CallRules) -> ToolCall | None:
     """The first <tool_call> in `text` read under `rules`; None when there is no tool-call tag at all."""
     m = _TOOL.search(text)

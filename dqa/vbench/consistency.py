@@ -15,7 +15,7 @@ import numpy as np
 from vrthinker.errors import ModelLoadError, VideoError
 
 from ..video import VideoSample
-from ..workers.base import Score, ScoreError, Worker, register, source_kwargs, weights_gb
+from ..workers.base import Score, ScoreError, Worker, source_kwargs, weights_gb
 from .frames import frame_batches, is_capped
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -188,7 +188,6 @@ class _ConsistencyWorker(Worker):
         return [Score(self.components[0], value, min(1.0, max(0.0, value)), {**details, **c})]
 
 
-@register
 class DinoConsistencyWorker(_ConsistencyWorker):
     """VBench `subject_consistency`: DINO ViT-B/16 [CLS] after the final norm (the hub model's output)."""
 
@@ -238,7 +237,6 @@ def load_clip_vision(source: str, kw: dict, dtype, role: str):
         raise load_error(role, source, e) from None
 
 
-@register
 class ClipConsistencyWorker(_ConsistencyWorker):
     """VBench `background_consistency`: CLIP ViT-B/32 `encode_image` (projected [CLS])."""
 

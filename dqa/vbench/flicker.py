@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from ..video import VideoSample
-from ..workers.base import Score, ScoreError, Worker, register
+from ..workers.base import Score, ScoreError, Worker
 from .frames import frame_batches, is_capped
 
 MIN_FRAMES = 2  # one adjacent pair; VBench returns NaN for a single frame (mean of nothing)
@@ -32,7 +32,6 @@ def flicker_score(frames: np.ndarray) -> tuple[float, np.ndarray]:
     return (255.0 - np.mean(maes).item()) / 255.0, maes
 
 
-@register
 class FlickerWorker(Worker):
     """temporal_flickering, no model. A static clip scores exactly 1.0 (every MAE is 0), as in VBench."""
 

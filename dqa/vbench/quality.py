@@ -15,7 +15,7 @@ from typing import Any, Callable
 from vrthinker.errors import ModelLoadError
 
 from ..video import VideoSample
-from ..workers.base import Score, ScoreError, Worker, register, source_kwargs
+from ..workers.base import Score, ScoreError, Worker, source_kwargs
 from .consistency import clip_transform, footprint, load_clip_vision, load_error, pick_dtype, video_features
 
 AESTHETIC_FILE = "sa_0_4_vit_l_14_linear.pth"
@@ -71,7 +71,6 @@ def _download(url: str, dest: Path) -> str:
     return str(dest)
 
 
-@register
 class AestheticWorker(Worker):
     """VBench `aesthetic_quality`: LAION's linear aesthetic head on l2-normalised CLIP ViT-L/14 image
     embeddings (clip_transform 224), per frame, /10, averaged over frames."""
@@ -164,7 +163,6 @@ def musiq_resize(images, mode: str = "longer"):
     return images / 255.0
 
 
-@register
 class MusiqWorker(Worker):
     """VBench `imaging_quality`: pyiqa MUSIQ with the SPAQ checkpoint on each frame (its own multi-scale patch
     preprocessing), MOS averaged over frames, /100. Needs pyiqa (optional extra `iqa`)."""

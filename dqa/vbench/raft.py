@@ -17,7 +17,7 @@ import torch
 from vrthinker.errors import ModelLoadError
 
 from ..video import VideoSample
-from ..workers.base import Score, ScoreError, Worker, register
+from ..workers.base import Score, ScoreError, Worker
 from .frames import all_frames
 from .motion import RAFT_MIN_SIDE, dd_is_dynamic, dd_params, dd_step, score_motion
 
@@ -111,7 +111,6 @@ def footprint(height: int, width: int, batch_size: int, weights_gb: float) -> fl
     return round(weights_gb + max(1, batch_size) * (corr + rest) + 0.25, 2)
 
 
-@register
 class RaftWorker(Worker):
     """motion_smoothness and dynamic_degree from one RAFT (see module and motion.py docstrings).
 

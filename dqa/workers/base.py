@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from vrthinker.errors import JudgeError, ModelLoadError
+from vrthinker.errors import ModelLoadError
 
+from ..errors import ScoreError  # noqa: F401  (re-exported: workers raise it from here)
 from ..video import VideoSample
 
 
@@ -27,15 +28,6 @@ class Score:
 
     def to_dict(self) -> dict:
         return {"value": self.value, "unit": self.unit, **({"details": dict(self.details)} if self.details else {})}
-
-
-class ScoreError(JudgeError):
-    """This video cannot get this component. `reason` is one word a program can act on:
-    bad_video, too_few_frames, empty_prompt, no_entities, model_unavailable, over_budget, failed."""
-
-    def __init__(self, reason: str, message: str):
-        self.reason = reason
-        super().__init__(message)
 
 
 class Worker:
@@ -125,20 +117,3 @@ def _stored_bytes_per_param(path: Path) -> float:
         cfg = {}
     dtype = str(cfg.get("dtype") or cfg.get("torch_dtype") or "float32")
     return 2.0 if dtype in ("bfloat16", "float16") else 4.0
-
-
-_REGISTRY: dict[str, type[Worker]] = {}
-
-
-def register(cls: type[Worker]) -> type[Worker]:
-    """Class decorator: make a worker known by its `name` (the scheduler and CLI look workers up here)."""
-    if not cls.name or cls.name in _REGISTRY:
-        raise ValueError(f"worker name missing or taken: {cls.name!r}")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def registry() -> dict[str, type[Worker]]:
-    from . import _all  # noqa: F401  (imports every worker module so each registers itself)
-
-    return dict(_REGISTRY)

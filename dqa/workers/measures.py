@@ -5,10 +5,9 @@ from vrthinker.errors import VideoError
 
 from ..measures import MIN_FRAMES, measure_frames
 from ..video import VideoSample
-from .base import Score, ScoreError, Worker, register
+from .base import Score, ScoreError, Worker
 
 
-@register
 class MeasuresWorker(Worker):
     name = "measures"
     components = ("vq", "mq")

@@ -6,7 +6,7 @@ import gc
 from ..grounding.prompt import parse_prompt
 from ..grounding.spatial import evaluate
 from ..video import VideoSample
-from .base import Score, ScoreError, Worker, register, weights_gb
+from .base import Score, ScoreError, Worker, weights_gb
 
 N_FRAMES = 8  # frames sampled uniformly per video; every one is segmented
 ALLOWANCE_GB = 0.75  # activations and label maps of 8 frames (336 px windows), with room to spare
@@ -16,7 +16,6 @@ _FALLBACK_FP32_GB = {"proxy_clip": 0.60, "vfm": 0.35}
 _SEG_OPTIONS = ("beta", "gamma", "logit_scale", "prob_thd", "templates", "mode", "short_side", "crop", "stride")
 
 
-@register
 class ProxyCLIPWorker(Worker):
     """Segments the prompt's entities on sampled frames with ProxyCLIP (CLIP + DINOv2 proxy attention) and
     scores entity presence and spatial relations (dqa.grounding.spatial)."""

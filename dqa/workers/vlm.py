@@ -17,7 +17,7 @@ from vrthinker.judge import DEFAULT_MODEL
 
 from ..checklist import Checklist, aggregate, load_checklist, p_yes, semantic_questions, yes_no_ids
 from ..video import VideoSample
-from .base import Score, ScoreError, Worker, register, weights_gb
+from .base import Score, ScoreError, Worker, weights_gb
 
 IMAGE_PAD = "<|image_pad|>"
 FRAMES = 8
@@ -194,7 +194,6 @@ def prompt_entities(prompt: str) -> tuple[list[str], str]:
 UNQUANTIZED_SHARE = 0.23  # Qwen2.5-VL-7B: visual + embed_tokens + lm_head, ~1.76B of 7.6B parameters
 
 
-@register
 class VLMWorker(Worker):
     """Options: quantize (None/"4bit"/"8bit"), dtype ("auto"/"bfloat16"/"float32"...), adapter (a DPO/PEFT
     adapter dir: adds "preference"), frames (8), image_side (448), entities ("auto": from

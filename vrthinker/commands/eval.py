@@ -8,8 +8,6 @@ import argparse
 import json
 import math
 import os
-from collections.abc import Mapping
-from typing import Any
 
 EPILOG = """\
 DIR is the local copy of the benchmark (nothing is downloaded):
@@ -34,19 +32,19 @@ Exit status: 0 evaluated; 2 bad input or usage."""
 
 
 def _benchmarks():
-    """The `eval` package (benchmarks and metrics) lives beside `vrthinker` in the source tree."""
+    """The `eval` package (benchmarks, metrics, the judged join) lives beside `vrthinker` in the source tree."""
     try:
-        from eval import benchmarks, metrics
+        from eval import benchmarks, judged, metrics
     except ImportError as e:
         from ..errors import JudgeError
 
         raise JudgeError(f"'judge eval' needs the eval/ package of the vrthinker source tree ({e}); run it "
                          "from a checkout (pip install -e .)") from None
-    return benchmarks, metrics
+    return benchmarks, metrics, judged
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    from ..cli import add_model_args
+    from ..cliutil import add_model_args
     from ..store import DB_ENV
 
     p.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -68,32 +66,6 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="bootstrap resamples for the 95%% intervals (0: none; default 1000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     add_model_args(p)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# judge results -> metric inputs
-
-
-def score_differences(verdict: Mapping[str, Any] | None) -> dict[str, float] | None:
-    """Score differences s1 - s2 per dimension from a stored verdict, for score judges; None otherwise.
-
-    A judge may put them in `extra["score_diff"]`; the weight-free metrics judge stores per-video VQ and MQ
-    in `extra["scores"]`, whose overall is their mean (as its OA label is decided).
-    """
-    extra = (verdict or {}).get("extra") or {}
-    if isinstance(extra.get("score_diff"), Mapping):
-        return {d: float(v) for d, v in extra["score_diff"].items() if v is not None}
-    scores = extra.get("scores")
-    if not isinstance(scores, Mapping) or not {"video1", "video2"} <= set(scores):
-        return None
-    s1, s2 = scores["video1"], scores["video2"]
-    out: dict[str, float] = {}
-    for d, key in (("VQ", "vq"), ("MQ", "mq")):
-        if s1.get(key) is not None and s2.get(key) is not None:
-            out[d] = float(s1[key]) - float(s2[key])
-    if "VQ" in out and "MQ" in out:
-        out["OA"] = (out["VQ"] + out["MQ"]) / 2
-    return out or None
 
 
 def _pct(x: float | None) -> str:
@@ -136,66 +108,45 @@ def markdown_table(title: str, report, orders: str) -> str:
 def run(a: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from ..batch import PairRow, identify, run_batch
-    from ..cli import load_judge, quiet_libraries
+    from ..batch import identify
+    from ..cliutil import load_judge, quiet_libraries
     from ..errors import UsageError
     from ..store import DB_ENV, Store
     from . import progress_bar
 
     if a.bootstrap < 0:
         raise UsageError(f"--bootstrap must be 0 or more, got {a.bootstrap}")
-    benchmarks, metrics = _benchmarks()
+    benchmarks, metrics, judged = _benchmarks()
     bench = benchmarks.BENCHMARKS[a.benchmark]
     loaded = bench.load(a.data, a.limit)  # a bad data dir fails before the model loads
     if not loaded.examples:
         why = f"; first: {loaded.skipped[0][0]}: {loaded.skipped[0][1]}" if loaded.skipped else ""
         raise UsageError(f"{a.data}: no usable {bench.title} pairs ({len(loaded.skipped)} skipped{why})")
     db = a.db or os.environ.get(DB_ENV) or ":memory:"
-    job = f"eval/{bench.name}"
-    rows, seen = [], set()
-    for k, ex in enumerate(loaded.examples, 1):
-        item_id = ex.id if ex.id not in seen else f"{ex.id}#{k}"
-        seen.add(item_id)
-        rows.append(PairRow(item_id, ex.video1, ex.video2, ex.prompt, int(ex.meta.get("row", k)), k))
     err = Console(stderr=True)
     with Store(db) as store:
         quiet_libraries()
         judge = load_judge(a)
         ident = identify(judge, adapter=a.adapter)
-        outcomes = {}
         with progress_bar(err) as progress:
-            task = progress.add_task(f"{bench.name}", total=len(rows), status="")
+            task = progress.add_task(f"{bench.name}", total=len(loaded.examples), status="")
             tally = {"judged": 0, "reused": 0, "bad": 0}
 
             def step(out) -> None:
-                outcomes[out.item_id] = out
                 tally[out.status] += 1
                 progress.update(task, advance=1, status=f"{tally['judged']} judged, {tally['reused']} reused, "
                                                         f"{tally['bad']} bad")
 
-            run_batch(judge, rows, store, job=job, orders=a.orders, ident=ident, on_item=step)
-        human, predicted, forward, reverse, scores, used = [], [], [], [], [], []
-        bad: list[tuple[str, str]] = []
-        for ex, row in zip(loaded.examples, rows):
-            out = outcomes.get(row.item_id)
-            if out is None or out.status == "bad":  # an undecodable video: a data problem, not the judge's
-                bad.append((ex.id, f"{out.reason}: {out.detail}" if out else "not judged"))
-                continue
-            item = store.item(job, row.item_id)
-            f = store.judgment(item.key_forward) if item else None
-            r = store.judgment(item.key_reverse) if item else None
-            human.append(ex.labels)
-            predicted.append(out.labels)
-            forward.append(dict(f.labels) if f else None)
-            reverse.append(dict(r.labels) if r else None)
-            scores.append(score_differences(f.verdict) if f else None)
-            used.append(ex)
-    if not human:
+            joined = judged.judge_benchmark(judge, loaded, store, job=f"eval/{bench.name}", orders=a.orders,
+                                            ident=ident, on_item=step)
+    bad = joined.bad
+    if not joined.human:
         raise UsageError(f"{a.data}: every {bench.title} pair was skipped ({bad[0][0]}: {bad[0][1]})")
-    report = metrics.evaluate(human, predicted, dimensions=bench.dimensions,
-                      forward=forward if a.orders == "both" else None,
-                      reverse=reverse if a.orders == "both" else None,
-                      scores=scores if any(s for s in scores) else None, bootstrap=a.bootstrap, seed=a.seed)
+    report = metrics.evaluate(joined.human, joined.predicted, dimensions=bench.dimensions,
+                              forward=joined.forward if a.orders == "both" else None,
+                              reverse=joined.reverse if a.orders == "both" else None,
+                              scores=joined.scores if any(s for s in joined.scores) else None,
+                              bootstrap=a.bootstrap, seed=a.seed)
     table = markdown_table(bench.title, report, a.orders)
     skipped = [{"id": i, "reason": why} for i, why in (*loaded.skipped, *bad)]
     if a.json:
@@ -204,7 +155,7 @@ def run(a: argparse.Namespace) -> int:
             "orders": a.orders, "limit": a.limit, "db": None if db == ":memory:" else db,
             "model": {"model_id": ident.model_id, "revision": ident.revision, "protocol": ident.protocol,
                       "backend": ident.backend, "adapter": ident.adapter},
-            "evaluated": len(human), "skipped": skipped, "metrics": report.to_dict(), "table": table,
+            "evaluated": len(joined.human), "skipped": skipped, "metrics": report.to_dict(), "table": table,
         }, ensure_ascii=False))
         return 0
     _print_details(Console(), bench, report, a.orders, skipped, ident, db, loaded.source)

@@ -12,28 +12,17 @@ store lives in memory for this run. Exit status: 0 ranked; 2 bad input or usage.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import JudgeError, UsageError
-from ..rank import SCHEDULES, Ranking, default_budget, rank
-from ..verdict import DIMENSIONS
-
-
-@dataclass(frozen=True)
-class Group:
-    """One ranking task: candidates generated from one prompt."""
-
-    prompt: str
-    candidates: tuple[str, ...]
-    id: str | None = None
+from ..errors import UsageError
+from ..rank import SCHEDULES, Ranking, default_budget
+from ..tournament import Group, check, load_manifest, rank_group
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    from ..cli import add_model_args
+    from ..cliutil import add_model_args
 
     p.add_argument("videos", nargs="*", help="candidate video files (all from --prompt)")
     p.add_argument("--prompt", help="the text prompt the videos were generated from")
@@ -53,93 +42,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
 
 
-def load_manifest(path: str) -> list[Group]:
-    """Groups from a JSONL or JSON manifest; relative candidate paths are taken from the manifest's folder."""
-    src = Path(path)
-    try:
-        text = src.read_text(encoding="utf-8")
-    except OSError as e:
-        raise JudgeError(f"{path}: cannot read the manifest ({e.strerror or e})") from None
-    try:
-        data = json.loads(text)
-        items = data if isinstance(data, list) else [data]
-    except ValueError:
-        items = []
-        for k, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    items.append(json.loads(line))
-                except ValueError as e:
-                    raise JudgeError(f"{path}:{k}: not JSON ({e.msg})") from None
-    groups = []
-    for k, g in enumerate(items, 1):
-        if not isinstance(g, dict) or not isinstance(g.get("candidates"), list):
-            raise JudgeError(f"{path}: group {k} needs a \"prompt\" and a \"candidates\" list of paths")
-        cands = tuple(str(c if Path(c).is_absolute() else src.parent / c) for c in g["candidates"])
-        groups.append(Group(prompt=str(g.get("prompt") or ""), candidates=cands,
-                            id=None if g.get("id") is None else str(g["id"])))
-    if not groups:
-        raise JudgeError(f"{path}: the manifest holds no groups")
-    return groups
-
-
-def check(group: Group, name: str) -> None:
-    """User mistakes in one group, each as one clear line: empty prompt, too few, repeated or missing files."""
-    if not group.prompt.strip():
-        raise UsageError(f"{name}: the prompt is empty: pass the text the videos were generated from")
-    if len(group.candidates) < 2:
-        raise UsageError(f"{name}: ranking needs at least 2 videos, got {len(group.candidates)}")
-    seen = set()
-    for c in group.candidates:
-        if c in seen:
-            raise UsageError(f"{name}: {c} is listed twice")
-        seen.add(c)
-        if not Path(c).is_file():
-            raise JudgeError(f"{c}: file not found")
-
-
-class StoreCompare:
-    """`compare(a, b)` for one group, through the judgment store: a judgment stored before (same videos by
-    content, prompt and judge identity) is reused, a new one is judged and stored (`batch.run_batch`)."""
-
-    def __init__(self, judge, store, ident, orders: str, job: str, prompt: str):
-        self.judge, self.store, self.ident = judge, store, ident
-        self.orders, self.job, self.prompt = orders, job, prompt
-        self.judged = self.reused = self.incomplete = 0
-
-    def __call__(self, a: str, b: str) -> dict:
-        from ..batch import PairRow, run_batch
-
-        position = self.judged + self.reused
-        row = PairRow(item_id=f"{a}\t{b}", video1=os.path.abspath(a), video2=os.path.abspath(b),
-                      prompt=self.prompt, line=position + 1, position=position)
-        seen = []
-        run_batch(self.judge, [row], self.store, job=self.job, orders=self.orders, ident=self.ident,
-                  on_item=seen.append)
-        out = seen[0]
-        if out.status == "bad":
-            raise JudgeError(out.detail or f"{a} / {b}: {out.reason}")
-        if out.status == "reused":
-            self.reused += 1
-        else:
-            self.judged += 1
-        if any(out.labels.get(d) is None for d in DIMENSIONS):
-            self.incomplete += 1
-        return dict(out.labels)
-
-
-def job_name(group: Group) -> str:
-    """The store's job for a group: its id, else a short hash of its prompt and candidates."""
-    if group.id:
-        return f"rank:{group.id}"
-    digest = hashlib.sha256(json.dumps([group.prompt, *group.candidates]).encode()).hexdigest()[:12]
-    return f"rank:{digest}"
-
-
 def render(group: Group, r: Ranking, stats: dict, console) -> None:
     from rich.table import Table
 
-    from ..cli import NAMES
+    from ..cliutil import NAMES
 
     head = f"[bold]{group.id + ': ' if group.id else ''}{group.prompt}[/]"
     console.print(head)
@@ -165,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from ..batch import identify
-    from ..cli import load_judge, quiet_libraries
+    from ..cliutil import load_judge, quiet_libraries
     from ..store import DB_ENV, Store
 
     if args.manifest and (args.videos or args.prompt):
@@ -188,14 +94,10 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     with Store(db) as store:
         for g in groups:
-            prompt = g.prompt.strip()
-            compare = StoreCompare(judge, store, ident, args.orders, job_name(g), prompt)
-            # with both orders each judgment already covers both positions: one per pair is all there is
-            r = rank(list(g.candidates), compare, budget=args.budget, schedule=args.schedule, seed=args.seed,
-                     max_per_pair=1 if args.orders == "both" else 2)
-            for d in r.dimensions:
-                store.put_ranking(job_name(g), prompt, d, r.standings[d], model_id=ident.model_id)
-            stats = {"judged": compare.judged, "reused": compare.reused, "incomplete": compare.incomplete,
+            res = rank_group(judge, store, ident, g, orders=args.orders, budget=args.budget,
+                             schedule=args.schedule, seed=args.seed)
+            r = res.ranking
+            stats = {"judged": res.judged, "reused": res.reused, "incomplete": res.incomplete,
                      "orders": args.orders, "db": None if db == ":memory:" else db}
             if args.json:
                 out = {"id": g.id, "prompt": g.prompt, **r.to_dict(), **stats,

@@ -20,7 +20,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(a: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from ..cli import quiet_libraries
+    from ..cliutil import quiet_libraries
     from ..errors import UsageError
     from ..report import write_report
     from ..store import Store

@@ -1,0 +1,106 @@
+"""What every command line of the project shares: model flags, loading a judge from them, one-line errors.
+
+`judge` (vrthinker.cli and vrthinker.commands) and `dqa` (dqa.cli) both build on these; nothing here
+parses a whole command line or prints a result.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .errors import JudgeError, UsageError
+
+EXIT_OK, EXIT_USAGE, EXIT_INCOMPLETE = 0, 2, 3
+NAMES = {"TA": "Text Alignment", "VQ": "Visual Quality", "MQ": "Motion Quality", "OA": "Overall"}
+# load option -> the flag that sets it (add_model_args), for messages that name what the user typed
+MODEL_FLAGS = {"protocol": "--protocol", "max_turns": "--max-turns", "max_new_tokens": "--max-new-tokens",
+               "device": "--device", "dtype": "--dtype", "quantize": "--quantize", "revision": "--revision",
+               "adapter": "--adapter", "trust_remote_code": "--trust-remote-code"}
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """Flags shared by every command that loads a judge."""
+    from .judge import DEFAULT_MODEL, backend_names
+
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default=None, metavar="ID_OR_DIR",
+                   help=f"hub id or local checkpoint dir (default {DEFAULT_MODEL})")
+    g.add_argument("--backend", default="hf", choices=backend_names(),
+                   help="hf: the Qwen2.5-VL judge; metrics: weight-free VQ/MQ; scripted: replies from a JSON file")
+    g.add_argument("--protocol", default=None,
+                   help="conversation profile when the checkpoint declares none (card, training)")
+    g.add_argument("--max-turns", type=int, default=None,
+                   help="assistant turns at most (profile default: card 6, training 4)")
+    g.add_argument("--max-new-tokens", type=int, default=None,
+                   help="new tokens per turn at most (profile default: 2048)")
+    g.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    g.add_argument("--dtype", default=None, help="auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32")
+    g.add_argument("--quantize", choices=["4bit", "8bit"], default=None, help="load weights with bitsandbytes")
+    g.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) of --model")
+    g.add_argument("--adapter", default=None, metavar="DIR", help="a LoRA adapter dir to apply (needs peft)")
+    g.add_argument("--trust-remote-code", action="store_true",
+                   help="allow code from the checkpoint repo to run (off unless you ask)")
+
+
+def model_options(a: argparse.Namespace) -> dict:
+    """The load options the model flags of `a` set (None: not given)."""
+    return {k: getattr(a, k, None) for k in MODEL_FLAGS} | {"trust_remote_code": a.trust_remote_code or None}
+
+
+def check_model_args(a: argparse.Namespace) -> None:
+    """A model flag the chosen backend does not use is a usage error naming the flag (before any work)."""
+    from .judge import unused_options
+
+    unused = unused_options(a.backend, model_options(a))
+    if unused:
+        flags = ", ".join(MODEL_FLAGS[k] for k in unused)
+        raise UsageError(f"{flags} {'does' if len(unused) == 1 else 'do'} not apply to --backend {a.backend}; "
+                         "leave it out")
+
+
+def load_judge(a: argparse.Namespace):
+    """The judge the model flags of `a` describe, loaded once."""
+    from .judge import Judge
+
+    check_model_args(a)
+    opts = model_options(a)
+    kw = {k: v for k, v in opts.items() if v is not None and k not in ("protocol", "max_turns", "max_new_tokens")}
+    return Judge.from_pretrained(a.model, backend=a.backend, protocol=a.protocol, max_turns=a.max_turns,
+                                 max_new_tokens=a.max_new_tokens, **kw)
+
+
+def quiet_libraries() -> None:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # corrupt files: our one-line error, not ffmpeg's
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        from huggingface_hub.utils import logging as hub_logging
+
+        hub_logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def error(message: str, prog: str = "judge") -> None:
+    """One plain line on stderr (never wrapped, never a traceback)."""
+    print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def guarded(run, prog: str = "judge") -> int:
+    """Run a command; a user mistake or Ctrl-C becomes one line and an exit status, not a traceback."""
+    try:
+        return run()
+    except JudgeError as e:
+        error(str(e), prog)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        error("interrupted", prog)
+        return 130
+    except BrokenPipeError:  # `... --json | head`
+        sys.stderr.close()
+        return EXIT_OK

@@ -1,0 +1,139 @@
+"""Rank groups of candidate videos through the judgment store: manifests, checks, store-backed comparisons.
+
+`vrthinker.rank` fits and schedules for any `compare(a, b)`; this module gives it one that goes through
+the judgment store (a judgment stored before is reused, a new one is judged and stored) and saves the
+rankings it produces. `judge rank` parses flags, calls `rank_group` per group and prints.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import JudgeError, UsageError
+from .rank import Ranking, rank
+from .verdict import DIMENSIONS
+
+
+@dataclass(frozen=True)
+class Group:
+    """One ranking task: candidates generated from one prompt."""
+
+    prompt: str
+    candidates: tuple[str, ...]
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class GroupResult:
+    """A group's ranking and how its comparisons were had: judged now, reused from the store, incomplete."""
+
+    ranking: Ranking
+    judged: int
+    reused: int
+    incomplete: int
+
+
+def _manifest_items(path: str, text: str) -> list:
+    """The groups of a manifest: one JSON document (a group or a list of them), else JSON Lines."""
+    try:
+        data = json.loads(text)
+        return data if isinstance(data, list) else [data]
+    except ValueError:
+        pass
+    items = []
+    for k, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                items.append(json.loads(line))
+            except ValueError as e:
+                raise JudgeError(f"{path}:{k}: not JSON ({e.msg})") from None
+    return items
+
+
+def load_manifest(path: str) -> list[Group]:
+    """Groups from a JSONL or JSON manifest; relative candidate paths are taken from the manifest's folder."""
+    src = Path(path)
+    try:
+        text = src.read_text(encoding="utf-8")
+    except OSError as e:
+        raise JudgeError(f"{path}: cannot read the manifest ({e.strerror or e})") from None
+    groups = []
+    for k, g in enumerate(_manifest_items(path, text), 1):
+        if not isinstance(g, dict) or not isinstance(g.get("candidates"), list):
+            raise JudgeError(f"{path}: group {k} needs a \"prompt\" and a \"candidates\" list of paths")
+        cands = tuple(str(c if Path(c).is_absolute() else src.parent / c) for c in g["candidates"])
+        groups.append(Group(prompt=str(g.get("prompt") or ""), candidates=cands,
+                            id=None if g.get("id") is None else str(g["id"])))
+    if not groups:
+        raise JudgeError(f"{path}: the manifest holds no groups")
+    return groups
+
+
+def check(group: Group, name: str) -> None:
+    """User mistakes in one group, each as one clear line: empty prompt, too few, repeated or missing files."""
+    if not group.prompt.strip():
+        raise UsageError(f"{name}: the prompt is empty: pass the text the videos were generated from")
+    if len(group.candidates) < 2:
+        raise UsageError(f"{name}: ranking needs at least 2 videos, got {len(group.candidates)}")
+    seen = set()
+    for c in group.candidates:
+        if c in seen:
+            raise UsageError(f"{name}: {c} is listed twice")
+        seen.add(c)
+        if not Path(c).is_file():
+            raise JudgeError(f"{c}: file not found")
+
+
+class StoreCompare:
+    """`compare(a, b)` for one group, through the judgment store: a judgment stored before (same videos by
+    content, prompt and judge identity) is reused, a new one is judged and stored (`batch.run_batch`)."""
+
+    def __init__(self, judge, store, ident, orders: str, job: str, prompt: str):
+        self.judge, self.store, self.ident = judge, store, ident
+        self.orders, self.job, self.prompt = orders, job, prompt
+        self.judged = self.reused = self.incomplete = 0
+
+    def __call__(self, a: str, b: str) -> dict:
+        from .batch import PairRow, run_batch
+
+        position = self.judged + self.reused
+        row = PairRow(item_id=f"{a}\t{b}", video1=os.path.abspath(a), video2=os.path.abspath(b),
+                      prompt=self.prompt, line=position + 1, position=position)
+        seen = []
+        run_batch(self.judge, [row], self.store, job=self.job, orders=self.orders, ident=self.ident,
+                  on_item=seen.append)
+        out = seen[0]
+        if out.status == "bad":
+            raise JudgeError(out.detail or f"{a} / {b}: {out.reason}")
+        if out.status == "reused":
+            self.reused += 1
+        else:
+            self.judged += 1
+        if any(out.labels.get(d) is None for d in DIMENSIONS):
+            self.incomplete += 1
+        return dict(out.labels)
+
+
+def job_name(group: Group) -> str:
+    """The store's job for a group: its id, else a short hash of its prompt and candidates."""
+    if group.id:
+        return f"rank:{group.id}"
+    digest = hashlib.sha256(json.dumps([group.prompt, *group.candidates]).encode()).hexdigest()[:12]
+    return f"rank:{digest}"
+
+
+def rank_group(judge: Any, store: Any, ident: Any, group: Group, *, orders: str = "one",
+               budget: int | None = None, schedule: str = "adaptive", seed: int = 0) -> GroupResult:
+    """Rank one group through the store and save its ranking per dimension (replacing an earlier one)."""
+    job, prompt = job_name(group), group.prompt.strip()
+    compare = StoreCompare(judge, store, ident, orders, job, prompt)
+    # with both orders each judgment already covers both positions: one per pair is all there is
+    r = rank(list(group.candidates), compare, budget=budget, schedule=schedule, seed=seed,
+             max_per_pair=1 if orders == "both" else 2)
+    for d in r.dimensions:
+        store.put_ranking(job, prompt, d, r.standings[d], model_id=ident.model_id)
+    return GroupResult(r, compare.judged, compare.reused, compare.incomplete)
