@@ -5,6 +5,7 @@
   dqa tune --db DB --model ID_OR_DIR --out ADAPTER_DIR [--max-steps N] [--min-new N] [--device cpu]
   dqa agreement --db DB --model ID_OR_DIR [--adapter DIR]
   dqa score VIDEO... --prompt P [--components C,...] [--vram-budget GB] [--json] | --manifest FILE.jsonl
+  dqa serve --media-root DIR [--host H] [--port N] [--db DB] [--token T] [model flags]  (HTTP service)
 
 Exit status: 0 done (a skipped tune run included); 2 a usage mistake (one line on stderr);
 3 select/import recorded nothing new (duplicates only); score: a component missing for some video.
@@ -68,6 +69,10 @@ def parser() -> argparse.ArgumentParser:
     from .score_cli import add_parser as add_score
 
     add_score(sub)
+
+    from .serve.command import add_parser as add_serve
+
+    add_serve(sub)
 
     a = sub.add_parser("agreement", help="how often the judge agrees with held-out selections, per dimension")
     a.add_argument("--db", default=default_path())
@@ -174,9 +179,10 @@ def _agreement(a) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from .score_cli import run as _score
+    from .serve.command import run as _serve
 
     commands = {"select": _select, "import-selections": _import, "tune": _tune, "agreement": _agreement,
-                "score": _score}
+                "score": _score, "serve": _serve}
 
     def run() -> int:
         try:
