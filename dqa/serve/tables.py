@@ -5,56 +5,10 @@ import threading
 
 from vrthinker.store import Store
 
-# Until the store's ordered migrations exist, the serve tables are added beside the others like the
-# selection tables are (CREATE ... IF NOT EXISTS).
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS serve_jobs (
-    seq      INTEGER PRIMARY KEY AUTOINCREMENT,   -- run order
-    id       TEXT NOT NULL UNIQUE,                -- what the API hands out
-    kind     TEXT NOT NULL CHECK (kind IN ('compare', 'score')),
-    request  TEXT NOT NULL,                       -- JSON: the checked request (real paths)
-    key      TEXT NOT NULL,                       -- sha256 of content hashes + request + configuration
-    state    TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
-    result   TEXT,                                -- JSON: the document the CLI prints with --json
-    error    TEXT,                                -- JSON {"code", "message"} when failed
-    created  REAL NOT NULL,
-    started  REAL,
-    finished REAL
-);
-CREATE INDEX IF NOT EXISTS serve_jobs_key ON serve_jobs (key);
-CREATE INDEX IF NOT EXISTS serve_jobs_state ON serve_jobs (state, seq);
-CREATE TABLE IF NOT EXISTS ab_questions (
-    id        INTEGER PRIMARY KEY AUTOINCREMENT,
-    prompt    TEXT NOT NULL,
-    video_a   TEXT NOT NULL,                      -- real paths inside the media roots
-    video_b   TEXT NOT NULL,
-    dimension TEXT,                               -- the one dimension asked (NULL: all four)
-    job       TEXT REFERENCES serve_jobs(id),     -- the judge's comparison, shown after the answer
-    created   REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS ab_answers (
-    question  INTEGER NOT NULL REFERENCES ab_questions(id),
-    dimension TEXT NOT NULL,
-    user      TEXT NOT NULL DEFAULT '',
-    chosen    TEXT NOT NULL CHECK (chosen IN ('a', 'b', 'tie')),
-    selection INTEGER,                            -- the selections row it made (NULL for a tie)
-    status    TEXT NOT NULL,                      -- recorded, duplicate, contradiction or tie
-    created   REAL NOT NULL,
-    PRIMARY KEY (question, dimension, user)
-);
-"""
-
 
 def open_store(path: str) -> Store:
-    """The project's store with the selection tables and the serve tables."""
-    from dqa.selections import open_store as open_with_selections
-
-    store = open_with_selections(path)
-    with store.transaction():
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                store.db.execute(statement)
-    return store
+    """The project's store; its schema (migration 4) holds the serve tables beside the selections."""
+    return Store(path)
 
 
 class Connections:
