@@ -125,6 +125,7 @@ def _tune(a) -> int:
                             eval_steps=a.eval_steps)
     r = tune(a.db, a.model or DEFAULT_MODEL, a.out, settings=settings, min_new=a.min_new, device=a.device,
              dtype=a.dtype, revision=a.revision, protocol=a.protocol, max_new_tokens=a.max_new_tokens,
+             quantize=a.quantize, adapter=a.adapter, max_turns=a.max_turns,
              log=lambda s: console.print(f"[dim]{s}[/]"))
     if r.status == "skipped":
         print(f"nothing to do: {r.detail}")

@@ -3,7 +3,8 @@
 Every video passes through one worker before the next worker loads, so N videos x K workers cost K model
 loads, not N x K. Before anything loads, each worker's declared footprint is checked against the budget
 and a worker that cannot fit is refused. After each worker unloads, memory is checked to be back at its
-baseline: `torch.cuda.memory_allocated` on a GPU; on the CPU, that every model object the worker held has
+baseline: `torch.cuda.memory_allocated` of the worker's own device(s) on a GPU (where the device's real free
+memory is also checked before loading); on the CPU, that every model object the worker held has
 been freed (weak references dead). Peak memory and seconds per phase are recorded.
 """
 from __future__ import annotations
@@ -13,14 +14,18 @@ import os
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from vrthinker.errors import JudgeError, ModelLoadError, VideoError
+from vrthinker.video import VideoCache
 
-from .video import VideoCache
 from .workers.base import Score, ScoreError, Worker
 
 GB = 1e9
+# the one sample each video is decoded into and every worker is handed (workers needing every frame at native
+# size read the file again themselves, see dqa.vbench.frames)
+MAX_SIDE = 512  # VBench's frames go to 224-512 px models; 512 keeps MUSIQ's own size (long side <= 512)
+MAX_FRAMES = 192  # 8 s at 24 fps kept consecutive; longer videos are sampled uniformly (named in notes)
 BASELINE_SLACK_BYTES = 8 * 2**20  # allocator rounding: memory within 8 MiB of the baseline counts as returned
 
 
@@ -85,16 +90,46 @@ class Report:
         return sum(1 for p in self.phases if p.models)  # phases that loaded at least one model
 
 
-class OverBudget(JudgeError):
-    """A worker declared more memory than the budget allows; nothing was loaded for it."""
+class _Devices:
+    """The CUDA device(s) a worker runs on, measured together: "cuda:N" is device N; a bare "cuda" is every
+    visible device (a model placed with device_map="auto" may spread over all of them)."""
+
+    def __init__(self, cuda, device: str):
+        import torch
+
+        self.cuda = cuda
+        index = torch.device(device).index
+        self.devices = [torch.device("cuda", i) for i in ([index] if index is not None
+                                                          else range(max(1, cuda.device_count())))]
+
+    def synchronize(self) -> None:
+        for d in self.devices:
+            self.cuda.synchronize(d)
+
+    def allocated_gb(self) -> float:
+        return sum(self.cuda.memory_allocated(d) for d in self.devices) / GB
+
+    def peak_gb(self) -> float:
+        return sum(self.cuda.max_memory_allocated(d) for d in self.devices) / GB
+
+    def reset_peak(self) -> None:
+        for d in self.devices:
+            self.cuda.reset_peak_memory_stats(d)
+
+    def free_gb(self) -> float:
+        """Free memory now, as the driver reports it (other processes' use included)."""
+        return sum(self.cuda.mem_get_info(d)[0] for d in self.devices) / GB
+
+    def empty_cache(self) -> None:
+        self.cuda.empty_cache()
 
 
-def _cuda(device: str):
-    if not device.startswith("cuda"):
+def _cuda(device: str) -> _Devices | None:
+    if not str(device).startswith("cuda"):
         return None
     import torch
 
-    return torch.cuda if torch.cuda.is_available() else None
+    return _Devices(torch.cuda, str(device)) if torch.cuda.is_available() else None
 
 
 def _rss_gb() -> float | None:
@@ -206,8 +241,17 @@ class Scheduler:
         cuda = _cuda(w.device)
         if cuda is not None:
             cuda.synchronize()
-            baseline = cuda.memory_allocated() / GB
-            cuda.reset_peak_memory_stats()
+            free = cuda.free_gb()
+            if footprint > free:  # the budget is declared; the device may hold less (other processes, leftovers)
+                why = (f"worker {w.name} needs {footprint:.1f} GB but {w.device} has {free:.1f} GB free (budget "
+                       f"{self.budget_gb:g} GB); free memory on the device or use a smaller or quantized model")
+                report.refused.append((w.name, why))
+                self.log(f"refused: {why}")
+                for i, it in todo:
+                    self._record(report, i, it, w, [], [Failure(c, "over_budget", why) for c in comps])
+                return Phase(w.name, footprint, 0, device=w.device, error=why)
+            baseline = cuda.allocated_gb()
+            cuda.reset_peak()
         else:
             baseline = _rss_gb()
         t0 = time.perf_counter()
@@ -219,6 +263,8 @@ class Scheduler:
         except Exception as e:  # ModelLoadError, or a loader failing its own way (out of memory, bad file)
             w.unload()  # drop whatever was half loaded
             gc.collect()
+            if cuda is not None:
+                cuda.empty_cache()
             msg = str(e) if isinstance(e, ModelLoadError) else f"{type(e).__name__}: {e}".splitlines()[0]
             self.log(f"{w.name}: {msg}")
             for i, it in todo:
@@ -248,8 +294,8 @@ class Scheduler:
                 cuda.empty_cache()
         freed = all(r() is None for r in refs)
         if cuda is not None:
-            peak = cuda.max_memory_allocated() / GB
-            after = cuda.memory_allocated() / GB
+            peak = cuda.peak_gb()
+            after = cuda.allocated_gb()
             freed = freed and (after - baseline) * GB <= BASELINE_SLACK_BYTES
         else:
             peak, after = peak_cpu, _rss_gb()
@@ -266,7 +312,7 @@ class Scheduler:
         if w.needs_prompt and not item.prompt.strip():
             return fail("empty_prompt", "this component compares the video with its prompt, and the prompt is empty")
         try:
-            video = self.cache.get(item.path)
+            video = self.cache.sample(item.path, MAX_FRAMES, MAX_SIDE)
         except VideoError as e:
             return fail("bad_video", e.cause)
         try:
@@ -289,8 +335,3 @@ class Scheduler:
 
 def _fmt(x: float | None) -> str:
     return "?" if x is None else f"{x:.2f}"
-
-
-def summary_units(results: Mapping[str, Score | Failure]) -> dict[str, float]:
-    """Component units of one video's results (failures left out), for grading."""
-    return {k: v.unit for k, v in results.items() if isinstance(v, Score)}

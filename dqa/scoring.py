@@ -109,7 +109,7 @@ def score(videos: Sequence[str | Path | Item], prompt: str = "", components: Ite
           progress: Callable[[str, int, int], None] | None = None, **options: Any) -> ScoreRun:
     """Score `videos` (paths, or Items with their own prompts) on `components` (default: the weight-free
     'offline' set). With `db`, results persist in SQLite and a rerun skips what is stored."""
-    from vrthinker.backends.hf import pick_device
+    from vrthinker.loading import pick_device
 
     t0 = time.perf_counter()
     items = [v if isinstance(v, Item) else Item(str(v), prompt) for v in videos]

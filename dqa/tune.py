@@ -2,7 +2,8 @@
 
 One run: decide whether to train (the sleeptime rule), get the judge's first replies (reused from the
 store, or generated with the base judge), build DPO rows (dqa.dataset), split off a validation set,
-train with `trl.DPOTrainer` (QLoRA: 4-bit base + gradient checkpointing on CUDA; plain LoRA on CPU),
+train with `trl.DPOTrainer` (QLoRA: 4-bit base + gradient checkpointing on CUDA, or the quantization
+asked for; plain LoRA on CPU; from a given adapter instead of a fresh one when asked),
 keep the adapter with the lowest validation loss (early stopping), measure first-turn agreement on the
 validation split before and after, save the adapter with tune_config.json and data.jsonl, and record
 the run in the `tune_runs` table.
@@ -30,8 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vrthinker.errors import ModelLoadError, UsageError
+from vrthinker.errors import UsageError
+from vrthinker.loading import load_qwen, pick_device
 from vrthinker.protocol import resolve
+from vrthinker.store import ModelIdentity
 
 from . import dataset as ds
 from .selections import Selection, open_store, usable
@@ -112,42 +115,13 @@ def free() -> None:
         pass
 
 
-def load_for_training(model: str, device: str | None, dtype: str | None, revision: str | None = None):
-    """(model, processor, device, quantized): 4-bit NF4 + k-bit preparation on CUDA, full precision on CPU."""
-    import torch
-    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
-
-    from vrthinker.backends.hf import _hub_access, _looks_local, _quant_config, pick_attention, pick_device, pick_dtype
-
-    dev = pick_device(device)
-    if _looks_local(model) and not Path(model).expanduser().is_dir():
-        raise ModelLoadError(f"model directory not found: {model}")
-    path = str(Path(model).expanduser()) if _looks_local(model) else model
-    kw: dict[str, Any] = dict(dtype=pick_dtype(dtype, dev), revision=revision,
-                              attn_implementation=pick_attention(dev))
-    if not _looks_local(model):
-        kw.update(_hub_access(model, revision))
-    cuda = dev.startswith("cuda")
-    if cuda:
-        # QLoRA: NF4 weights, bf16 compute; the vision tower and lm_head stay unquantized (see _quant_config)
-        kw["quantization_config"] = _quant_config("4bit", kw["dtype"])
-        kw["device_map"] = {"": dev if ":" in dev else "cuda:0"}
-    try:
-        processor = AutoProcessor.from_pretrained(path, revision=revision,
-                                                  local_files_only=kw.get("local_files_only", False))
-        net = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, **kw)
-    except (OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelLoadError(f"could not load model {model!r}: {first}") from None
-    if cuda:
-        from peft import prepare_model_for_kbit_training
-
-        net = prepare_model_for_kbit_training(net, use_gradient_checkpointing=True,
-                                              gradient_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        net = net.to(dev)
-    torch.set_grad_enabled(True)  # the HF judge backend turns gradients off globally when it loads
-    return net, processor, dev, cuda
+def load_for_training(model: str, device: str | None, dtype: str | None, revision: str | None = None,
+                      quantize: str | None = None, adapter: str | None = None):
+    """(model, processor, device, quantized): 4-bit NF4 (or `quantize`) + k-bit preparation on CUDA, full
+    precision on CPU unless `quantize` is given; `adapter` loaded trainable to go on from it."""
+    loaded = load_qwen(model, device=device, dtype=dtype, revision=revision, quantize=quantize, adapter=adapter,
+                       training=True)
+    return loaded.model, loaded.processor, loaded.device, loaded.quantized
 
 
 def _callback(patience: int):
@@ -178,13 +152,16 @@ def _callback(patience: int):
 
 def train(rows: list[dict], val_rows: list[dict], model: str, out: Path, settings: TuneSettings, *,
           device: str | None = None, dtype: str | None = None, revision: str | None = None,
+          quantize: str | None = None, adapter: str | None = None,
           after: Callable[[Any, Any], Any] | None = None) -> dict:
-    """Train a LoRA adapter with DPO on `rows`; save it to `out`. `after(model, processor)` runs before the
-    model is freed (agreement after training). Returns steps, losses, log history and `after`'s result."""
+    """Train a LoRA adapter with DPO on `rows` (a fresh one, or `adapter` trained on); save it to `out`.
+    `after(model, processor)` runs before the model is freed (agreement after training). Returns steps,
+    losses, log history and `after`'s result."""
     from peft import LoraConfig, set_peft_model_state_dict
     from trl import DPOConfig, DPOTrainer
 
-    net, processor, dev, cuda = load_for_training(model, device, dtype, revision)
+    net, processor, dev, _ = load_for_training(model, device, dtype, revision, quantize, adapter)
+    cuda = dev.startswith("cuda")
     work = Path(tempfile.mkdtemp(prefix="dqa-tune-"))
     trainer = None
     try:
@@ -203,7 +180,8 @@ def train(rows: list[dict], val_rows: list[dict], model: str, out: Path, setting
         stopper = _callback(settings.patience)
         trainer = DPOTrainer(model=net, args=args, train_dataset=ds.to_dataset(rows),
                              eval_dataset=ds.to_dataset(val_rows) if val_rows else None,
-                             processing_class=processor, peft_config=lora, callbacks=[stopper])
+                             processing_class=processor, peft_config=None if adapter else lora,
+                             callbacks=[stopper])
         result = trainer.train()
         if stopper.state is not None:  # the adapter with the lowest validation loss
             set_peft_model_state_dict(trainer.model, stopper.state)
@@ -240,12 +218,25 @@ def agreement_on(judge, selections: list[Selection], profile) -> float | None:
 
 def tune(db: str, model: str, out: str | Path, *, settings: TuneSettings | None = None, min_new: int = 1,
          device: str | None = None, dtype: str | None = None, revision: str | None = None,
-         protocol: str | None = None, max_new_tokens: int | None = None,
+         protocol: str | None = None, max_new_tokens: int | None = None, quantize: str | None = None,
+         adapter: str | None = None, max_turns: int | None = None,
          log: Callable[[str], None] = lambda s: None) -> RunResult:
-    """One tuner run (see the module doc). Returns what happened; a skipped run writes nothing."""
+    """One tuner run (see the module doc). Returns what happened; a skipped run writes nothing.
+
+    `quantize` loads the base model that way, for the first replies and for training (QLoRA); `adapter`
+    starts from that adapter (its replies, then trained on) instead of a fresh one. The tuner only uses the
+    judge's first reply to each selection, so `max_turns` has nothing to limit: it is refused."""
     settings = settings or TuneSettings()
     if settings.max_steps < 1:
         raise UsageError("--max-steps must be at least 1")
+    if max_turns is not None:
+        raise UsageError("--max-turns: dqa tune uses only the judge's first reply to each selection, "
+                         "so there are no turns to limit; drop the flag")
+    if adapter and not Path(adapter).expanduser().is_dir():
+        raise UsageError(f"--adapter {adapter}: adapter directory not found")
+    adapter = str(Path(adapter).expanduser().resolve()) if adapter else None
+    if quantize is not None and quantize not in ("4bit", "8bit"):
+        raise UsageError(f"--quantize {quantize}: use 4bit or 8bit")
     out = Path(out)
     store = open_store(db)
     try:
@@ -255,16 +246,20 @@ def tune(db: str, model: str, out: str | Path, *, settings: TuneSettings | None 
             return RunResult("skipped", f"{len(new)} new selection(s) since the last adapter; need {need}",
                              new_selections=len(new), contradicted=sorted(bad))
         profile, _ = resolve(model, protocol)
-        identity = f"{model}|{profile.version}|"
+        # the replies of the model the run starts from, named as dqa.dataset.judge_identity names a loaded judge
+        identity = ModelIdentity(model_id=model, protocol=profile.version, adapter=adapter or "").label
         missing = [s for s in sels if s.id not in ds.stored_replies(store, identity)]
         judge = None
         if missing:
-            log(f"judging {len(missing)} selection(s) with the base model (first turn)")
+            log(f"judging {len(missing)} selection(s) with the {'adapter' if adapter else 'base model'} "
+                "(first turn)")
             from vrthinker.judge import Judge
 
+            # the device is settled here: the tuner runs where it is told or where it can (CPU included)
             judge = Judge.from_pretrained(model, protocol=protocol, max_new_tokens=max_new_tokens,
-                                          **{k: v for k, v in dict(device=device, dtype=dtype,
-                                                                   revision=revision).items() if v})
+                                          **{k: v for k, v in dict(device=pick_device(device), dtype=dtype,
+                                                                   revision=revision, quantize=quantize,
+                                                                   adapter=adapter).items() if v})
         built = ds.build(store, profile, sels, judge=judge, identity=identity, progress=log)
         if judge is not None:
             judge = None
@@ -304,13 +299,14 @@ def tune(db: str, model: str, out: str | Path, *, settings: TuneSettings | None 
         try:
             log(f"training on {len(tr)} pair(s), validating on {len(va)}")
             info = train(train_rows, val_rows, model, out, settings, device=device, dtype=dtype,
-                         revision=revision, after=after)
+                         revision=revision, quantize=quantize, adapter=adapter, after=after)
         except BaseException as e:
             with store.transaction():
                 store.db.execute("UPDATE tune_runs SET status='failed', detail=?, finished=? WHERE id=?",
                                  (f"{type(e).__name__}: {e}"[:500], time.time(), run_id))
             raise
-        write_outputs(out, model, revision, profile, settings, built, tr, va, info, run_id)
+        write_outputs(out, model, revision, profile, settings, built, tr, va, info, run_id,
+                      quantize=quantize, adapter=adapter)
         with store.transaction():
             store.db.execute(
                 "UPDATE tune_runs SET status='done', steps=?, train_loss=?, val_loss=?, losses=?, agreement_before=?,"
@@ -325,7 +321,8 @@ def tune(db: str, model: str, out: str | Path, *, settings: TuneSettings | None 
 
 
 def write_outputs(out: Path, model: str, revision: str | None, profile, settings: TuneSettings, built: ds.Built,
-                  tr: list[int], va: list[int], info: dict, run_id: int) -> None:
+                  tr: list[int], va: list[int], info: dict, run_id: int, quantize: str | None = None,
+                  adapter: str | None = None) -> None:
     """tune_config.json (what the adapter is for and how it was made) and data.jsonl (what it saw, no images)."""
     from dataclasses import asdict
 
@@ -338,6 +335,10 @@ def write_outputs(out: Path, model: str, revision: str | None, profile, settings
                        "val": [built.meta[i]["selection_id"] for i in va],
                        "keys": sorted({f"{m['hash_a']}:{m['hash_b']}:{m['dimension']}" for m in built.meta})},
               "skipped": [{"selection_id": i, "why": why} for i, why in built.skipped]}
+    if quantize:
+        config["quantize"] = quantize
+    if adapter:
+        config["start_adapter"] = adapter
     (out / "tune_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     with open(out / "data.jsonl", "w", encoding="utf-8") as f:
         for k, m in enumerate(built.meta):

@@ -279,3 +279,62 @@ def test_out_of_memory_on_one_video_keeps_the_batch(videos):
 
     r = Scheduler([Greedy()]).run([Item(p, "x") for p in videos[:2]])
     assert r.results[0]["spatial"].reason == "too_large" and isinstance(r.results[1]["spatial"], Score)
+
+
+class FakeCuda:
+    """torch.cuda stand-in: records the device every memory call is made for; `free` bytes per device."""
+
+    def __init__(self, free=None, allocated=0):
+        self.calls, self.free, self.allocated, self.emptied = [], dict(free or {}), allocated, 0
+
+    def install(self, monkeypatch):
+        for name in ("memory_allocated", "max_memory_allocated", "reset_peak_memory_stats", "synchronize"):
+            monkeypatch.setattr(torch.cuda, name, self._recorder(name))
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+        monkeypatch.setattr(torch.cuda, "mem_get_info", self._mem_get_info)
+        monkeypatch.setattr(torch.cuda, "empty_cache", self._empty)
+        return self
+
+    def _recorder(self, name):
+        def call(device=None):
+            self.calls.append((name, device))
+            return self.allocated if "memory_allocated" in name else None
+        return call
+
+    def _mem_get_info(self, device=None):
+        self.calls.append(("mem_get_info", device))
+        return self.free.get(device.index, 80 * 10**9), 80 * 10**9
+
+    def _empty(self):
+        self.emptied += 1
+
+
+def test_gpu_memory_is_measured_on_the_workers_own_device(videos, monkeypatch):
+    cuda = FakeCuda().install(monkeypatch)
+    r = Scheduler([FakeWorker(device="cuda:1")], budget_gb=24).run([Item(videos[0], "x")])
+    assert isinstance(r.results[0]["spatial"], Score) and r.phases[0].freed
+    devices = {d for _, d in cuda.calls}
+    assert devices == {torch.device("cuda", 1)}, cuda.calls  # never the default cuda:0 (no device given)
+    names = {n for n, _ in cuda.calls}
+    assert {"memory_allocated", "max_memory_allocated", "reset_peak_memory_stats", "mem_get_info"} <= names
+    # a bare "cuda" (device_map="auto" may spread a model) is every visible device
+    cuda.calls.clear()
+    Scheduler([FakeWorker(device="cuda")], budget_gb=24).run([Item(videos[0], "x")])
+    assert {d for n, d in cuda.calls if n == "memory_allocated"} == {torch.device("cuda", 0), torch.device("cuda", 1)}
+
+
+def test_real_free_memory_is_checked_before_loading(videos, monkeypatch):
+    FakeCuda(free={1: 3 * 10**9}).install(monkeypatch)
+    w, other = FakeWorker(footprint=5.0, device="cuda:1"), FakeVQ(footprint=5.0, device="cuda:0")
+    r = Scheduler([w, other], budget_gb=24).run([Item(p, "x") for p in videos[:2]])
+    assert w.loads == 0 and other.loads == 1  # within the budget, but cuda:1 has only 3 GB free
+    why = r.results[0]["spatial"].message
+    assert r.results[0]["spatial"].reason == "over_budget" and "5.0 GB" in why and "3.0 GB free" in why
+    assert [name for name, _ in r.refused] == ["fake"] and isinstance(r.results[1]["aesthetic_quality"], Score)
+
+
+def test_cuda_cache_emptied_after_a_failed_load(videos, monkeypatch):
+    cuda = FakeCuda().install(monkeypatch)
+    r = Scheduler([FakeWorker(fail_load=True, device="cuda:0")]).run([Item(videos[0], "x")])
+    assert r.results[0]["spatial"].reason == "model_unavailable" and cuda.emptied == 1

@@ -3,8 +3,9 @@ import pytest
 import torch
 from transformers import LogitsProcessorList
 
+from vrthinker import loading
 from vrthinker.backends.hf import FeatureCache, HFBackend
-from vrthinker.errors import ModelLoadError
+from vrthinker.errors import ModelLoadError, UsageError
 from vrthinker.judge import Judge
 from vrthinker.protocol import Conversation, Profile
 from vrthinker.testing import ForcedReplies, random_grid
@@ -124,9 +125,9 @@ def test_load_errors_are_typed(tmp_path):
         HFBackend.from_pretrained(str(tmp_path / "nope"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelLoadError, match="could not load"):
-        HFBackend.from_pretrained(str(tmp_path / "empty"))
+        HFBackend.from_pretrained(str(tmp_path / "empty"), device="cpu")
     with pytest.raises(ModelLoadError, match="not in the local Hugging Face cache"):
-        HFBackend.from_pretrained("nobody-here/no-such-model")  # conftest sets HF_HUB_OFFLINE=1
+        HFBackend.from_pretrained("nobody-here/no-such-model", device="cpu")  # conftest sets HF_HUB_OFFLINE=1
     with pytest.raises(ModelLoadError, match="dtype"):
         HFBackend.from_pretrained(str(tmp_path / "empty"), dtype="float8")
 
@@ -140,3 +141,124 @@ def test_quantized_loading(tiny_model_dir, quantize, layer):
     conv = Conversation(Profile.load("card"), "x", [random_grid(1), random_grid(2)])
     r = b.new_session().generate(conv.messages, conv.pil_images, 3)
     assert r.new_tokens == 3 and r.prefill_tokens > 2000
+
+
+def _common(a, b):
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def _spy_generate(backend, monkeypatch):
+    """Record, per generate call: the real key/value cache length handed in, the input ids, the full output
+    sequence, the cache length coming out, and the first step's raw logits."""
+    calls = []
+    orig = backend.model.generate
+
+    def spy(*args, **kw):
+        given = kw.get("past_key_values")
+        before = 0 if given is None else given.get_seq_length()
+        out = orig(*args, **kw)
+        calls.append({"before": before, "ids": kw["input_ids"][0].tolist(), "seq": out.sequences[0].tolist(),
+                      "after": out.past_key_values.get_seq_length(), "logits": out.logits[0][0].clone()})
+        return out
+
+    monkeypatch.setattr(backend.model, "generate", spy)
+    return calls
+
+
+@pytest.mark.parametrize("forced", [True, False], ids=["whole-prefix", "reply-differs"])
+def test_real_cache_length_after_every_turn(hf_backend, monkeypatch, forced):
+    """The key/value cache itself (not the reported figure) holds what each turn reuses and produces; in the
+    normal case (the reply re-tokenizes exactly) the whole cached sequence is still a prefix and is kept."""
+    tok = hf_backend.processor.tokenizer
+    script = [TOOL % [3, 70], TOOL % [100]]
+    backend = HFBackend(hf_backend.model, hf_backend.processor, "tiny")
+    gen = {"output_logits": True}
+    if forced:
+        gen["logits_processor"] = LogitsProcessorList([ForcedReplies(tok, script + ["<Answer>OA=1</Answer>"],
+                                                                     eos_id=tok.convert_tokens_to_ids("<|im_end|>"))])
+    backend.generate_kwargs = gen
+    calls = _spy_generate(backend, monkeypatch)
+    conv = Conversation(Profile.load("card"), "a red ball bounces", [random_grid(3), random_grid(4)])
+    session = backend.new_session()
+    replies = []
+    for k in range(3):
+        r = session.generate(conv.messages, conv.pil_images, 40)
+        replies.append(r)
+        c = calls[-1]
+        assert session.prefix.cache is not None and session.prefix.length == session.prefix.cache.get_seq_length()
+        # what generate was handed: exactly the reused tokens' keys/values (nothing when nothing is reused)
+        assert c["before"] == r.reused_tokens and len(c["ids"]) == r.reused_tokens + r.prefill_tokens
+        # what it holds afterwards: every token fed or generated but the last generated one
+        assert c["after"] == session.prefix.length == len(c["ids"]) + r.new_tokens - 1 == len(c["seq"]) - 1
+        assert session.prefix.ids == c["seq"][:c["after"]]
+        if k:
+            prev = calls[-2]
+            expected = min(_common(prev["seq"][:prev["after"]], c["ids"]), len(c["ids"]) - 1)
+            assert c["before"] == expected > 0
+            if forced:  # the whole cached sequence is a prefix of the next turn: all of it is kept
+                assert c["before"] == prev["after"]
+        if k < 2:
+            conv.add_reply(r.text if forced else script[k])
+            conv.add_tool_response([[3, 70], [100]][k])
+    if forced:
+        assert [r.text for r in replies[:2]] == script
+    # the same turns recomputed from scratch give the same first-step logits: the kept cache is right
+    full = HFBackend(hf_backend.model, hf_backend.processor, "tiny", reuse_cache=False, generate_kwargs=gen)
+    if forced:
+        gen["logits_processor"][0].reset()
+    conv = Conversation(Profile.load("card"), "a red ball bounces", [random_grid(3), random_grid(4)])
+    fs = full.new_session()
+    for k in range(3):
+        fs.generate(conv.messages, conv.pil_images, 40)
+        assert float((calls[-1]["logits"] - calls[k]["logits"]).abs().max()) < 1e-4
+        if k < 2:
+            conv.add_reply(replies[k].text if forced else script[k])
+            conv.add_tool_response([[3, 70], [100]][k])
+
+
+def test_no_cuda_and_no_device_refuses_before_loading(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    """No CUDA device and no --device: one line naming the memory needed and the two ways on; nothing loaded."""
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    touched = []
+    monkeypatch.setattr(loading, "hub_access", lambda *a, **k: touched.append(a) or {})
+    monkeypatch.setattr("vrthinker.backends.hf.load_qwen", lambda *a, **k: touched.append(a))
+    before = HFBackend.load_count
+    with pytest.raises(UsageError) as e:
+        HFBackend.from_pretrained("qunwang13/vrthinker")  # the default 7B, not cached: its declared size
+    msg = str(e.value)
+    assert "\n" not in msg and "--backend metrics" in msg and "--device cpu" in msg
+    assert "33 GB" in msg and "float32" in msg and "17 GB in bfloat16" in msg
+    with pytest.raises(UsageError, match=r"about 17 GB of memory in bfloat16"):
+        HFBackend.from_pretrained("qunwang13/vrthinker", dtype="bfloat16", device="auto")
+    with pytest.raises(UsageError, match=r"about 4.6 GB of memory in 4bit"):
+        HFBackend.from_pretrained("qunwang13/vrthinker", quantize="4bit")
+    # a local checkpoint: its own size
+    stored = sum(f.stat().st_size for f in tiny_model_dir.glob("*.safetensors")) / 1e9
+    with pytest.raises(UsageError, match=f"about {stored:.1f} GB of memory in float32"):
+        HFBackend.from_pretrained(str(tiny_model_dir))
+    assert touched == [] and HFBackend.load_count == before
+
+    # the judge's command line: exit 2, one line, nothing downloaded
+    from vrthinker.cli import main
+
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    from eval.synth import render_scene, write_video
+
+    write_video(a, render_scene("shapes", 64, 48, 8, seed=1), fps=8)
+    write_video(b, render_scene("pan", 64, 48, 8, seed=2), fps=8)
+    assert main([str(a), str(b), "--prompt", "a red ball"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("judge: error: no CUDA device") and len(err.splitlines()) == 1 and "--device cpu" in err
+    assert touched == []
+
+
+def test_load_count_counts_real_loads(tiny_model_dir):
+    before = HFBackend.load_count
+    b = HFBackend.from_pretrained(str(tiny_model_dir), device="cpu")
+    HFBackend(b.model, b.processor, "wrapped")  # wrapping a loaded model is not a load
+    assert HFBackend.load_count == before + 1
+    HFBackend.from_pretrained(str(tiny_model_dir), device="cpu")
+    assert HFBackend.load_count == before + 2

@@ -166,3 +166,56 @@ def test_agreement_per_dimension_with_scripted_judge(clips, db):
     res = compare_with_adapter(lambda a: Judge(ScriptedBackend(replies[a]), "card"), sels, "x")
     assert res["base"]["all"] == {"n": 3, "agree": 3, "missing": 0}
     assert res["adapter"]["OA"]["agree"] == 0 and res["adapter"]["MQ"]["agree"] == 1
+
+
+def test_tune_refuses_max_turns_and_bad_flags(clips, db, tmp_path, capsys):
+    """`dqa tune` takes --quantize and --adapter (honoured) and refuses --max-turns: it has no turns to limit."""
+    with open_store(db) as store:
+        add(store, [_sel(clips)])
+    base = ["tune", "--db", db, "--model", str(tmp_path / "m"), "--out", str(tmp_path / "out")]
+    assert main(base + ["--max-turns", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("dqa: error: --max-turns") and "\n" not in err
+    assert main(base + ["--adapter", str(tmp_path / "no-adapter")]) == 2
+    assert "adapter directory not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # peft on transformers 5
+def test_tune_starts_from_an_adapter_and_loads_quantized(small_model, clips, db, tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from dqa.tune import TuneSettings, load_for_training, tune
+
+    torch.manual_seed(0)
+    net = get_peft_model(Qwen2_5_VLForConditionalGeneration.from_pretrained(small_model),
+                         LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                                    init_lora_weights=False))
+    start = tmp_path / "start"
+    net.save_pretrained(start)
+    del net
+    with open_store(db) as store:
+        add(store, [_sel(clips, "ab"[k % 2], ("OA", "TA")[k % 2], prompt=f"prompt {k}") for k in range(3)])
+        for s in all_selections(store):  # the replies of the model the run starts from: base + adapter
+            ds.save_reply(store, s.id, f"{small_model}|card-small/1|{start.resolve()}", AGREE_A)
+    out = tmp_path / "adapter"
+    settings = TuneSettings(max_steps=1, learning_rate=1e-4, lora_r=4, val_fraction=0)
+    r = tune(db, str(small_model), out, settings=settings, device="cpu", adapter=str(start), max_new_tokens=4)
+    assert r.status == "done" and r.steps == 1
+    before, after = load_file(start / "adapter_model.safetensors"), load_file(out / "adapter_model.safetensors")
+    assert before.keys() == after.keys()
+    b_keys = [k for k in before if "lora_B" in k]
+    # trained on from the start adapter (a fresh one would begin with lora_B = 0), and moved by the step
+    assert all(torch.allclose(before[k], after[k], atol=1e-2) for k in b_keys)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert json.loads((out / "tune_config.json").read_text())["start_adapter"] == str(start.resolve())
+
+    pytest.importorskip("bitsandbytes")
+    model, _, dev, quantized = load_for_training(str(small_model), "cpu", None, quantize="4bit", adapter=str(start))
+    layer = model.base_model.model.model.language_model.layers[0].self_attn.q_proj
+    assert quantized and dev == "cpu" and type(layer.base_layer).__name__ == "Linear4bit"
+    assert any(p.requires_grad for n, p in model.named_parameters() if "lora_" in n)
+    assert not any(p.requires_grad for n, p in model.named_parameters() if "lora_" not in n)

@@ -206,7 +206,7 @@ def test_raft_local_file_errors(tmp_path, raft_small_pth):
 
 
 def test_unreachable_download_fails_fast(monkeypatch, tmp_path):
-    monkeypatch.setattr(raft, "_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(raft, "reachable", lambda *a, **k: False)
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # nothing cached
     t = time.perf_counter()
     with pytest.raises(ModelLoadError, match="unreachable"):

@@ -13,9 +13,10 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from vrthinker.errors import ModelLoadError, VideoError
+from vrthinker import loading
+from vrthinker.video import VideoSample
 
-from ..video import VideoSample
-from ..workers.base import Score, ScoreError, Worker, source_kwargs, weights_gb
+from ..workers.base import Score, ScoreError, Worker, source_kwargs
 from .frames import frame_batches, is_capped
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -67,11 +68,9 @@ def consistency(features) -> dict[str, Any]:
 def pick_dtype(device: str, option: str, cuda_default: str):
     """Torch dtype from the `dtype` option; "auto" is VBench's own precision on cuda, float32 elsewhere.
     Names as the judge's `--dtype` (an unknown one is a ModelLoadError naming the choices)."""
-    from vrthinker.backends.hf import pick_dtype as judge_dtype
-
     if option in (None, "", "auto"):
         option = cuda_default if str(device).startswith("cuda") else "float32"
-    return judge_dtype(option, str(device))
+    return loading.pick_dtype(option, str(device))
 
 
 def load_error(role: str, source: str, e: Exception) -> ModelLoadError:
@@ -84,7 +83,8 @@ def footprint(source: str, params_b: float, dtype, activation_gb_per_32: float, 
     """Weights (a local checkpoint's files, else the default model's parameter count) at `dtype`, plus working
     memory scaled to the batch and dtype, plus 0.1 GB of slack for the transform and allocator."""
     bpp = float(dtype.itemsize)
-    return weights_gb(source, bpp, fallback_gb=params_b * bpp) + 0.1 + activation_gb_per_32 * batch_size / 32 * bpp / 4
+    weights = loading.weights_gb(source, bpp, fallback_gb=params_b * bpp)
+    return weights + 0.1 + activation_gb_per_32 * batch_size / 32 * bpp / 4
 
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vrthinker.errors import ModelLoadError
+from vrthinker.loading import reachable
+from vrthinker.video import VideoSample
 
-from ..video import VideoSample
 from ..workers.base import Score, ScoreError, Worker, source_kwargs
 from .consistency import clip_transform, footprint, load_clip_vision, load_error, pick_dtype, video_features
 
@@ -56,14 +57,15 @@ def fetch_file(source: str, filename: str, known: tuple[Path, ...] = ()) -> str:
 
 def _download(url: str, dest: Path) -> str:
     """Download `url` to `dest` after a 5 s reachability check, so an offline machine fails at once."""
-    import socket
     from urllib.parse import urlparse
 
     import torch
 
     host = urlparse(url).hostname or ""
+    if not reachable(host, timeout=5.0):
+        raise ModelLoadError(f"cannot download {url} ({host} cannot be reached); put the file at {dest} "
+                             "or pass its path")
     try:
-        socket.create_connection((host, 443), timeout=5).close()
         dest.parent.mkdir(parents=True, exist_ok=True)
         torch.hub.download_url_to_file(url, str(dest), progress=False)
     except OSError as e:

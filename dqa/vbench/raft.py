@@ -8,30 +8,21 @@ motion_smoothness uses the same flows instead of AMT-S (see motion.py for how th
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
 
 from vrthinker.errors import ModelLoadError
+from vrthinker.loading import reachable
+from vrthinker.video import VideoSample
 
-from ..video import VideoSample
 from ..workers.base import Score, ScoreError, Worker
 from .frames import all_frames
 from .motion import RAFT_MIN_SIDE, dd_is_dynamic, dd_params, dd_step, score_motion
 
 ARCHS = ("raft_large", "raft_small")
 PREFIX = "torchvision:"
-
-
-def _reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to host:port opens within `timeout` seconds (the download check)."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _builder(arch: str):
@@ -54,7 +45,7 @@ def _from_torchvision(spec: str) -> torch.nn.Module:
     weights = enum[tag]
     cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(weights.url).path)
     host = urlparse(weights.url).hostname or ""
-    if not cached.is_file() and not _reachable(host):
+    if not cached.is_file() and not reachable(host, timeout=3.0):
         raise ModelLoadError(f"RAFT weights {arch}.{tag} are not in the torch hub cache ({cached}) and {host} "
                              "is unreachable; pass a local state dict: dqa score --models raft=/path/raft.pth")
     try:

@@ -7,13 +7,12 @@ Scores come back as `Score`s; a video the worker cannot score raises `ScoreError
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from vrthinker.errors import ModelLoadError
+from vrthinker import loading
+from vrthinker.video import VideoSample
 
 from ..errors import ScoreError  # noqa: F401  (re-exported: workers raise it from here)
-from ..video import VideoSample
 
 
 @dataclass(frozen=True)
@@ -41,6 +40,9 @@ class Worker:
     components: ClassVar[tuple[str, ...]] = ()
     needs_prompt: ClassVar[bool] = False
     default_models: ClassVar[Mapping[str, str]] = {}
+    # bump when a change to the code or its fixed settings (a threshold, a resize) changes the numbers:
+    # it is part of config(), so stored scores of the old code are not reused
+    version: ClassVar[str] = "1"
 
     def __init__(self, device: str = "cpu", models: Mapping[str, str] | None = None, **options: Any):
         self.device = device
@@ -69,51 +71,13 @@ class Worker:
 
     def config(self) -> dict:
         """What determines this worker's numbers (stored with them, so a changed model is not reused)."""
-        return {"worker": self.name, "models": dict(self.models), **{k: v for k, v in self.options.items()
-                                                                     if isinstance(v, (str, int, float, bool))}}
+        return {"worker": self.name, "version": self.version, "models": dict(self.models),
+                **{k: v for k, v in self.options.items() if isinstance(v, (str, int, float, bool))}}
+
+
+LOCAL_COPY_HINT = "pass a local copy: dqa score --models ROLE=DIR"
 
 
 def source_kwargs(source: str, revision: str | None = None) -> tuple[str, dict]:
-    """(path or id, from_pretrained kwargs) for a hub id or a local dir, failing fast when offline.
-
-    Reuses the judge's hub check: an unreachable hub with nothing cached is one clear ModelLoadError
-    within seconds instead of minutes of retries.
-    """
-    from vrthinker.backends.hf import _hub_access, _looks_local
-
-    if _looks_local(source):
-        path = Path(source).expanduser()
-        if not path.exists():
-            raise ModelLoadError(f"model not found: {source}")
-        return str(path), {}
-    try:
-        return source, _hub_access(source, revision)
-    except ModelLoadError as e:  # the judge's message names its own flag; dqa takes --models ROLE=DIR
-        raise ModelLoadError(str(e).replace("pass --model DIR", "pass a local copy: dqa score --models ROLE=DIR")) \
-            from None
-
-
-def weights_gb(source: str, bytes_per_param: float | None = None, fallback_gb: float = 1.0) -> float:
-    """Size of a local checkpoint's weight files in GB, rescaled to `bytes_per_param` from the dtype it is
-    stored in (config.json's dtype, else fp32); `fallback_gb` (the declared size of the default model)
-    for a hub id, which is not downloaded just to plan."""
-    path = Path(source).expanduser()
-    if not path.exists():
-        return fallback_gb
-    files = list(path.glob("*.safetensors")) + list(path.glob("*.bin")) + list(path.glob("*.pth")) \
-        if path.is_dir() else [path]
-    size = sum(f.stat().st_size for f in files) / 1e9
-    if bytes_per_param is not None:
-        size *= bytes_per_param / _stored_bytes_per_param(path)
-    return size
-
-
-def _stored_bytes_per_param(path: Path) -> float:
-    import json
-
-    try:
-        cfg = json.loads((path / "config.json").read_text()) if path.is_dir() else {}
-    except (OSError, ValueError):
-        cfg = {}
-    dtype = str(cfg.get("dtype") or cfg.get("torch_dtype") or "float32")
-    return 2.0 if dtype in ("bfloat16", "float16") else 4.0
+    """vrthinker.loading.source_kwargs, its offline message naming dqa's flag for a local copy."""
+    return loading.source_kwargs(source, revision, hint=LOCAL_COPY_HINT)

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import gc
 
+from vrthinker.loading import weights_gb
+from vrthinker.video import VideoSample
+
 from ..grounding.prompt import parse_prompt
 from ..grounding.spatial import evaluate
-from ..video import VideoSample
-from .base import Score, ScoreError, Worker, weights_gb
+from .base import Score, ScoreError, Worker
 
 N_FRAMES = 8  # frames sampled uniformly per video; every one is segmented
 ALLOWANCE_GB = 0.75  # activations and label maps of 8 frames (336 px windows), with room to spare

@@ -14,10 +14,12 @@ from typing import Any, Sequence
 
 from vrthinker.errors import ModelLoadError
 from vrthinker.judge import DEFAULT_MODEL
+from vrthinker.loading import weights_gb
+from vrthinker.prefix_cache import PrefixCache, common_prefix
+from vrthinker.video import VideoSample
 
 from ..checklist import Checklist, aggregate, load_checklist, p_yes, semantic_questions, yes_no_ids
-from ..video import VideoSample
-from .base import Score, ScoreError, Worker, weights_gb
+from .base import Score, ScoreError, Worker
 
 IMAGE_PAD = "<|image_pad|>"
 FRAMES = 8
@@ -44,8 +46,9 @@ class Asker:
 
     `probs` renders each question as its own one-turn conversation through the real chat template, then
     runs the longest token prefix all of them share (system turn, frames, intro) once, keeps its
-    keys/values, and for each question runs only the remaining tokens on that cache (cropped back after
-    each), with the 3D rope positions of the full sequence. `full_logits` is the plain uncached way.
+    keys/values (a vrthinker.prefix_cache.PrefixCache), and for each question runs only the remaining
+    tokens on that cache (cropped back after each), with the 3D rope positions of the full sequence.
+    `full_logits` is the plain uncached way.
     """
 
     def __init__(self, model: Any, processor: Any, yes: Sequence[int], no: Sequence[int], answer_prefix: str = ""):
@@ -87,8 +90,7 @@ class Asker:
         px = self.processor.image_processor(images=list(images), return_tensors="pt")
         grid = px["image_grid_thw"]
         rows = [self._ids(self.render(len(images), t), grid) for t in texts]
-        n = _common_prefix(rows)
-        n = min(n, min(len(r) for r in rows) - 1)  # every question keeps at least one token to run
+        n = min(common_prefix(rows), min(len(r) for r in rows) - 1)  # every question keeps at least one token to run
         vision = {cfg.image_token_id, cfg.video_token_id}
         if any(t in vision for r in rows for t in r[n:]):
             raise ValueError("the questions differ before the last image: nothing to share")
@@ -102,17 +104,18 @@ class Asker:
                     pixel_values=px["pixel_values"].to(dev), image_grid_thw=grid, mm_token_type_ids=types,
                     use_cache=True, logits_to_keep=1)
             self.passes["prefix"] += 1
-            cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+            kv = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+            cache = PrefixCache(kv, rows[0][:n])
             result = []
             for r in rows:
                 suffix = torch.tensor([r[n:]], device=dev)
                 # text after the last image: positions run on from the prefix's, shifted by its rope delta
                 spos = (torch.arange(n, len(r), device=dev) + delta.to(dev)).view(1, 1, -1).expand(3, 1, -1)
                 out = m(input_ids=suffix, attention_mask=torch.ones(1, len(r), dtype=torch.long, device=dev),
-                        position_ids=spos, use_cache=True, logits_to_keep=1, **{self.cache_kw: cache})
+                        position_ids=spos, use_cache=True, logits_to_keep=1, **{self.cache_kw: cache.cache})
                 self.passes["suffix"] += 1
                 result.append(out.logits[0, -1].float())
-                cache.crop(n - cache.get_seq_length())  # back to the shared prefix for the next question
+                cache.crop(n)  # back to the shared prefix for the next question
         return torch.stack(result)
 
     def full_logits(self, images: Sequence[Any], texts: Sequence[str]):
@@ -128,17 +131,6 @@ class Asker:
                 self.passes["full"] += 1
                 result.append(out.logits[0, -1].float())
         return torch.stack(result)
-
-
-def _common_prefix(rows: Sequence[Sequence[int]]) -> int:
-    first = rows[0]
-    n = min(len(r) for r in rows)
-    for r in rows[1:]:
-        k = 0
-        while k < n and r[k] == first[k]:
-            k += 1
-        n = k
-    return n
 
 
 def _sig(x: float) -> float:

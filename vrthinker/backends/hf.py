@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import importlib.util
 import re
 import time
-from collections import OrderedDict
-from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import ModelLoadError
+from ..loading import load_qwen, refuse_cpu_by_default
+from ..lru import ByteLRU
+from ..prefix_cache import PrefixCache
 from .base import Reply
 
 IMAGE_PAD = "<|image_pad|>"
@@ -28,81 +27,21 @@ _PADS = re.compile(re.escape(IMAGE_PAD) + "|" + re.escape(VIDEO_PAD))
 VIDEO_BOUNDS = {"shortest_edge": 3136, "longest_edge": 12845056}
 
 
-def pick_device(device: str | None) -> str:
-    import torch
-
-    if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(f"--device {device}: CUDA is not available on this machine")
-    return device
-
-
-def pick_dtype(dtype: str | None, device: str):
-    import torch
-
-    if dtype in (None, "", "auto"):
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    try:
-        return {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
-                "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}[dtype]
-    except KeyError:
-        raise ModelLoadError(f"--dtype {dtype}: use auto, bfloat16, float16 or float32") from None
-
-
-def pick_attention(device: str) -> str:
-    """flash_attention_2 when the package is importable and we are on CUDA, else PyTorch's sdpa."""
-    if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attention_2"
-    return "sdpa"
-
-
-def _hub_access(model: str, revision: str | None) -> dict:
-    """Decide before loading whether the hub can be used, so an offline machine fails at once, clearly.
-
-    huggingface_hub retries unreachable hosts for minutes; one quick connection test avoids that.
-    """
-    import os
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = isinstance(try_to_load_from_cache(model, "config.json", revision=revision), str)
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
-        if cached:
-            return {"local_files_only": True}
-        raise ModelLoadError(f"{model} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: "
-                             "download it first (hf download ID) or pass --model DIR")
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
-    try:
-        socket.create_connection((host, 443), timeout=5).close()
-        return {}
-    except OSError:
-        if cached:
-            return {"local_files_only": True}
-        raise ModelLoadError(f"{model} is not in the local Hugging Face cache and {host} cannot be reached: "
-                             "download it where there is network (hf download ID) or pass --model DIR") from None
-
-
-def _looks_local(model: str) -> bool:
-    return model.startswith((".", "/", "~")) or Path(model).exists() or model.count("/") != 1
-
-
 class HFBackend:
     """A loaded Qwen2.5-VL model and processor; `new_session()` starts one conversation."""
 
     name = "hf"
+    load_count = 0  # real model loads (from_pretrained) in this process, over all instances
 
     def __init__(self, model: Any, processor: Any, model_id: str, reuse_cache: bool = True,
-                 generate_kwargs: dict | None = None, revision: str | None = None):
+                 generate_kwargs: dict | None = None, revision: str | None = None, adapter: str | None = None):
         self.model = model
         self.processor = processor
         self.model_id = model_id
         self.revision = revision
+        self.adapter = adapter or ""
         self.reuse_cache = reuse_cache
         self.generate_kwargs = dict(generate_kwargs or {})
-        self.loads = 1
         self.batch = True  # run fresh conversations of equal length (both orders) as one batch
         self.features = FeatureCache(self)
         gen = model.generation_config
@@ -123,47 +62,34 @@ class HFBackend:
                         attn_implementation: str | None = None, trust_remote_code: bool = False,
                         revision: str | None = None, adapter: str | None = None,
                         reuse_cache: bool = True, **_: Any) -> "HFBackend":
-        """Load model + processor from a hub id or a local dir (bf16 on GPU, fp32 on CPU by default)."""
-        if _looks_local(model) and not Path(model).expanduser().is_dir():
-            raise ModelLoadError(f"model directory not found: {model}")
-        try:
-            import torch
-            from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
-        except ImportError as e:  # pragma: no cover - a broken install
-            raise ModelLoadError(f"transformers/torch are not importable: {e}") from None
-        dev = pick_device(device)
-        kw: dict[str, Any] = dict(dtype=pick_dtype(dtype, dev), revision=revision,
-                                  trust_remote_code=trust_remote_code,
-                                  attn_implementation=attn_implementation or pick_attention(dev))
-        if quantize:
-            kw["quantization_config"] = _quant_config(quantize, kw["dtype"])
-            device_map = device_map or ("auto" if dev.startswith("cuda") else {"": dev})
-        elif dev.startswith("cuda") and device_map is None:
-            device_map = "auto" if dev == "cuda" else {"": dev}
-        if device_map is not None:
-            kw["device_map"] = device_map
-        local = _looks_local(model)
-        path = str(Path(model).expanduser()) if local else model
-        if not local:
-            kw.update(_hub_access(model, revision))
-        try:
-            processor = AutoProcessor.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code,
-                                                      local_files_only=kw.get("local_files_only", False))
-            net = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, **kw)
-        except (OSError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ModelLoadError(f"could not load model {model!r}: {first}") from None
-        if device_map is None:
-            net = net.to(dev)
-        if adapter:
-            try:
-                from peft import PeftModel
-            except ImportError:
-                raise ModelLoadError("--adapter needs peft: pip install peft") from None
-            net = PeftModel.from_pretrained(net, adapter)
-        net.eval()
-        torch.set_grad_enabled(False)
-        return cls(net, processor, model_id=model, reuse_cache=reuse_cache, revision=revision)
+        """Load model + processor from a hub id or a local dir (bf16 on GPU, fp32 on CPU by default).
+
+        With no CUDA device and no `device` asked for, nothing is loaded: a UsageError says what the model
+        needs and how to go on (see loading.refuse_cpu_by_default)."""
+        refuse_cpu_by_default(model, device, dtype, quantize, revision)
+        loaded = load_qwen(model, device=device, dtype=dtype, quantize=quantize, device_map=device_map,
+                           attn_implementation=attn_implementation, trust_remote_code=trust_remote_code,
+                           revision=revision, adapter=adapter)
+        cls.load_count += 1
+        return cls(loaded.model, loaded.processor, model_id=model, reuse_cache=reuse_cache, revision=revision,
+                   adapter=adapter)
+
+    def config(self) -> dict:
+        """What shapes this backend's replies (JSON-able; see vrthinker.identity), read from the loaded model."""
+        from ..identity import adapter_identity, model_identity, plain
+
+        m = self.model
+        quant = getattr(getattr(m, "config", None), "quantization_config", None)
+        return plain({"backend": self.name,
+                      **model_identity(self.model_id, self.revision,
+                                       getattr(getattr(m, "config", None), "_commit_hash", None)),
+                      "adapter": adapter_identity(self.adapter),
+                      "quantization": quant.to_dict() if hasattr(quant, "to_dict") else quant,
+                      "dtype": str(getattr(m, "dtype", "")).removeprefix("torch."),
+                      "device": getattr(getattr(m, "device", None), "type", "cpu"),
+                      "generation": {k: v for k, v in self.generation_config.to_diff_dict().items()
+                                     if k != "transformers_version"},
+                      "generate_kwargs": self.generate_kwargs})
 
     def new_session(self) -> "HFSession":
         return HFSession(self)
@@ -189,32 +115,18 @@ class HFBackend:
             "video_metadata": [VideoMetadata(total_num_frames=len(c.frames), fps=c.fps) for c in clips]}}
 
 
-def _quant_config(quantize: str, compute_dtype):
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise ModelLoadError(f"--quantize {quantize} needs bitsandbytes: pip install 'vrthinker[quant]'")
-    from transformers import BitsAndBytesConfig
-
-    # The vision tower (~0.7B of 8.3B) and the output head stay unquantized: they are small, and
-    # quantizing the vision tower costs visual fidelity, which is what a video judge needs.
-    skip = ["model.visual", "visual", "lm_head"]  # matched from the start of module names
-    if quantize == "4bit":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", llm_int8_skip_modules=skip,
-                                  bnb_4bit_compute_dtype=compute_dtype, bnb_4bit_use_double_quant=True)
-    if quantize == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
-    raise ModelLoadError(f"--quantize {quantize}: use 4bit or 8bit")
-
-
 class FeatureCache:
     """Vision-tower outputs by image content (sha256 of the RGB bytes), least recently used first out.
 
     Both orders of a pair, and every pair a video appears in, show the same frames: each is encoded once.
+    Holds `capacity` images or clips (a count-bounded vrthinker.lru.ByteLRU), and never drops one of the
+    images a call asked for.
     """
 
     def __init__(self, backend: "HFBackend", capacity: int = 256):
         self.b = backend
         self.capacity = capacity
-        self.items: OrderedDict[str, tuple[Any, Any]] = OrderedDict()
+        self.items: ByteLRU[str, tuple] = ByteLRU(capacity, size=lambda v: 1)
         self.encoded = 0  # images run through the vision tower
 
     @staticmethod
@@ -224,23 +136,24 @@ class FeatureCache:
     def get_clip(self, clip: Any) -> tuple[Any, Any, float]:
         """(features, video_grid_thw row, seconds per temporal grid step) of one video clip."""
         key = "video:" + "".join(self._key(f) for f in clip.frames) + f"@{clip.fps}"
-        if key not in self.items:
-            m, vp = self.b.model, self.b.processor.video_processor
-            kw = self.b.video_inputs([clip])
-            out = vp(videos=kw["videos"], return_tensors="pt",
-                     **{k: v for k, v in kw["videos_kwargs"].items() if k != "video_metadata"})
-            grid = out["video_grid_thw"].to(m.device)
-            feats = m.model.get_video_features(out["pixel_values_videos"].to(m.device), grid,
-                                               return_dict=True).pooler_output
-            self.items[key] = (feats[0], grid[0], vp.temporal_patch_size / clip.fps)
-            self.encoded += len(clip.frames)
-        self.items.move_to_end(key)
-        return self.items[key]
+        return self.items.get_or_load(key, lambda: self._encode_clip(clip))
+
+    def _encode_clip(self, clip: Any) -> tuple[Any, Any, float]:
+        m, vp = self.b.model, self.b.processor.video_processor
+        kw = self.b.video_inputs([clip])
+        out = vp(videos=kw["videos"], return_tensors="pt",
+                 **{k: v for k, v in kw["videos_kwargs"].items() if k != "video_metadata"})
+        grid = out["video_grid_thw"].to(m.device)
+        feats = m.model.get_video_features(out["pixel_values_videos"].to(m.device), grid,
+                                           return_dict=True).pooler_output
+        self.encoded += len(clip.frames)
+        return feats[0], grid[0], vp.temporal_patch_size / clip.fps
 
     def get(self, images: Sequence[Any]) -> list[tuple[Any, Any]]:
         """(features, grid_thw row) per image; the missing ones go through the vision tower in one batch."""
         keys = [self._key(im) for im in images]
-        missing = list(dict.fromkeys(k for k in keys if k not in self.items))
+        found = {k: v for k in dict.fromkeys(keys) if (v := self.items.get(k)) is not None}
+        missing = [k for k in dict.fromkeys(keys) if k not in found]
         if missing:
             m = self.b.model
             first = {k: im for k, im in zip(keys, images) if k in missing}
@@ -248,16 +161,13 @@ class FeatureCache:
             grid = out["image_grid_thw"].to(m.device)
             feats = m.model.get_image_features(out["pixel_values"].to(m.device), grid,
                                                return_dict=True).pooler_output
-            for k, f, g in zip(missing, feats, grid):
-                self.items[k] = (f, g)
+            found.update((k, (f, g)) for k, f, g in zip(missing, feats, grid))
             self.encoded += len(missing)
-        result = []
-        for k in keys:
-            self.items.move_to_end(k)
-            result.append(self.items[k])
-        while len(self.items) > max(self.capacity, len(set(keys))):
-            self.items.popitem(last=False)
-        return result
+        self.items.keep = len(found)  # this call's images stay, whatever the capacity
+        for k in keys:  # most recently used last, in the order asked
+            self.items.put(k, found[k])
+        self.items.keep = 1
+        return [found[k] for k in keys]
 
 
 class HFSession:
@@ -265,8 +175,7 @@ class HFSession:
 
     def __init__(self, backend: HFBackend):
         self.b = backend
-        self.cache = None  # transformers DynamicCache
-        self.cached_ids: list[int] = []  # token ids whose keys/values are in self.cache
+        self.prefix = PrefixCache()  # the keys/values held and the token ids they are for
         self.media_ids: list[int] = []  # id() of each image / clip whose features are held
         self.vision: list[tuple[str, Any, Any, float]] = []  # (kind, features, grid_thw, s/grid) per item
         self.rope_deltas = None
@@ -316,18 +225,10 @@ class HFSession:
         self._encode_media(media)
         ids = self._tokenize(rendered)
         # longest common prefix with what the cache holds, never cutting into an image's or video's tokens
-        reuse = 0
-        limit = min(len(ids), len(self.cached_ids))
-        while reuse < limit and ids[reuse] == self.cached_ids[reuse]:
-            reuse += 1
-        reuse = min(reuse, len(ids) - 1)  # at least one token must be fed to get logits
         c = self.b.model.config
         vision = {c.image_token_id, c.video_token_id}
-        while reuse > 0 and ids[reuse] in vision and ids[reuse - 1] == ids[reuse]:
-            reuse -= 1
+        reuse = self.prefix.reusable(ids, atomic=vision)
         n_cached = sum(1 for i in range(reuse) if ids[i] in vision and (i == 0 or ids[i - 1] != ids[i]))
-        if reuse == 0 or self.cache is None:
-            reuse, n_cached = 0, 0
         return {"rendered": rendered, "ids": ids, "reuse": reuse, "n_cached_images": n_cached}
 
     def token_types(self, input_ids):
@@ -344,14 +245,11 @@ class HFSession:
         m = self.b.model
         p = self.prepare(messages, images)
         ids, reuse = p["ids"], p["reuse"]
-        if reuse == 0:
-            self.cache = None
-        else:
-            self.cache.crop(reuse - self.cache.get_seq_length())
+        self.prefix.crop(reuse)
         input_ids = torch.tensor([ids], device=m.device)
         kwargs: dict[str, Any] = {
             "input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
-            "mm_token_type_ids": self.token_types(input_ids), "past_key_values": self.cache,
+            "mm_token_type_ids": self.token_types(input_ids), "past_key_values": self.prefix.cache,
             "generation_config": self.b.config_for(max_new_tokens, self.generation),
             **vision_kwargs(self.vision, p["n_cached_images"], m.device)}
         # The model keeps rope deltas as state, valid only for the sequence they came from (another
@@ -360,8 +258,7 @@ class HFSession:
         out = m.generate(**kwargs, **self.b.generate_kwargs)
         self.rope_deltas = m.model.rope_deltas
         seq = out.sequences[0].tolist()
-        self.cache = out.past_key_values
-        self.cached_ids = seq[: self.cache.get_seq_length()]
+        self.prefix.hold(out.past_key_values, seq)
         return self._reply(seq[len(ids):], max_new_tokens, p["rendered"], len(ids) - reuse, reuse, t0)
 
     def _generate_full(self, messages: list[dict], media: Sequence[Any], max_new_tokens: int) -> Reply:
@@ -428,7 +325,7 @@ def generate_many(backend: HFBackend, sessions: Sequence[HFSession], requests: S
         return [s.generate(m, im, n) for s, (m, im), n in zip(sessions, requests, max_new_tokens)]
 
     if not backend.batch or len(sessions) < 2 or not backend.reuse_cache or len(set(max_new_tokens)) > 1 \
-            or any(s.cache is not None or s.generation != sessions[0].generation for s in sessions):
+            or any(not s.prefix.empty or s.generation != sessions[0].generation for s in sessions):
         return one_by_one()
     t0 = time.perf_counter()
     preps = [s.prepare(m, im) for s, (m, im) in zip(sessions, requests)]
@@ -446,11 +343,10 @@ def generate_many(backend: HFBackend, sessions: Sequence[HFSession], requests: S
     seconds = (time.perf_counter() - t0) / len(sessions)
     n = input_ids.shape[1]
     replies = []
-    for b, (s, p) in enumerate(zip(sessions, preps)):
-        cache = out.past_key_values if b == len(sessions) - 1 else copy.deepcopy(out.past_key_values)
-        cache.batch_select_indices(torch.tensor([b], device=m.device))
-        seq = out.sequences[b].tolist()
-        s.cache, s.cached_ids = cache, seq[: cache.get_seq_length()]
+    seqs = [out.sequences[b].tolist() for b in range(len(sessions))]
+    rows = PrefixCache.split(out.past_key_values, seqs, m.device)
+    for b, (s, p, seq) in enumerate(zip(sessions, preps, seqs)):
+        s.prefix = rows[b]
         s.rope_deltas = m.model.rope_deltas[b:b + 1]
         replies.append(s._reply(seq[n:], max_new_tokens[0], p["rendered"], n, 0, t0, seconds))
     return replies
