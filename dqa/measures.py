@@ -409,9 +409,9 @@ def measure_frames(frames: np.ndarray, path: str = "", indices: Sequence[int] | 
 
 
 def measure_video(path, max_frames: int = MAX_FRAMES, max_side: int = MAX_SIDE) -> VideoMeasures:
-    """Decode `path` (vrthinker.frames.read_frames) and measure it. Raises VideoError for a missing,
+    """Decode `path` (vrthinker.video.read_frames) and measure it. Raises VideoError for a missing,
     corrupt or too-short video (fewer than MIN_FRAMES frames)."""
-    from vrthinker.frames import read_frames
+    from vrthinker.video import read_frames
 
     t0 = time.perf_counter()
     frames, info = read_frames(path, max_frames=DECODE_CAP, max_side=max_side)

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from vrthinker.errors import UsageError
+from vrthinker.video import VideoCache
 
 from .grade import Grade, GradeConfig, load_config, synthesize
 from .scheduler import Failure, Item, Phase, Scheduler
-from .video import VideoCache
 from .workers import WORKERS
 from .workers.base import Score, Worker
 

@@ -199,7 +199,8 @@ def compare(wheel: Path, quick: bool = False) -> list[dict]:
     from dqa.vbench.flicker import FlickerWorker
     from dqa.vbench.frames import all_frames
     from dqa.vbench.motion import RAFT_MIN_SIDE, dd_is_dynamic, score_motion
-    from dqa.video import decode
+    from dqa.scheduler import MAX_FRAMES, MAX_SIDE
+    from vrthinker.video import read_sample
 
     vb = official_modules(wheel)
     ms = vb["motion_smoothness"].MotionSmoothness.__new__(vb["motion_smoothness"].MotionSmoothness)
@@ -215,7 +216,7 @@ def compare(wheel: Path, quick: bool = False) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as d, torch.inference_mode():
         for name, path in clips(Path(d), quick):
-            video = decode(path)
+            video = read_sample(path, MAX_FRAMES, MAX_SIDE)
             frames, _ = all_frames(video, None)
             row = {"clip": name, "flicker": (float(vb["temporal_flickering"].cal_score(str(path))),
                                              worker.score(video, "")[0].value)}

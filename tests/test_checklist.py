@@ -13,8 +13,8 @@ import pytest
 
 from dqa.checklist import (ChecklistError, aggregate, default_path, load_checklist, p_yes, parse_checklist,
                            question_score, semantic_questions, yes_no_ids)
-from dqa.video import VideoSample
 from vrthinker.errors import ModelLoadError
+from vrthinker.video import VideoSample
 
 SIDE = 224  # small frames keep the tiny model's runs short; the arithmetic is the same at 448
 

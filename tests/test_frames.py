@@ -1,4 +1,4 @@
-"""vrthinker.frames: same pixels as the reference's per-frame seek, one open, no seek, clear errors."""
+"""vrthinker.frames and .video: same pixels as the reference's per-frame seek, one open, no seek, clear errors."""
 from __future__ import annotations
 
 import cv2
@@ -9,7 +9,8 @@ from PIL import Image
 
 from eval import synth
 from vrthinker.errors import VideoError
-from vrthinker.frames import FrameGrid, VideoInfo, grid_to_real, load_grid, load_pair, read_frames
+from vrthinker.frames import FrameGrid, grid_to_real, load_grid, load_pair
+from vrthinker.video import VideoInfo, read_frames
 
 INITIAL = [16, 48, 80, 112]
 OTHERS = [0, 1, 5, 31, 33, 47, 63, 64, 77, 99, 100, 121, 126, 127]

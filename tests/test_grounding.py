@@ -285,13 +285,14 @@ def _clip(tmp_path: Path) -> Path:
 
 
 def test_worker_end_to_end(tmp_path, tiny):
-    from dqa.video import decode
+    from dqa.scheduler import MAX_FRAMES, MAX_SIDE
+    from vrthinker.video import read_sample
 
     cls = registry()["proxyclip"]
     assert cls.needs_prompt and cls.components == ("spatial",)
     w = cls(models={"proxy_clip": str(tiny[0]), "vfm": str(tiny[1])}, short_side=112, crop=112, stride=56)
     assert 0.75 < w.footprint_gb() < 1.0  # the allowance plus two tiny checkpoints
-    video = decode(_clip(tmp_path))
+    video = read_sample(_clip(tmp_path), MAX_FRAMES, MAX_SIDE)
     with pytest.raises(ScoreError) as e:
         w.score(video, "very quickly and beautifully")
     assert e.value.reason == "no_entities" and not w.loaded  # no model load for a prompt without objects
@@ -311,7 +312,7 @@ def test_worker_end_to_end(tmp_path, tiny):
 
 def test_worker_scores_known_masks(tmp_path, tiny):
     """The worker's plumbing from prompt to score, with the segmenter replaced by known label maps."""
-    from dqa.video import VideoSample
+    from vrthinker.video import VideoSample
 
     class Known:
         def segment(self, frames, classes):

@@ -1,21 +1,21 @@
-"""Video frames for the judge and the metrics; the only module that touches a video decoder (OpenCV).
-Each video is opened once and read sequentially (no per-frame seek, which on long-GOP H.264 re-decodes
-from the keyframe every time); only the frames needed are converted and resized."""
+"""The judge's view of a video: a grid of frame indices, each frame RGB and resized as the reference shows it.
+
+Decoding is vrthinker.video's (one sequential pass per video); this module picks the grid's real frames,
+converts them (PIL resize, on first use) and keeps grids in the shared cache of decoded videos.
+"""
 from __future__ import annotations
 
 import hashlib
 import operator
 import os
 import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 from PIL import Image
 
-from vrthinker.errors import VideoError
+from vrthinker.video import VideoCache, check_path, decode_frames
 
 GRID_SIZE = 128
 IMAGE_SIDE = 448
@@ -46,111 +46,6 @@ def fit_size(height: int, width: int, pixels: tuple[int, int]) -> tuple[int, int
     from qwen_vl_utils import smart_resize
 
     return smart_resize(height, width, factor=28, min_pixels=pixels[0], max_pixels=pixels[1])
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What was decoded: `total_frames` is the count actually decodable, `indices` the frames returned."""
-
-    path: str
-    total_frames: int
-    fps: float
-    width: int
-    height: int
-    indices: tuple[int, ...] = ()
-    count_note: str | None = None
-
-
-# ----------------------------------------------------------------------------------------------------------
-# the one sequential decoder
-
-
-def _check_path(path) -> str:
-    p = os.fspath(path)
-    if not os.path.exists(p):
-        raise VideoError(p, "file not found")
-    if os.path.isdir(p):
-        raise VideoError(p, "is a directory, not a video file")
-    return p
-
-
-def _open(cv2, path: str):
-    cap = cv2.VideoCapture(path)
-    if not cap.isOpened():
-        cap.release()
-        raise VideoError(path, "not a decodable video (OpenCV could not open it)")
-    return cap
-
-
-def _sequential(cap, wanted: set[int], convert: Callable[[np.ndarray, int], np.ndarray], got: dict,
-                stop_after: int | None = None) -> tuple[int, tuple[int, int] | None]:
-    """Read frames in order: grab() every frame, retrieve() and convert only the wanted ones.
-
-    Returns the number of frames grabbed and the (width, height) of the first retrieved frame.
-    Stops at the end of the stream, or after frame `stop_after` if given.
-    """
-    n, size = 0, None
-    while cap.grab():
-        if n in wanted and n not in got:
-            ok, bgr = cap.retrieve()
-            if not ok or bgr is None:  # grabbed but not decodable: treat as the end of the video
-                break
-            size = size or (bgr.shape[1], bgr.shape[0])
-            got[n] = convert(bgr, n)
-        n += 1
-        if stop_after is not None and n > stop_after:
-            break
-    return n, size
-
-
-def _decode(path, pick: Callable[[int], Iterable[int]], convert: Callable[[np.ndarray, int], np.ndarray],
-            min_frames: int) -> tuple[dict[int, np.ndarray], int, int, float, int, int, str | None]:
-    """Decode `path` once, keeping convert(frame) for the frames `pick(total)` names.
-
-    `total` starts as CAP_PROP_FRAME_COUNT (what the reference uses) and is checked against the frames
-    actually decodable; when they differ, the real count wins and a second pass fetches what it needs.
-    Returns (frames by real index, total, header count, fps, width, height, note).
-    """
-    import cv2
-
-    path = _check_path(path)
-    cap = _open(cv2, path)
-    try:
-        header = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        fps = float(cap.get(cv2.CAP_PROP_FPS))
-        width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        got: dict[int, np.ndarray] = {}
-        wanted = set(pick(header)) if header > 0 else set()
-        n, size = _sequential(cap, wanted, convert, got)
-    finally:
-        cap.release()
-    if n == 0:
-        raise VideoError(path, "no decodable frames")
-    if n < min_frames:
-        raise VideoError(path, f"only {n} decodable frame{'s' if n != 1 else ''}; "
-                               f"at least {min_frames} are needed")
-    note = None
-    total = header
-    if n != header:
-        note = (f"header frame count {header}, {n} frames decodable: using {n}" if header > 0
-                else f"no frame count in the header, {n} frames decodable")
-        total = n
-        wanted = set(pick(n))
-        missing = wanted - got.keys()
-        if missing:  # rare: reopen and read again as far as the last missing frame
-            cap = _open(cv2, path)
-            try:
-                _, size2 = _sequential(cap, missing, convert, got, stop_after=max(missing))
-            finally:
-                cap.release()
-            size = size or size2
-            if missing - got.keys():
-                raise VideoError(path, f"decoding is not repeatable: frames {sorted(missing - got.keys())[:5]}"
-                                       " decoded once but not twice")
-    if size is not None:
-        width, height = size
-    frames = {k: got[k] for k in sorted(wanted)}
-    return frames, total, header, fps, width, height, note
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -301,8 +196,9 @@ def load_grid(path, grid_size: int = GRID_SIZE, side: int = IMAGE_SIDE, min_fram
         state["raw_bytes"] += bgr.nbytes
         return bgr
 
-    frames, total, header, fps, w, h, note = _decode(path, pick, keep, max(1, min_frames))
-    return FrameGrid(os.fspath(path), grid_size, side, total, fps, w, h, frames, header, note, pixels, sampling)
+    d = decode_frames(path, pick, keep, max(1, min_frames))
+    return FrameGrid(os.fspath(path), grid_size, side, d.total_frames, d.fps, d.width, d.height, d.frames,
+                     d.header_frames, d.count_note, pixels, sampling)
 
 
 def load_pair(path1, path2, cache: GridCache | None = None, **kw) -> tuple[FrameGrid, FrameGrid]:
@@ -331,66 +227,15 @@ def prefetch(requests: Iterable[tuple[FrameGrid, Iterable[int]]]) -> None:
     list(_POOL.map(lambda job: job[0].array(job[1]), jobs))
 
 
-class GridCache:
+class GridCache(VideoCache):
     """Decoded grids kept across comparisons (a video in many pairs is decoded once), least recently
-    used first out once they hold more than `max_mb`."""
+    used first out once they hold more than `max_mb`. A VideoCache: the scorers' samples can share it."""
 
     def __init__(self, max_mb: float = 2048):
-        self.max_bytes = max_mb * 2**20
-        self._items: OrderedDict[tuple, FrameGrid] = OrderedDict()
-        self._lock = threading.Lock()
-        self.decodes = 0
+        super().__init__(max_mb)
 
     def load(self, path, **kw) -> FrameGrid:
-        p = _check_path(path)
-        st = os.stat(p)
-        key = (os.path.realpath(p), st.st_size, st.st_mtime_ns, tuple(sorted((k, str(v)) for k, v in kw.items())))
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        grid = load_grid(p, **kw)
-        with self._lock:
-            self.decodes += 1
-            self._items[key] = grid
-            while len(self._items) > 1 and sum(g.nbytes for g in self._items.values()) > self.max_bytes:
-                self._items.popitem(last=False)
-        return grid
-
-
-# ----------------------------------------------------------------------------------------------------------
-# whole clips, for weight-free quality metrics
-
-
-def read_frames(path, max_frames: int | None = None,
-                max_side: int | None = None) -> tuple[np.ndarray, VideoInfo]:
-    """Decode a video once into RGB uint8 [T, H, W, 3].
-
-    `max_frames` keeps at most that many frames, spread uniformly (first and last included);
-    `max_side` downscales (cv2.INTER_AREA, aspect kept) so the longer side is at most that.
-    Raises VideoError like `load_grid` (a video needs at least one decodable frame here).
-    """
-    import cv2
-
-    if max_frames is not None and max_frames < 1:
-        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-    if max_side is not None and max_side < 1:
-        raise ValueError(f"max_side must be >= 1, got {max_side}")
-
-    def pick(total: int) -> list[int]:
-        if max_frames is None or max_frames >= total:
-            return list(range(total))
-        return sorted(set(np.linspace(0, total - 1, max_frames).round().astype(int).tolist()))
-
-    def convert(bgr: np.ndarray, _n: int) -> np.ndarray:
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        h, w = rgb.shape[:2]
-        if max_side is not None and max(h, w) > max_side:
-            s = max_side / max(h, w)
-            rgb = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-        return rgb
-
-    frames, total, _, fps, w, h, note = _decode(path, pick, convert, 1)
-    idx = tuple(frames)
-    arr = np.stack([frames[k] for k in idx])
-    return arr, VideoInfo(os.fspath(path), total, fps, w, h, idx, note)
+        """`load_grid(path, **kw)`, decoded once while the file is unchanged and the grid stays cached."""
+        p = check_path(path)
+        what = ("grid", tuple(sorted((k, str(v)) for k, v in kw.items())))
+        return self.cached(p, what, lambda q: load_grid(q, **kw))

@@ -12,7 +12,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..video import VideoSample
+from vrthinker.video import VideoSample
+
 from ..workers.base import Score, ScoreError, Worker
 from .frames import frame_batches, is_capped
 

@@ -1,8 +1,8 @@
-"""Every frame of a clip, as VBench reads it (OpenCV, all frames in order), at a chosen size cap.
+"""Which frames VBench reads: every frame in order at the size it wants, from the shared sample when it holds them.
 
 VBench's temporal and motion dimensions use every decoded frame at native resolution. The shared
 VideoSample is capped (192 frames, 512 px); when it already holds every frame at the wanted size it is
-reused, otherwise the file is decoded again (same decoder, so the same pixels VBench sees).
+reused, otherwise the file is read again through vrthinker.video (same decoder, so the same pixels VBench sees).
 """
 from __future__ import annotations
 
@@ -11,25 +11,16 @@ from typing import Iterator
 import numpy as np
 
 from vrthinker.errors import VideoError
-from vrthinker.frames import read_frames
+from vrthinker.video import VideoSample, capped_size, read_frames, stream_frames
 
-from ..video import VideoSample
 from ..workers.base import ScoreError
-
-
-def _capped_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
-    """(height, width) read_frames gives for a `max_side` cap (same rounding as its resize)."""
-    if max_side is None or max(width, height) <= max_side:
-        return height, width
-    s = max_side / max(width, height)
-    return max(1, round(height * s)), max(1, round(width * s))
 
 
 def all_frames(video: VideoSample, max_side: int | None = None) -> tuple[np.ndarray, str | None]:
     """RGB uint8 [T, H, W, 3]: every frame, long side at most `max_side` (None: native). Also a note when
     the file had to be decoded again (None when the shared sample was used as is)."""
     complete = video.consecutive and len(video.frames) == video.total_frames and video.indices[:1] == (0,)
-    if complete and video.frames.shape[1:3] == _capped_size(*video.size, max_side):
+    if complete and video.frames.shape[1:3] == capped_size(*video.size, max_side):
         return video.frames, None
     try:
         arr, _ = read_frames(video.path, max_frames=None, max_side=max_side)
@@ -47,7 +38,7 @@ def frame_batches(video: VideoSample, batch_size: int, full_video: bool = True) 
     file is decoded again here batch by batch (memory: one batch of full-size frames). With `full_video`
     False, or when nothing was capped, the shared sample is used as it is."""
     if full_video and is_capped(video):
-        yield from read_all_frames(video.path, batch_size)
+        yield from stream_frames(video.path, batch_size)
     else:
         for i in range(0, len(video.frames), batch_size):
             yield video.frames[i:i + batch_size]
@@ -57,31 +48,3 @@ def is_capped(video: VideoSample) -> bool:
     """True when the shared sample lacks frames or pixels of the file."""
     h, w = video.frames.shape[1:3]
     return len(video.frames) < video.total_frames or (w, h) != tuple(video.size)
-
-
-def read_all_frames(path: str, batch_size: int) -> Iterator[np.ndarray]:
-    """Every decodable frame of `path`, RGB uint8, in batches (VBench's load_video reads all of them).
-    VideoError when the file cannot be opened or yields no frame."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        cap.release()
-        raise VideoError(str(path), "not a decodable video (OpenCV could not open it)")
-    n, batch = 0, []
-    try:
-        while True:
-            ok, bgr = cap.read()
-            if not ok or bgr is None:
-                break
-            batch.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-            n += 1
-            if len(batch) == batch_size:
-                yield np.stack(batch)
-                batch = []
-    finally:
-        cap.release()
-    if n == 0:
-        raise VideoError(str(path), "no decodable frames")
-    if batch:
-        yield np.stack(batch)

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from vrthinker.errors import VideoError
+from vrthinker.video import VideoSample
 
 from ..measures import MIN_FRAMES, measure_frames
-from ..video import VideoSample
 from .base import Score, ScoreError, Worker
 
 
