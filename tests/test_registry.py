@@ -65,7 +65,7 @@ def test_judge_backends_are_registries():
     from vrthinker import judge
 
     assert isinstance(judge.BACKENDS, Registry) and isinstance(judge.JUDGES, Registry)
-    assert judge.backend_names() == ["hf", "metrics", "scripted"]
+    assert judge.backend_names() == ["hf", "metrics", "openai", "scripted"]
     with pytest.raises(ValueError, match="already registered"):
         judge.BACKENDS["hf"] = "vrthinker.backends.scripted:ScriptedBackend"
     with pytest.raises(UsageError, match="did you mean 'metrics'"):

@@ -204,7 +204,7 @@ def _judge(judge: Any, row: PairRow, need_forward: bool, need_reverse: bool) -> 
         v = judge.compare(row.video1, row.video2, row.prompt, orders="both")
         if v.per_order:
             return list(v.per_order)
-        if v.reason == "bad_video":
+        if v.reason in ("bad_video", "server_error"):
             return [v]
         # a judge without per-order verdicts (the metrics judge is order-free): ask each order on its own
         return [v, judge.compare(row.video2, row.video1, row.prompt, orders="one")]
@@ -215,11 +215,13 @@ def _judge(judge: Any, row: PairRow, need_forward: bool, need_reverse: bool) -> 
 
 def run_batch(judge: Any, rows: Sequence[PairRow], store: Store, *, job: str, orders: str = "both",
               ident: ModelIdentity | None = None,
-              on_item: Callable[[ItemOutcome], None] | None = None) -> BatchSummary:
+              on_item: Callable[[ItemOutcome], None] | None = None, concurrency: int = 1) -> BatchSummary:
     """Judge every row not already in `store` (for this judge) and record each as done or bad.
 
     `on_item` is called after each row (a progress bar). Safe to kill at any moment: each row's
-    judgments and item are one transaction, so at most the row in flight is lost.
+    judgments and item are one transaction, so at most the rows in flight are lost. With a backend that
+    takes several conversations at once (`backend.concurrent`, a served model), `concurrency` rows are
+    judged in threads; the store is read and written by this thread only, rows recorded as they finish.
     """
     if orders not in ("one", "both"):
         raise UsageError(f"orders must be 'one' or 'both', not {orders!r}")
@@ -228,8 +230,9 @@ def run_batch(judge: Any, rows: Sequence[PairRow], store: Store, *, job: str, or
     counts = {"judged": 0, "reused": 0, "bad": 0, "written": 0, "incomplete": 0}
     per_dim = {d: [0, 0] for d in DIMENSIONS}
     bad_rows: list[ItemOutcome] = []
-    for row in rows:
-        out = _run_one(judge, row, store, job, orders, ident, counts)
+    workers = concurrency if getattr(getattr(judge, "backend", None), "concurrent", False) else 1
+    for out in (_run_many(judge, rows, store, job, orders, ident, counts, workers) if workers > 1 else
+                (_run_one(judge, row, store, job, orders, ident, counts) for row in rows)):
         if out.status == "bad":
             bad_rows.append(out)
         for d, ok in out.agreement.items():
@@ -245,8 +248,38 @@ def run_batch(judge: Any, rows: Sequence[PairRow], store: Store, *, job: str, or
                         seconds=round(time.perf_counter() - t0, 3), bad_rows=tuple(bad_rows))
 
 
+def _run_many(judge, rows: Sequence[PairRow], store: Store, job: str, orders: str, ident: ModelIdentity,
+              counts: dict, workers: int) -> Iterable[ItemOutcome]:
+    """`_run_one` over `rows` with up to `workers` rows being judged at once, yielded as they finish."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    pending: dict[Any, tuple[PairRow, bool, bool]] = {}
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="batch")
+
+    def submit(row: PairRow, f: bool, r: bool) -> None:
+        pending[pool.submit(_judge, judge, row, f, r)] = (row, f, r)
+
+    def collect(done) -> Iterable[ItemOutcome]:
+        for fut in done:
+            row, f, r = pending.pop(fut)
+            yield _run_one(judge, row, store, job, orders, ident, counts, judged=(f, r, fut.result()))
+
+    try:
+        for row in rows:
+            while len(pending) >= workers:
+                yield from collect(wait(pending, None, FIRST_COMPLETED).done)
+            out = _run_one(judge, row, store, job, orders, ident, counts, ahead=lambda f, r, row=row: submit(row, f, r))
+            if out is not None:
+                yield out
+        while pending:
+            yield from collect(wait(pending, None, FIRST_COMPLETED).done)
+    finally:  # interrupted: rows not yet started are dropped; nothing is written for those in flight
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _run_one(judge, row: PairRow, store: Store, job: str, orders: str, ident: ModelIdentity,
-             counts: dict) -> ItemOutcome:
+             counts: dict, judged: tuple[bool, bool, list[Verdict]] | None = None,
+             ahead: Callable[[bool, bool], None] | None = None) -> ItemOutcome | None:
     base = Item(job=job, item_id=row.item_id, position=row.position, video1=row.video1, video2=row.video2,
                 prompt=row.prompt, orders=orders, status="done")
 
@@ -264,12 +297,24 @@ def _run_one(judge, row: PairRow, store: Store, job: str, orders: str, ident: Mo
     kr = judgment_key(h2, h1, row.prompt, ident) if orders == "both" else None
     have = store.existing([kf] + ([kr] if kr else []))
     need_f, need_r = kf not in have, kr is not None and kr not in have
+    if judged is None and (need_f or need_r) and ahead is not None:
+        ahead(need_f, need_r)  # judged in a worker thread; this row comes back here when it is done
+        return None
+    if judged is not None:  # judged for the orders missing then; a row with the same inputs may have
+        asked_f, asked_r, verdicts = judged  # stored some of them since
+        by_order = dict(zip([o for o, asked in (("f", asked_f), ("r", asked_r)) if asked], verdicts))
+        if len(verdicts) == 1 and verdicts[0].reason in ("bad_video", "server_error"):
+            by_order = {"f": verdicts[0], "r": verdicts[0]}
+        need_f, need_r = need_f and "f" in by_order, need_r and "r" in by_order
     new: dict[str, Judgment] = {}
     if need_f or need_r:
-        verdicts = _judge(judge, row, need_f, need_r)
-        broken = next((v for v in verdicts if v.reason == "bad_video"), None)
+        verdicts = ([v for o, v in by_order.items() if (o == "f" and need_f) or (o == "r" and need_r)]
+                    if judged is not None else _judge(judge, row, need_f, need_r))
+        # a server that failed after its retries: the row is 'bad' for now (no judgment kept), so a rerun
+        # judges it again
+        broken = next((v for v in verdicts if v.reason in ("bad_video", "server_error")), None)
         if broken is not None:
-            return bad("bad_video", broken.detail)
+            return bad(broken.reason, broken.detail)
         wanted = ([(kf, h1, h2)] if need_f else []) + ([(kr, h2, h1)] if need_r else [])
         now = time.time()
         for (key, ha, hb), v in zip(wanted, verdicts):

@@ -12,11 +12,14 @@ import sys
 from .errors import JudgeError, UsageError
 
 EXIT_OK, EXIT_USAGE, EXIT_INCOMPLETE = 0, 2, 3
+BATCH_CONCURRENCY = 8  # conversations in flight for batch / rank / eval on a served backend (--concurrency)
 NAMES = {"TA": "Text Alignment", "VQ": "Visual Quality", "MQ": "Motion Quality", "OA": "Overall"}
 # load option -> the flag that sets it (add_model_args), for messages that name what the user typed
 MODEL_FLAGS = {"protocol": "--protocol", "max_turns": "--max-turns", "max_new_tokens": "--max-new-tokens",
                "device": "--device", "dtype": "--dtype", "quantize": "--quantize", "revision": "--revision",
-               "adapter": "--adapter", "trust_remote_code": "--trust-remote-code"}
+               "adapter": "--adapter", "trust_remote_code": "--trust-remote-code",
+               "server": "--server", "served_model": "--served-model", "api_key": "--api-key",
+               "concurrency": "--concurrency", "timeout": "--timeout", "check_rendering": "--check-rendering"}
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -41,11 +44,24 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--adapter", default=None, metavar="DIR", help="a LoRA adapter dir to apply (needs peft)")
     g.add_argument("--trust-remote-code", action="store_true",
                    help="allow code from the checkpoint repo to run (off unless you ask)")
+    s = p.add_argument_group("server (--backend openai)")
+    s.add_argument("--server", action="append", default=None, metavar="URL",
+                   help="an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (repeat to share the work)")
+    s.add_argument("--served-model", default=None, metavar="NAME",
+                   help="the served model's name (default: the server's only model)")
+    s.add_argument("--api-key", default=None, metavar="KEY", help="bearer token (default: env VRTHINKER_API_KEY)")
+    s.add_argument("--concurrency", type=int, default=None, metavar="N",
+                   help="conversations in flight (default 8 for batch/rank/eval, 1 for one comparison)")
+    s.add_argument("--timeout", type=float, default=None, metavar="S", help="seconds per request (default 600)")
+    s.add_argument("--check-rendering", action="store_true",
+                   help="compare the server's tokens for turn 1 with ours (vLLM /tokenize); stop if they differ")
 
 
 def model_options(a: argparse.Namespace) -> dict:
     """The load options the model flags of `a` set (None: not given)."""
-    return {k: getattr(a, k, None) for k in MODEL_FLAGS} | {"trust_remote_code": a.trust_remote_code or None}
+    return {k: getattr(a, k, None) for k in MODEL_FLAGS} | {"trust_remote_code": a.trust_remote_code or None,
+                                                            "check_rendering": getattr(a, "check_rendering", None)
+                                                            or None}
 
 
 def check_model_args(a: argparse.Namespace) -> None:

@@ -68,7 +68,8 @@ class Dialogue:
         base = {"index": k, "reply": reply.text, "new_images": self._new_images, "rendered": reply.rendered,
                 "new_tokens": reply.new_tokens, "prefill_tokens": reply.prefill_tokens,
                 "reused_tokens": reply.reused_tokens, "stopped": reply.stopped, "seconds": reply.seconds,
-                "recommendation": rec}
+                "recommendation": rec, "prompt_tokens": reply.prompt_tokens,
+                "server_prompt_tokens": reply.server_prompt_tokens}
 
         if reading.action == "answer":
             self.turns.append(Turn(action="answer", **base))

@@ -21,3 +21,7 @@ class UsageError(JudgeError):
 
 class ModelLoadError(JudgeError):
     """The model or processor could not be loaded (bad path, no weights reachable offline, ...)."""
+
+
+class ServerError(JudgeError):
+    """A served backend's request that still failed after its retries (every server tried); says why."""

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from . import frames
 from .backends.base import Backend
 from .conversation import Dialogue, run_dialogues
-from .errors import UsageError, VideoError
+from .errors import ServerError, UsageError, VideoError
 from .orders import combine
 from .protocol import Profile, resolve
 from .registry import Registry, unknown
@@ -19,6 +19,7 @@ DEFAULT_MODEL = "qunwang13/vrthinker"  # the checkpoint the seed model card desc
 # Backends by name, imported only when chosen (heavy dependencies stay unloaded otherwise).
 BACKENDS = Registry("backend", {
     "hf": "vrthinker.backends.hf:HFBackend",
+    "openai": "vrthinker.backends.openai:OpenAIBackend",
     "scripted": "vrthinker.backends.scripted:ScriptedBackend",
 })
 # Judges that are not conversations with a VLM.
@@ -107,9 +108,14 @@ class Judge:
             raise UsageError(f"backend {backend!r} does not take {', '.join(unused)}")
         if backend in JUDGES:
             return JUDGES.load(backend).from_pretrained(model, **load_kwargs)
+        cls_ = BACKENDS.load(backend)
+        if hasattr(cls_, "resolve_profile"):  # a served model: the profile comes from --protocol or its name
+            loaded = cls_.from_pretrained(model, **load_kwargs)
+            profile, source = loaded.resolve_profile(protocol)
+            return cls(loaded, profile, max_turns=max_turns, max_new_tokens=max_new_tokens, profile_source=source)
         model = model or DEFAULT_MODEL
         profile, source = resolve(model, protocol)
-        loaded = BACKENDS.load(backend).from_pretrained(model, **load_kwargs)
+        loaded = cls_.from_pretrained(model, **load_kwargs)
         return cls(loaded, profile, max_turns=max_turns, max_new_tokens=max_new_tokens,
                    profile_source=source)
 
@@ -139,7 +145,10 @@ class Judge:
         pairs = [(0, 1)] if orders == "one" else [(0, 1), (1, 0)]
         dialogues = [Dialogue(self.profile, [grids[i], grids[j]], prompt.strip(), self.max_turns,
                               self.max_new_tokens) for i, j in pairs]
-        outcomes = run_dialogues(self.backend, [self.backend.new_session() for _ in pairs], dialogues)
+        try:
+            outcomes = run_dialogues(self.backend, [self.backend.new_session() for _ in pairs], dialogues)
+        except ServerError as e:  # a served backend that still failed after its retries: this pair only
+            return failed("server_error", str(e), **meta)
         t2 = time.perf_counter()
         timings = {"decode_s": round(t1 - t0, 4), "judge_s": round(t2 - t1, 4), "total_s": round(t2 - t0, 4)}
         verdicts = []
@@ -149,8 +158,17 @@ class Judge:
                 labels=out.labels, reason=out.reason, detail=out.detail, reasoning=out.reasoning,
                 turns=out.turns, timings=timings,
                 extra={"profile_source": self.profile_source, "orders": "one",
-                       "recommendation": out.recommendation,
+                       "recommendation": out.recommendation, **_count_warnings(out.turns),
                        "frames": [{"video": k + 1, "total_frames": g.total_frames, "fps": g.fps}
                                   for k, g in enumerate((grids[i], grids[j]))]},
                 **m))
         return verdicts[0] if orders == "one" else combine(*verdicts)
+
+
+def _count_warnings(turns) -> dict:
+    """{"warnings": [...]} where a served backend's prompt-token count differs from ours, else {}."""
+    bad = [f"turn {t.index + 1}: the server counted {t.server_prompt_tokens} prompt tokens, our rendering "
+           f"{t.prompt_tokens}" for t in turns
+           if t.prompt_tokens is not None and t.server_prompt_tokens is not None
+           and t.prompt_tokens != t.server_prompt_tokens]
+    return {"warnings": bad} if bad else {}

@@ -16,7 +16,9 @@ REASONS = {
     "bad_video": "a video could not be decoded",
     "partial_answer": "the answer lacks some dimensions",
     "needs_vlm": "this dimension needs a vision-language model",
+    "server_error": "the server failed this comparison after its retries",
 }
+SERVED_COUNTS = ("prompt_tokens", "server_prompt_tokens")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class Turn:
     seconds: float = 0.0
     recommendation: Mapping[str, Any] | None = None  # an interim <Recommend Answer>: labels, confidence (CF)
     tool_error: str = ""  # "tool_error" turns: why the call was answered with a message instead of frames
+    prompt_tokens: int | None = None  # served backends: our own count of the rendered prompt
+    server_prompt_tokens: int | None = None  # served backends: the server's count (usage.prompt_tokens)
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,10 @@ class Verdict:
         d["complete"] = self.complete
         d["frames_requested"] = [list(x) for x in self.frames_requested]
         d["per_order"] = [v.to_dict(trace) for v in self.per_order]
+        for t in d["turns"]:  # only a served backend counts both ways; other traces stay as they were
+            for k in SERVED_COUNTS:
+                if t.get(k) is None:
+                    t.pop(k, None)
         if not trace:
             d["turns"] = [{k: v for k, v in t.items() if k not in ("rendered", "new_images")}
                           for t in d["turns"]]

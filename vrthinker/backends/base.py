@@ -16,6 +16,8 @@ class Reply:
     prefill_tokens: int = 0  # prompt tokens run through the model this turn
     reused_tokens: int = 0  # prompt tokens served from the key/value cache of earlier turns
     seconds: float = 0.0
+    prompt_tokens: int | None = None  # our own count of the rendered prompt (served backends)
+    server_prompt_tokens: int | None = None  # the server's count of it (usage.prompt_tokens)
 
 
 class Session(Protocol):

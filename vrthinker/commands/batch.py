@@ -52,6 +52,7 @@ def run(a: argparse.Namespace) -> int:
 
     from ..batch import identify, read_pairs, run_batch
     from ..cli import load_judge, quiet_libraries
+    from ..cliutil import BATCH_CONCURRENCY
     from ..store import Store
     from . import progress_bar
 
@@ -71,7 +72,8 @@ def run(a: argparse.Namespace) -> int:
                 progress.update(task, advance=1, status=f"{tally['judged']} judged, {tally['reused']} reused, "
                                                         f"{tally['bad']} bad")
 
-            s = run_batch(judge, rows, store, job=job, orders=a.orders, ident=ident, on_item=step)
+            s = run_batch(judge, rows, store, job=job, orders=a.orders, ident=ident, on_item=step,
+                          concurrency=a.concurrency or BATCH_CONCURRENCY)
     t = Table(title=f"batch {job}: {s.items} rows in {s.seconds:.1f}s", title_justify="left")
     for name in ("judged", "reused from cache", "bad", "incomplete", "judgments written"):
         t.add_column(name, justify="right")

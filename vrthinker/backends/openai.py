@@ -1,0 +1,522 @@
+"""The judge over OpenAI-compatible chat-completions servers (vLLM, SGLang, `transformers serve`), many at once.
+
+The conversation is the profile's own (vrthinker.protocol): each turn the whole message list goes to the
+server, images as lossless PNG data URLs, frames a tool call returned in a user turn, earlier replies as the
+text the profile keeps. Decoding is greedy with the checkpoint's and the profile's settings, sent the way
+each server takes them (see SERVER_KINDS). Several servers share the work: a conversation stays on the
+server that served its first turn (its prefix cache), a new one goes to the server with the fewest requests
+in flight, and a server that fails is rested while the others take its share. A request is retried with
+backoff on connection errors, timeouts, 5xx and malformed replies; what still fails raises ServerError.
+
+Each Reply carries our own count of the rendered prompt (`prompt_tokens`, from the checkpoint's processor
+when it can be had) beside the server's `usage.prompt_tokens`, so a rendering the server does differently
+shows up in the trace.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import os
+import random
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from ..errors import ModelLoadError, ServerError, UsageError
+from ..lru import ByteLRU
+from .base import Reply
+
+API_KEY_ENV = "VRTHINKER_API_KEY"
+IMAGE_PAD = "<|image_pad|>"
+VIDEO_PAD = "<|video_pad|>"
+_PADS = re.compile(re.escape(IMAGE_PAD) + "|" + re.escape(VIDEO_PAD))
+# video frames arrive already sized (multiples of 28): bounds wide enough that they pass unchanged (as hf.py)
+VIDEO_BOUNDS = (3136, 12845056)
+
+# What each server honours of the greedy settings, and whether it takes pre-extracted frames as a video.
+# - vllm: repetition_penalty / top_k / min_p as extra body fields; a video as `data:video/jpeg;base64,` with
+#   one comma-separated base64 image per frame (decoded by PIL whatever the label, so PNG stays lossless),
+#   never resampled (`do_sample_frames` False for such lists), its fps from the request's media_io_kwargs.
+# - sglang: repetition_penalty as an extra body field; videos are decoded and sampled by the server: no.
+# - transformers (`transformers serve`): unknown fields are refused (422); `frequency_penalty` f is mapped
+#   to repetition_penalty 1 + f, so that is how it is sent; a video is sampled again (32 frames): no.
+# - generic: any other server; repetition_penalty is sent as an extra field; no video.
+SERVER_KINDS = {
+    "vllm": {"extra_settings": True, "penalty_as_frequency": False, "video": True, "tokenize": True},
+    "sglang": {"extra_settings": True, "penalty_as_frequency": False, "video": False, "tokenize": False},
+    "transformers": {"extra_settings": False, "penalty_as_frequency": True, "video": False, "tokenize": False},
+    "generic": {"extra_settings": True, "penalty_as_frequency": False, "video": False, "tokenize": True},
+}
+SETTINGS = ("repetition_penalty", "top_k", "min_p")  # greedy-relevant settings beyond temperature/top_p
+
+
+def _httpx():
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover - httpx is in the `serving` extra
+        raise ModelLoadError("--backend openai needs httpx: pip install 'vrthinker[serving]'") from None
+    return httpx
+
+
+# ----------------------------------------------------------------------------------------------------------
+# servers
+
+
+@dataclass
+class Server:
+    url: str  # ends in /v1
+    in_flight: int = 0
+    failures: int = 0  # consecutive
+    resting_until: float = 0.0
+
+    @property
+    def root(self) -> str:
+        return self.url[: -len("/v1")] if self.url.endswith("/v1") else self.url
+
+
+def normalize_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if not re.match(r"^https?://", url):
+        raise UsageError(f"--server {url!r}: give an http(s) URL such as http://127.0.0.1:8000/v1")
+    return url if url.endswith("/v1") else url + "/v1"
+
+
+class ServerPool:
+    """The servers sharing the work: fewest in flight first; a failing one rests, longer each time."""
+
+    def __init__(self, urls: Sequence[str], rest_s: float = 2.0):
+        if not urls:
+            raise UsageError("--backend openai needs --server URL (e.g. http://127.0.0.1:8000/v1)")
+        self.servers = [Server(normalize_url(u)) for u in dict.fromkeys(urls)]
+        self.rest_s = rest_s
+        self.lock = threading.Lock()
+
+    def acquire(self, prefer: Server | None = None, avoid: Server | None = None) -> Server:
+        """A server for one request: `prefer` while it is well, else the well one with the fewest in flight
+        (all resting: the one that wakes first)."""
+        with self.lock:
+            now = time.monotonic()
+            well = [s for s in self.servers if s.resting_until <= now]
+            if prefer is not None and prefer in well and (prefer is not avoid or len(well) == 1):
+                chosen = prefer
+            else:
+                pool = [s for s in well if s is not avoid] or well
+                chosen = (min(pool, key=lambda s: (s.in_flight, self.servers.index(s))) if pool
+                          else min(self.servers, key=lambda s: s.resting_until))
+            chosen.in_flight += 1
+            return chosen
+
+    def release(self, server: Server, ok: bool) -> None:
+        with self.lock:
+            server.in_flight -= 1
+            if ok:
+                server.failures, server.resting_until = 0, 0.0
+            else:
+                server.failures += 1
+                server.resting_until = time.monotonic() + min(30.0, self.rest_s * 2 ** (server.failures - 1))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# rendering: messages for the server, and our own token count
+
+
+_PNG_CACHE: ByteLRU[int, tuple[Any, str]] = ByteLRU(1024, size=lambda v: 1)
+
+
+def png_base64(im: Any) -> str:
+    """The image as base64 PNG (lossless), cached per image object (every turn re-sends every image)."""
+    hit = _PNG_CACHE.get(id(im))
+    if hit is not None and hit[0] is im:
+        return hit[1]
+    buf = io.BytesIO()
+    im.convert("RGB").save(buf, format="PNG", compress_level=1)
+    b64 = base64.b64encode(buf.getvalue()).decode("ascii")
+    _PNG_CACHE.put(id(im), (im, b64))  # the image is held so its id is not reused while cached
+    return b64
+
+
+def is_clip(x: Any) -> bool:
+    return hasattr(x, "frames")
+
+
+def openai_messages(messages: list[dict], media: Sequence[Any], video: bool) -> list[dict]:
+    """The profile's chat-template messages as chat-completions messages, media in placeholder order.
+
+    Text-only turns (system, assistant) go as one string, exactly the text the profile keeps; user turns
+    as content parts. A video item needs `video` (a server that takes pre-extracted frames as they are).
+    """
+    items = iter(media)
+    out = []
+    for m in messages:
+        content = m["content"]
+        if isinstance(content, str) or all(c.get("type") == "text" for c in content):
+            text = content if isinstance(content, str) else "".join(c["text"] for c in content)
+            out.append({"role": m["role"], "content": text})
+            continue
+        parts = []
+        for c in content:
+            kind = c.get("type")
+            if kind == "text":
+                parts.append({"type": "text", "text": c["text"]})
+            elif kind == "image":
+                parts.append({"type": "image_url",
+                              "image_url": {"url": "data:image/png;base64," + png_base64(next(items))}})
+            elif kind == "video":
+                clip = next(items)
+                if not video:
+                    raise UsageError("this server cannot take a video item as pre-extracted frames")
+                frames = ",".join(png_base64(f) for f in clip.frames)
+                parts.append({"type": "video_url", "video_url": {"url": "data:video/jpeg;base64," + frames}})
+            else:
+                raise ValueError(f"unknown content item {kind!r}")
+        out.append({"role": m["role"], "content": parts})
+    return out
+
+
+class Renderer:
+    """Our own rendering of a conversation into token ids, as the checkpoint's processor makes them."""
+
+    def __init__(self, processor: Any):
+        self.processor = processor
+        ip = processor.image_processor
+        self.patch = ip.patch_size
+        self.merge = ip.merge_size
+        self.temporal = getattr(getattr(processor, "video_processor", None), "temporal_patch_size", 2)
+        size = getattr(ip, "size", None) or {}
+        self.image_bounds = (size.get("shortest_edge", getattr(ip, "min_pixels", 3136)),
+                             size.get("longest_edge", getattr(ip, "max_pixels", 12845056)))
+
+    def _grid(self, w: int, h: int, bounds: tuple[int, int]) -> int:
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+        rh, rw = smart_resize(h, w, factor=self.patch * self.merge, min_pixels=bounds[0], max_pixels=bounds[1])
+        return (rh // self.patch) * (rw // self.patch)
+
+    def pads(self, item: Any) -> int:
+        """How many `<|image_pad|>` / `<|video_pad|>` tokens one image or clip becomes."""
+        m2 = self.merge ** 2
+        if is_clip(item):
+            w, h = item.frames[0].size
+            return math.ceil(len(item.frames) / self.temporal) * self._grid(w, h, VIDEO_BOUNDS) // m2
+        w, h = item.size
+        return self._grid(w, h, self.image_bounds) // m2
+
+    def ids(self, messages: list[dict], media: Sequence[Any]) -> list[int]:
+        rendered = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        parts = _PADS.split(rendered)
+        pads = _PADS.findall(rendered)
+        if len(pads) != len(media):
+            raise ValueError(f"{len(pads)} placeholders for {len(media)} media")
+        pieces = [parts[0]]
+        for pad, item, rest in zip(pads, media, parts[1:]):
+            pieces += [pad * self.pads(item), rest]
+        return self.processor.tokenizer("".join(pieces), add_special_tokens=False)["input_ids"]
+
+    def rendered(self, messages: list[dict]) -> str:
+        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def load_renderer(sources: Sequence[str]) -> tuple[Renderer | None, dict, str]:
+    """(renderer, the checkpoint's generation settings, where they came from) from the first source whose
+    processor loads (a local dir, or a hub id already cached / reachable); (None, {}, "") if none does."""
+    for src in dict.fromkeys(s for s in sources if s):
+        try:
+            from transformers import AutoProcessor, GenerationConfig
+
+            proc = AutoProcessor.from_pretrained(src)
+            try:
+                gen = GenerationConfig.from_pretrained(src).to_dict()
+            except (OSError, ValueError):
+                gen = {}
+            return Renderer(proc), {k: gen[k] for k in SETTINGS if gen.get(k) is not None}, src
+        except Exception:  # noqa: BLE001 - any failure means: this source has no usable processor
+            continue
+    return None, {}, ""
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the backend
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """The model behind the servers, as /v1/models reports it."""
+
+    id: str
+    root: str = ""
+    owned_by: str = ""
+    max_model_len: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def server_kind(owned_by: str) -> str:
+    o = (owned_by or "").lower()
+    if "vllm" in o:
+        return "vllm"
+    if "sglang" in o:
+        return "sglang"
+    if o in ("local", "transformers", "huggingface"):
+        return "transformers"
+    return "generic"
+
+
+class OpenAIBackend:
+    """A pool of OpenAI-compatible servers serving one model; `new_session()` starts one conversation."""
+
+    name = "openai"
+    concurrent = True  # several conversations may be in flight at once (vrthinker.batch)
+
+    def __init__(self, servers: Sequence[str], *, served_model: str | None = None, api_key: str | None = None,
+                 timeout: float = 600.0, retries: int = 5, backoff_s: float = 1.0, concurrency: int | None = None,
+                 check_rendering: bool = False, processor_source: str | None = None, client: Any = None):
+        httpx = _httpx()
+        self.pool = ServerPool(servers)
+        self.timeout = float(timeout)
+        self.retries = int(retries)
+        self.backoff_s = float(backoff_s)
+        self.concurrency = max(1, int(concurrency or 1))
+        self.check_rendering = check_rendering
+        self.api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        self.client = client or httpx.Client(
+            headers=headers, timeout=httpx.Timeout(self.timeout, connect=min(10.0, self.timeout)),
+            limits=httpx.Limits(max_connections=max(64, 4 * self.concurrency), max_keepalive_connections=64))
+        self.model = self._served_model(served_model)
+        self.model_id = self.model.id
+        self.revision = self.model.extra.get("revision") or ""
+        self.kind = server_kind(self.model.owned_by)
+        self.caps = SERVER_KINDS[self.kind]
+        self.renderer, self.checkpoint_generation, self.processor_source = load_renderer(
+            [processor_source or "", self.model.root, self.model.id])
+        # the other orders of pairs whose first order runs in the caller's thread (threads start when needed)
+        self.pool_exec = ThreadPoolExecutor(max_workers=max(32, 4 * self.concurrency), thread_name_prefix="openai")
+        self._checked = False
+        self._check_lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(cls, model: str | None = None, *, server: Sequence[str] | str | None = None,
+                        served_model: str | None = None, api_key: str | None = None, timeout: float | None = None,
+                        concurrency: int | None = None, check_rendering: bool = False,
+                        **_: Any) -> "OpenAIBackend":
+        """Connect to `server` (one URL or several). `model` (optional): where the checkpoint's processor
+        can be read for our own token counts (else the served model's root, then its name)."""
+        urls = [server] if isinstance(server, str) else list(server or [])
+        return cls(urls, served_model=served_model, api_key=api_key, timeout=timeout or 600.0,
+                   concurrency=concurrency, check_rendering=bool(check_rendering), processor_source=model)
+
+    # -- server calls
+
+    def _served_model(self, wanted: str | None) -> ServedModel:
+        last = ""
+        for s in self.pool.servers:
+            try:
+                data = self._get(s, "/models")["data"]
+            except (ServerError, KeyError, TypeError) as e:
+                last = f"{s.url}: {e}"
+                continue
+            models = [ServedModel(id=str(d.get("id")), root=str(d.get("root") or ""),
+                                  owned_by=str(d.get("owned_by") or ""), max_model_len=d.get("max_model_len"),
+                                  extra={k: d[k] for k in ("revision", "parent") if d.get(k)}) for d in data]
+            if wanted:
+                found = [m for m in models if m.id == wanted]
+                if not found:
+                    raise UsageError(f"--served-model {wanted!r} is not served by {s.url} "
+                                     f"(it serves {', '.join(m.id for m in models) or 'nothing'})")
+                return found[0]
+            if len(models) != 1:
+                raise UsageError(f"{s.url} serves {len(models)} models ({', '.join(m.id for m in models)}): "
+                                 "choose one with --served-model")
+            return models[0]
+        raise ModelLoadError(f"no server answered GET /v1/models ({last})")
+
+    def _get(self, s: Server, path: str) -> Any:
+        try:
+            r = self.client.get(s.url + path, timeout=min(30.0, self.timeout))
+            r.raise_for_status()
+            return r.json()
+        except Exception as e:  # noqa: BLE001 - reported as the server's failure
+            raise ServerError(f"GET {path}: {type(e).__name__}: {e}") from None
+
+    def post(self, path: str, body: dict, prefer: Server | None = None, root: bool = False
+             ) -> tuple[dict, Server]:
+        """POST `body`, retried with backoff (another server where there is one) on connection errors,
+        timeouts, 5xx and replies that are not the JSON asked for; a 4xx is the request's fault: no retry."""
+        httpx = _httpx()
+        errors: list[str] = []
+        server, avoid = prefer, None
+        for attempt in range(self.retries + 1):
+            s = self.pool.acquire(server, avoid)
+            ok = False
+            try:
+                r = self.client.post((s.root if root else s.url) + path, json=body)
+                if 400 <= r.status_code < 500:
+                    ok = True  # the server is well; the request is not
+                    raise ServerError(f"{s.url}{path}: HTTP {r.status_code}: {r.text[:500]}")
+                if r.status_code >= 500:
+                    raise _Retry(f"HTTP {r.status_code}: {r.text[:200]}")
+                try:
+                    data = r.json()
+                except ValueError:
+                    raise _Retry(f"malformed JSON: {r.text[:200]!r}") from None
+                if not isinstance(data, dict) or ("choices" not in data and not root):
+                    raise _Retry(f"unexpected reply: {str(data)[:200]}")
+                ok = True
+                return data, s
+            except (_Retry, httpx.TransportError) as e:
+                errors.append(f"{s.url}: {type(e).__name__ if not isinstance(e, _Retry) else ''}{e}".strip())
+            finally:
+                self.pool.release(s, ok)
+            server, avoid = None, s
+            if attempt < self.retries:
+                time.sleep(min(30.0, self.backoff_s * 2 ** attempt) * (0.75 + 0.5 * random.random()))
+        raise ServerError(f"{len(errors)} attempts failed; last: {errors[-1]}")
+
+    # -- the model's settings
+
+    def settings(self, overrides: dict | None = None) -> dict:
+        """The request fields for greedy decoding with the checkpoint's and the profile's settings."""
+        wanted = {**self.checkpoint_generation, **{k: v for k, v in (overrides or {}).items() if k in SETTINGS}}
+        body: dict[str, Any] = {"temperature": 0.0, "top_p": 1.0}
+        rp = wanted.pop("repetition_penalty", None)
+        if self.caps["penalty_as_frequency"]:
+            if rp is not None:
+                body["frequency_penalty"] = float(rp) - 1.0
+        elif self.caps["extra_settings"]:
+            if rp is not None:
+                body["repetition_penalty"] = float(rp)
+            body.update(wanted)
+        return body
+
+    def config(self) -> dict:
+        """What shapes the replies: the served model (name, root, revision where reported), the server kind,
+        the decoding settings sent. Not the URLs: any server of the same model gives the same judgments."""
+        from ..identity import plain
+
+        m = self.model
+        return plain({"backend": self.name, "model_id": m.id, "root": m.root, "revision": self.revision,
+                      "server_kind": self.kind, "settings": self.settings()})
+
+    def check_profile(self, profile: Any) -> None:
+        """Refuse a profile this server cannot be given exactly (a video item it would resample)."""
+        if profile.initial_item == "video" and not self.caps["video"]:
+            raise UsageError(
+                f"profile {profile.name!r} shows its first frames as one video item, which a {self.kind} server "
+                "would decode and sample again (other frames, another fps): use a vLLM server, or "
+                "--backend hf, for this profile")
+
+    def resolve_profile(self, requested: str | None):
+        """The profile: --protocol, else the known-ids table applied to the served model's name or root."""
+        from ..protocol import DEFAULT_PROFILE, Profile, known_checkpoints
+
+        if requested:
+            profile, source = Profile.load(requested), "--protocol"
+        else:
+            known = known_checkpoints()
+            hit = next((n for n in (self.model.id, self.model.root) if n in known), None)
+            profile, source = ((Profile.load(known[hit]), f"known checkpoint {hit} (served)") if hit
+                               else (Profile.load(DEFAULT_PROFILE), "default"))
+        self.check_profile(profile)
+        return profile, source
+
+    def new_session(self) -> "OpenAISession":
+        return OpenAISession(self)
+
+    def generate_many(self, sessions, requests, max_new_tokens) -> list[Reply]:
+        """The conversations' next turns, all in flight together."""
+        calls = list(zip(sessions, requests, max_new_tokens))
+        futures = [self.pool_exec.submit(s.generate, m, im, n) for s, (m, im), n in calls[1:]]
+        s, (m, im), n = calls[0]
+        first = s.generate(m, im, n)
+        return [first] + [f.result() for f in futures]
+
+    def tokenize(self, messages: list[dict], server: Server | None = None) -> list[int]:
+        """The server's own token ids for a conversation (vLLM's POST /tokenize with `messages`)."""
+        body = {"model": self.model_id, "messages": messages, "add_generation_prompt": True}
+        if self.kind == "vllm":
+            body["media_io_kwargs"] = {"video": {"num_frames": -1}}
+        data, _ = self.post("/tokenize", body, prefer=server, root=True)
+        if "tokens" not in data:
+            raise ServerError(f"/tokenize gave no tokens: {str(data)[:200]}")
+        return list(data["tokens"])
+
+    def check(self, api_messages: list[dict], ours: list[int] | None, server: Server) -> None:
+        """--check-rendering: the server's token ids for turn 1 must be ours, once per backend."""
+        with self._check_lock:
+            if self._checked:
+                return
+            if ours is None:
+                raise UsageError("--check-rendering needs the checkpoint's processor here: pass --model DIR_OR_ID")
+            if not self.caps["tokenize"]:
+                raise UsageError(f"--check-rendering needs a tokenize endpoint, which a {self.kind} server lacks")
+            try:
+                theirs = self.tokenize(api_messages, server)
+            except ServerError as e:
+                raise UsageError(f"--check-rendering: the server could not tokenize ({e})") from None
+            if theirs != ours:
+                at = next((i for i, (a, b) in enumerate(zip(theirs, ours)) if a != b), min(len(theirs), len(ours)))
+                raise UsageError(f"--check-rendering: the server renders turn 1 as {len(theirs)} tokens, we as "
+                                 f"{len(ours)}; first difference at token {at}: refusing to go on")
+            self._checked = True
+
+
+class _Retry(Exception):
+    pass
+
+
+class OpenAISession:
+    """One conversation: its server (kept for the prefix cache while it stays well) and decoding settings."""
+
+    def __init__(self, backend: OpenAIBackend):
+        self.b = backend
+        self.server: Server | None = None
+        self.generation: dict = {}
+
+    def set_generation(self, overrides: dict) -> None:
+        self.generation = dict(overrides)
+
+    def generate(self, messages: list[dict], images: Sequence[Any], max_new_tokens: int) -> Reply:
+        t0 = time.perf_counter()
+        b = self.b
+        video = b.caps["video"]
+        api = openai_messages(messages, images, video)
+        ours = b.renderer.ids(messages, images) if b.renderer is not None else None
+        if b.check_rendering and not b._checked:
+            b.check(api, ours, self.server or b.pool.servers[0])
+        body = {"model": b.model_id, "messages": api, "max_tokens": int(max_new_tokens), "stream": False,
+                **b.settings(self.generation)}
+        if any(is_clip(x) for x in images) and b.kind == "vllm":
+            clip = next(x for x in images if is_clip(x))
+            body["media_io_kwargs"] = {"video": {"fps": float(clip.fps), "num_frames": -1,
+                                                 "do_sample_frames": False}}
+        data, self.server = b.post("/chat/completions", body, prefer=self.server)
+        try:
+            choice = data["choices"][0]
+            text = choice["message"].get("content") or ""
+            finish = choice.get("finish_reason")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise ServerError(f"{self.server.url}: a reply without choices[0].message: {str(data)[:200]}") from None
+        usage = data.get("usage") or {}
+        server_prompt = usage.get("prompt_tokens")
+        cached = ((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+        new_tokens = usage.get("completion_tokens")
+        if new_tokens is None and b.renderer is not None:
+            new_tokens = len(b.renderer.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+        rendered = b.renderer.rendered(messages) if b.renderer is not None else None
+        prompt = server_prompt if server_prompt is not None else (len(ours) if ours is not None else 0)
+        return Reply(text=text, new_tokens=int(new_tokens or 0), stopped="length" if finish == "length" else "eos",
+                     rendered=rendered, prefill_tokens=int(prompt) - int(cached), reused_tokens=int(cached),
+                     seconds=time.perf_counter() - t0, prompt_tokens=len(ours) if ours is not None else None,
+                     server_prompt_tokens=None if server_prompt is None else int(server_prompt))
+
+
+def bare_request(backend: OpenAIBackend, messages: list[dict], images: Sequence[Any], max_new_tokens: int,
+                 generation: dict | None = None) -> dict:
+    """One turn's request body as this backend sends it (for benchmarks that replay requests bare)."""
+    body = {"model": backend.model_id, "messages": openai_messages(messages, images, backend.caps["video"]),
+            "max_tokens": int(max_new_tokens), "stream": False, **backend.settings(generation)}
+    return json.loads(json.dumps(body))
