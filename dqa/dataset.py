@@ -28,20 +28,18 @@ from typing import Any
 
 from vrthinker.errors import UsageError, VideoError
 from vrthinker.judge import load_videos
-from vrthinker.parsing import parse_answer
+from vrthinker.batch import identify
+from vrthinker.parsing import ANSWER_BLOCK, parse_answer
 from vrthinker.protocol import Conversation, Profile
 from vrthinker.store import Store
 
 from .selections import Selection
 
-_ANSWER = re.compile(r"(<\s*(answer|final[\s_]*answer)\s*>)(.*?)(<\s*/\s*\2\s*>|$)", re.I | re.S)
-
 
 def judge_identity(judge: Any, adapter: str | None = None) -> str:
-    """What the stored replies depend on: the model, the protocol version and an adapter."""
-    backend = judge.backend
-    adapter = adapter or getattr(backend, "adapter", "") or ""
-    return f"{backend.model_id}|{judge.profile.version}|{adapter}"
+    """What the stored replies depend on: the model, the protocol version and an adapter (the judge's
+    `vrthinker.batch.identify` label)."""
+    return identify(judge, adapter=adapter).label
 
 
 def set_label(reply: str, dimension: str, label: int) -> str | None:
@@ -49,18 +47,18 @@ def set_label(reply: str, dimension: str, label: int) -> str | None:
 
     None when the reply has no <Answer> block.
     """
-    blocks = list(_ANSWER.finditer(reply))
+    blocks = list(ANSWER_BLOCK.finditer(reply))
     if not blocks:
         return None
     m = blocks[-1]
-    body = m.group(3)
+    body = m.group(2)
     pat = re.compile(rf"\b({dimension})(\s*[=:]\s*\(?\s*)(-?\d+)\b", re.I)
     if pat.search(body):
         body = pat.sub(lambda x: f"{x.group(1)}{x.group(2)}{label}", body, count=1)
     else:
         sep = ", " if body.strip() else ""
         body = body.rstrip() + f"{sep}{dimension}={label}" + body[len(body.rstrip()):]
-    return reply[:m.start(3)] + body + reply[m.end(3):]
+    return reply[:m.start(2)] + body + reply[m.end(2):]
 
 
 @dataclass

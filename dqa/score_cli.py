@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from vrthinker import jsonl
 from vrthinker.errors import UsageError
 
 from .scheduler import Item
@@ -64,19 +65,13 @@ def _pairs(values, flag: str) -> dict:
 def read_manifest(path: str) -> list[Item]:
     p = Path(path)
     try:
-        lines = p.read_text().splitlines()
+        text = p.read_text()
     except FileNotFoundError:
         raise UsageError(f"manifest not found: {path}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"cannot read manifest {path}: {e}") from None
     items = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UsageError(f"{path} line {n}: not JSON ({e.msg})") from None
+    for n, row in jsonl.records(path, text=text, objects=False):
         video = row.get("video") or row.get("path") if isinstance(row, dict) else None
         if not isinstance(video, str) or not video.strip():
             raise UsageError(f"{path} line {n}: needs a \"video\" path")

@@ -1,7 +1,8 @@
 """Persist DQA component results in the project's SQLite store so a batch resumes where it stopped.
 
 A result is keyed by the video's content hash, the prompt (only for workers that read it), the worker and
-a hash of its configuration (models, options), so a changed model is never mistaken for a stored result.
+a hash of its configuration (code version, models, options), so a changed model, setting or worker code
+is never mistaken for a stored result. The table is vrthinker.store's; this module reads and writes rows.
 Only final outcomes are stored: scores and failures that would recur on the same input (a corrupt video,
 too few frames, an empty prompt). Missing models, refusals and crashes are retried on the next run.
 """
@@ -11,6 +12,7 @@ import hashlib
 import json
 import math
 import time
+import weakref
 from typing import Iterable
 
 from vrthinker.errors import VideoError
@@ -19,23 +21,6 @@ from vrthinker.store import Store
 from .scheduler import Failure, Item
 from .workers.base import Score, Worker
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS dqa_scores (
-    video_sha  TEXT NOT NULL,
-    prompt     TEXT NOT NULL,             -- '' for workers that do not read the prompt
-    worker     TEXT NOT NULL,
-    config     TEXT NOT NULL,             -- sha256 of the worker's configuration
-    component  TEXT NOT NULL,
-    value      REAL,
-    unit       REAL,
-    details    TEXT,
-    reason     TEXT,                      -- NULL for a score
-    message    TEXT,
-    created    REAL NOT NULL,
-    PRIMARY KEY (video_sha, prompt, worker, config, component),
-    CHECK ((reason IS NULL) = (value IS NOT NULL))
-)
-"""
 FINAL_REASONS = {"bad_video", "too_few_frames", "empty_prompt", "no_entities", "not_scored"}
 
 
@@ -55,11 +40,10 @@ class ScoreStore:
     """dqa_scores in a Store's database; `done`/`put`/`get` match the Scheduler's hooks."""
 
     def __init__(self, path: str):
-        self.store = Store(path)
-        with self.store.transaction():
-            self.store.db.execute(SCHEMA)
+        self.store = Store(path)  # its schema holds the dqa_scores table
         self._hash: dict[str, str | None] = {}
-        self._config: dict[int, str] = {}
+        # by the worker object itself (weakly): an id() can be reused by the next worker once one is freed
+        self._config: weakref.WeakKeyDictionary[Worker, str] = weakref.WeakKeyDictionary()
 
     def close(self) -> None:
         self.store.close()
@@ -79,10 +63,11 @@ class ScoreStore:
         return self._hash[path]
 
     def config_hash(self, w: Worker) -> str:
-        if id(w) not in self._config:
-            blob = json.dumps(w.config(), sort_keys=True, default=str)
-            self._config[id(w)] = hashlib.sha256(blob.encode()).hexdigest()[:16]
-        return self._config[id(w)]
+        if w not in self._config:
+            # the code version is in the key even for a worker whose config() leaves it out
+            blob = json.dumps({"version": str(getattr(w, "version", "")), **w.config()}, sort_keys=True, default=str)
+            self._config[w] = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return self._config[w]
 
     def _key(self, item: Item, w: Worker) -> tuple | None:
         sha = self.video_hash(item.path)

@@ -10,8 +10,8 @@ one's id is reported); if they prefer different videos it is a *contradiction*: 
 and the tuner leaves contradicted questions out of training until one of them is deleted. Nothing is
 merged silently.
 
-The tables live in the same database file as the judgments (vrthinker.store.Store creates its own
-schema first; these tables are added beside it with CREATE TABLE IF NOT EXISTS).
+The tables (selections, tune_replies, tune_runs) are vrthinker.store's, like every table of the file;
+this module only reads and writes rows.
 """
 from __future__ import annotations
 
@@ -24,58 +24,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from vrthinker import jsonl
 from vrthinker.errors import UsageError, VideoError
 from vrthinker.store import Store
 from vrthinker.verdict import DIMENSIONS
 
 DEFAULT_DIMENSION = "OA"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS selections (
-    id        INTEGER PRIMARY KEY AUTOINCREMENT,  -- increasing: the sleeptime rule counts ids after a run's last
-    prompt    TEXT NOT NULL,
-    video_a   TEXT NOT NULL,                      -- absolute paths as given (shown first to the judge)
-    video_b   TEXT NOT NULL,
-    hash_a    TEXT NOT NULL,
-    hash_b    TEXT NOT NULL,
-    chosen    TEXT NOT NULL CHECK (chosen IN ('a', 'b')),
-    dimension TEXT NOT NULL DEFAULT 'OA',
-    user      TEXT NOT NULL DEFAULT '',
-    time      TEXT NOT NULL DEFAULT '',           -- when the person chose (ISO 8601, as given)
-    question  TEXT NOT NULL,                      -- prompt|dimension|user|sorted hashes: equal for duplicates
-    source    TEXT NOT NULL DEFAULT '',           -- 'select' or the imported file
-    created   REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS selections_question ON selections (question);
-CREATE TABLE IF NOT EXISTS tune_replies (
-    selection_id INTEGER NOT NULL REFERENCES selections(id) ON DELETE CASCADE,
-    judge        TEXT NOT NULL,                   -- model id + protocol version (+ adapter) that replied
-    reply        TEXT NOT NULL,                   -- the judge's first reply to the first turn
-    labels       TEXT NOT NULL,                   -- JSON labels parsed from its <Answer>, null without one
-    created      REAL NOT NULL,
-    PRIMARY KEY (selection_id, judge)
-);
-CREATE TABLE IF NOT EXISTS tune_runs (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    base_model  TEXT NOT NULL,
-    adapter     TEXT NOT NULL,                    -- the output dir
-    status      TEXT NOT NULL,                    -- 'done' or 'failed'
-    first_id    INTEGER,                          -- selection ids trained on: first .. last
-    last_id     INTEGER,
-    n_train     INTEGER NOT NULL DEFAULT 0,
-    n_val       INTEGER NOT NULL DEFAULT 0,
-    steps       INTEGER NOT NULL DEFAULT 0,
-    train_loss  REAL,
-    val_loss    REAL,                             -- best validation loss (the adapter kept)
-    losses      TEXT NOT NULL DEFAULT '[]',       -- JSON: the trainer's log history
-    agreement_before REAL,                        -- first-turn agreement on the validation split
-    agreement_after  REAL,
-    detail      TEXT NOT NULL DEFAULT '',
-    started     REAL NOT NULL,
-    finished    REAL
-);
-"""
-
 
 @dataclass(frozen=True)
 class Selection:
@@ -130,13 +84,8 @@ def question_key(prompt: str, dimension: str, user: str, hash_a: str, hash_b: st
 
 
 def open_store(path: str | os.PathLike) -> Store:
-    """The project's store with the selection tables added."""
-    store = Store(path)
-    with store.transaction():
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                store.db.execute(statement)
-    return store
+    """The project's store (its schema holds the selection tables)."""
+    return Store(path)
 
 
 def normalize(prompt: Any, a: Any, b: Any, chosen: Any, dimension: Any = None, user: Any = None,
@@ -214,24 +163,17 @@ def read_jsonl(path: str | os.PathLike) -> tuple[list[dict], list[int]]:
     line is reported at once (UsageError) and nothing is recorded.
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read it ({e.strerror})") from None
-    records, lines, problems = [], [], []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
+    records, lines, bad = [], [], []
+    found: list[tuple[int, str]] = []
+    for n, d in jsonl.records(p, bad=bad):
         try:
-            d = json.loads(line)
-            if not isinstance(d, dict):
-                raise ValueError("not a JSON object")
             records.append(normalize(d.get("prompt"), d.get("a", d.get("video_a")), d.get("b", d.get("video_b")),
                                      d.get("chosen"), d.get("dimension"), d.get("user"), d.get("time"),
                                      base=p.parent))
             lines.append(n)
-        except (ValueError, UsageError) as e:
-            problems.append(f"line {n}: {e}")
+        except UsageError as e:
+            found.append((n, str(e)))
+    problems = [f"line {n}: {why}" for n, why in sorted(found + [(b.line, b.reason) for b in bad])]
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise UsageError(f"{path}: nothing imported; " + "; ".join(problems[:3]) + more)

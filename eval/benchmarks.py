@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from vrthinker import jsonl
 from vrthinker.errors import UsageError
 from vrthinker.verdict import DIMENSIONS
 
@@ -139,8 +140,7 @@ def _records(path: Path) -> list[dict]:
             with open(path, newline="", encoding="utf-8-sig") as f:
                 return list(csv.DictReader(f))
         if suffix in (".jsonl", ".ndjson"):
-            with open(path, encoding="utf-8") as f:
-                return [json.loads(line) for line in f if line.strip()]
+            return [row for _, row in jsonl.records(path)]
         if suffix == ".json":
             data = json.loads(path.read_text(encoding="utf-8"))
             if isinstance(data, dict):  # {"data": [...]} or {split: [...]}

@@ -164,6 +164,76 @@ def test_metrics_judge_has_an_identity_and_both_orders(tmp_path, videos):
         assert s.judgments_written == 2 and s.consistency == 1.0  # measures have no position bias
 
 
+def test_a_judgment_is_reused_only_when_the_whole_judge_configuration_is_the_same(tmp_path, videos):
+    rows = read_pairs(write_jsonl(tmp_path / "t.jsonl", tournament(videos)[:2]))
+    with Store(tmp_path / "j.sqlite") as store:
+        base = run_batch(scripted_judge(), rows, store, job="t")
+        assert (base.judged, base.reused) == (2, 0)
+        same = scripted_judge()  # a fresh judge, configured alike
+        assert (run_batch(same, rows, store, job="t").reused, generate_calls(same)) == (2, 0)
+        for changed in (Judge(ScriptedBackend([TOOL, ANSWER], model_id="scripted:a"), "card", max_new_tokens=64),
+                        Judge(ScriptedBackend([TOOL, ANSWER], model_id="scripted:a"), "card", max_turns=2),
+                        Judge(ScriptedBackend([TOOL, ANSWER], model_id="scripted:a"), "training")):
+            s = run_batch(changed, rows, store, job="t")
+            assert (s.judged, s.reused) == (2, 0) and generate_calls(changed) > 0
+        stored = store.judgment(store.item("t", rows[0].item_id).key_forward)
+        assert stored.config == identify(changed).config and stored.config["backend"] == "scripted"
+        plain = scripted_judge()
+        assert identify(plain).config["max_new_tokens"] == plain.profile.max_new_tokens and \
+            identify(plain).config["profile"] == {"name": "card", "version": plain.profile.version}
+
+
+def test_a_4bit_or_other_dtype_rerun_of_a_model_is_not_served_from_the_store(tmp_path, videos, hf_backend,
+                                                                            monkeypatch):
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    rows = read_pairs(write_jsonl(tmp_path / "t.jsonl", tournament(videos)[:1]))
+    judge = Judge(hf_backend, "card", max_turns=1, max_new_tokens=4)
+    with Store(tmp_path / "j.sqlite") as store:
+        assert run_batch(judge, rows, store, job="t", orders="one").judged == 1
+        assert run_batch(judge, rows, store, job="t", orders="one").reused == 1
+        config = identify(judge).config
+        assert config["fingerprint"] and config["dtype"] == "float32" and config["device"] == "cpu"
+        # what from_pretrained(quantize="4bit") leaves on the model it loads
+        monkeypatch.setattr(hf_backend.model.config, "quantization_config",
+                            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16), raising=False)
+        quant = identify(judge)
+        assert quant.config["quantization"]["load_in_4bit"] is True
+        s = run_batch(judge, rows, store, job="t", orders="one")
+        assert (s.judged, s.reused) == (1, 0)
+        monkeypatch.undo()
+        monkeypatch.setattr(type(hf_backend.model), "dtype", property(lambda self: torch.bfloat16))
+        assert identify(judge).config["dtype"] == "bfloat16" and identify(judge).config != config
+        assert run_batch(judge, rows, store, job="t", orders="one").judged == 1
+        monkeypatch.undo()
+        assert identify(judge).config == config and run_batch(judge, rows, store, job="t", orders="one").reused == 1
+        assert store.counts()["judgments"] == 3
+
+
+def test_cli_batch_ends_with_one_summary_line_and_export_shows_the_config(tmp_path, videos, capsys):
+    replies = tmp_path / "replies.json"
+    replies.write_text(json.dumps([TOOL, ANSWER]))
+    pairs = write_jsonl(tmp_path / "t.jsonl", tournament(videos)[:3])
+    db = str(tmp_path / "j.sqlite")
+    model = ["--backend", "scripted", "--model", str(replies)]
+    assert main(["batch", pairs, "--db", db, *model]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "judged=3 reused=0 failed=0" in last
+    assert main(["batch", pairs, "--db", db, *model, "--max-new-tokens", "99"]) == 0
+    assert "judged=3 reused=0 failed=0" in capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["batch", pairs, "--db", db, *model]) == 0
+    assert "judged=0 reused=3 failed=0" in capsys.readouterr().out.strip().splitlines()[-1]
+    with (tmp_path / "bad.jsonl").open("w") as f:
+        f.write(json.dumps({"video1": videos[0], "video2": videos[4], "prompt": "p"}) + "\n")
+    assert main(["batch", str(tmp_path / "bad.jsonl"), "--db", db, *model]) == 3
+    assert "judged=0 reused=0 failed=1" in capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["export", "--db", db, "--job", "t"]) == 0
+    x = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert x["config"]["backend"] == "scripted" and x["config"]["model_id"] == "scripted:replies.json"
+    assert x["config"]["max_new_tokens"] != 99 and x["config"]["profile"]["version"] == x["protocol"] == "card/1"
+
+
 # ----------------------------------------------------------------------------------------------------------
 # the command line
 

@@ -8,7 +8,6 @@ missing, unreadable or undecodable is recorded as 'bad' with its reason and the 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import sys
 import time
@@ -17,7 +16,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from . import jsonl
 from .errors import UsageError, VideoError
+from .identity import plain
 from .orders import agreement, combine
 from .store import Item, Judgment, ModelIdentity, Store, judgment_key
 from .verdict import DIMENSIONS, Verdict
@@ -64,19 +65,10 @@ def read_pairs(path: str | os.PathLike) -> list[PairRow]:
     if kind is None:
         raise UsageError(f"{path}: unknown pairs format {path.suffix or '(no extension)'!r}; "
                          f"use {', '.join(FORMATS)}")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read it ({e.strerror})") from None
+    text = jsonl.read_text(path)
     records: list[tuple[int, Any]] = []
     if kind == "jsonl":
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                records.append((n, json.loads(line)))
-            except ValueError as e:
-                raise UsageError(f"{path}:{n}: not a JSON object ({e})") from None
+        records = list(jsonl.records(path, text=text, objects=False))
     else:
         reader = csv.DictReader(text.splitlines())
         missing = [f for f in REQUIRED if f not in (reader.fieldnames or [])]
@@ -111,24 +103,50 @@ def read_pairs(path: str | os.PathLike) -> list[PairRow]:
 # the judge's identity
 
 
+def judge_config(judge: Any) -> dict:
+    """The judge's whole configuration as JSON: everything that shapes its answers, hence its judgments' key.
+
+    A `Judge` is its backend's `config()` (model identity, adapter, quantization, dtype, device, decoding)
+    with its profile (name, version, decoding overrides) and limits (turns, new tokens, frames); any
+    other judge (the weight-free one) says it with its own `config()`.
+    """
+    backend = getattr(judge, "backend", None)
+    profile = getattr(judge, "profile", None)
+    if backend is not None and profile is not None:
+        own = backend.config() if callable(getattr(backend, "config", None)) else {
+            "backend": str(getattr(backend, "name", "")), "model_id": str(getattr(backend, "model_id", "")),
+            "revision": str(getattr(backend, "revision", None) or "")}
+        return plain({**own, "profile": {"name": profile.name, "version": profile.version},
+                      "profile_generation": dict(profile.generation or {}),
+                      "max_turns": judge.max_turns, "max_new_tokens": judge.max_new_tokens,
+                      "min_frames": getattr(judge, "min_frames", None)})
+    if callable(getattr(judge, "config", None)):
+        return plain(judge.config())
+    return {}
+
+
 def identify(judge: Any, adapter: str | None = None) -> ModelIdentity:
-    """What makes this judge's answers what they are: model id, revision, protocol, backend (and adapter).
+    """What makes this judge's answers what they are: model id, revision, protocol, backend, adapter and
+    the whole configuration (`judge_config`). The one way a judge is named: stored judgments are keyed by
+    it and the tuner's stored replies by its `label`.
 
     A `Judge` has them on its backend and profile; a judge without a backend (the weight-free metrics
     judge) is read from its attributes, else its module's MODEL_ID / PROTOCOL / BACKEND constants.
     """
     backend = getattr(judge, "backend", None)
+    config = judge_config(judge)
     if backend is not None and hasattr(backend, "model_id"):
+        adapter = adapter or getattr(backend, "adapter", None)
         return ModelIdentity(model_id=str(backend.model_id), revision=str(getattr(backend, "revision", None) or ""),
                              protocol=str(judge.profile.version), backend=str(getattr(backend, "name", "")),
-                             adapter=str(adapter or ""))
+                             adapter=str(adapter or ""), config=config)
     module = sys.modules.get(type(judge).__module__)
     return ModelIdentity(
         model_id=str(getattr(judge, "model_id", None) or getattr(module, "MODEL_ID", type(judge).__name__)),
         revision=str(getattr(judge, "revision", None) or ""),
         protocol=str(getattr(judge, "protocol", None) or getattr(module, "PROTOCOL", "")),
         backend=str(getattr(module, "BACKEND", "") if backend is None else backend),
-        adapter=str(adapter or ""))
+        adapter=str(adapter or ""), config=config)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -322,7 +340,8 @@ def _run_one(judge, row: PairRow, store: Store, job: str, orders: str, ident: Mo
                 key=key, videoA=v.videos[0] or "", videoB=v.videos[1] or "", hashA=ha, hashB=hb,
                 prompt=row.prompt, model_id=ident.model_id, revision=ident.revision, adapter=ident.adapter,
                 protocol=ident.protocol, backend=ident.backend, labels={d: v.labels.get(d) for d in DIMENSIONS},
-                reason=v.reason, detail=v.detail, reasoning=v.reasoning, verdict=_stored_verdict(v), created=now)
+                reason=v.reason, detail=v.detail, reasoning=v.reasoning, verdict=_stored_verdict(v), created=now,
+                config=ident.config or None)
     item = replace(base, key_forward=kf, key_reverse=kr)
     old = store.item(job, row.item_id)
     if new or old is None or replace(old, updated=0.0) != item:  # a reused item is rewritten only if it changed
@@ -379,7 +398,8 @@ class JudgedItem:
             "single_order": list(v.extra.get("single_order") or ()) if v else [],
             "backend": ref.backend if ref else None, "model_id": ref.model_id if ref else None,
             "revision": ref.revision if ref else None, "adapter": ref.adapter if ref else None,
-            "protocol": ref.protocol if ref else None, "per_order": per_order,
+            "protocol": ref.protocol if ref else None, "config": ref.config if ref else None,
+            "per_order": per_order,
         }
 
 

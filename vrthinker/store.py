@@ -1,8 +1,12 @@
-"""Judgments in SQLite: one row per ordered judgment, keyed by content, so batches resume and models re-judge.
+"""The project's one SQLite store: it owns every table (judgments, rankings, selections, tune runs, scores).
 
-A judgment's key is a sha256 over both videos' content hashes (in the order shown), the prompt, the model
-id, revision and adapter, the protocol version and the backend: a re-run finds what is done, a changed model
-or video misses the cache. The reverse order of a pair is the same key with the videos swapped.
+A judgment's key is a sha256 over both videos' content hashes (in the order shown), the prompt and the
+judge's whole configuration (model identity, adapter, quantization, dtype, device, limits, decoding
+settings, profile, backend; see `vrthinker.identity`): a re-run finds what is done, a changed judge or video
+misses the cache. The reverse order of a pair is the same key with the videos swapped.
+The schema has a version (PRAGMA user_version) and an ordered list of migrations; a file written by an
+older version is brought up to date when opened for writing, each step in one transaction under the
+write lock, so two processes opening or creating one file at once both succeed.
 The file is in WAL mode, every write is one short transaction (a killed process leaves no half-written
 row) and another process may read it while a batch runs.
 """
@@ -13,20 +17,22 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import UsageError, VideoError
+from .identity import canonical
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 4
 DEFAULT_DB = "judgments.sqlite"
 DB_ENV = "VRTHINKER_DB"
 
-_SCHEMA = """
-CREATE TABLE judgments (
-    key       TEXT PRIMARY KEY,          -- judgment_key(hashA, hashB, prompt, model identity)
+# Schema 1: the judgment tables, as the first release wrote them.
+_V1_JUDGMENTS = """
+CREATE TABLE IF NOT EXISTS judgments (
+    key       TEXT PRIMARY KEY,          -- judgment_key(hashA, hashB, prompt, judge configuration)
     videoA    TEXT NOT NULL,             -- shown first ("Video 1" to the model)
     videoB    TEXT NOT NULL,             -- shown second
     hashA     TEXT NOT NULL,
@@ -44,7 +50,7 @@ CREATE TABLE judgments (
     verdict   TEXT NOT NULL,             -- JSON Verdict.to_dict(trace=True), rendered prompts dropped
     created   REAL NOT NULL
 );
-CREATE TABLE items (
+CREATE TABLE IF NOT EXISTS items (
     job         TEXT NOT NULL,
     item_id     TEXT NOT NULL,
     position    INTEGER NOT NULL,        -- row number in the input file
@@ -62,13 +68,13 @@ CREATE TABLE items (
     CHECK (status = 'bad' OR key_forward IS NOT NULL),
     CHECK (status = 'bad' OR orders = 'one' OR key_reverse IS NOT NULL)
 );
-CREATE TABLE file_hashes (
+CREATE TABLE IF NOT EXISTS file_hashes (
     path     TEXT PRIMARY KEY,           -- absolute, symlinks resolved
     size     INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     sha256   TEXT NOT NULL
 );
-CREATE TABLE rankings (
+CREATE TABLE IF NOT EXISTS rankings (
     job         TEXT NOT NULL,
     prompt      TEXT NOT NULL,
     dimension   TEXT NOT NULL,
@@ -83,6 +89,138 @@ CREATE TABLE rankings (
 );
 """
 
+# Schema 2: the tables dqa used to add beside the judgments on its own (a schema-1 file may hold them
+# already, hence IF NOT EXISTS): a person's selections, the tuner's replies and runs, and DQA scores.
+_V2_DQA = """
+CREATE TABLE IF NOT EXISTS selections (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,  -- increasing: the sleeptime rule counts ids after a run's last
+    prompt    TEXT NOT NULL,
+    video_a   TEXT NOT NULL,                      -- absolute paths as given (shown first to the judge)
+    video_b   TEXT NOT NULL,
+    hash_a    TEXT NOT NULL,
+    hash_b    TEXT NOT NULL,
+    chosen    TEXT NOT NULL CHECK (chosen IN ('a', 'b')),
+    dimension TEXT NOT NULL DEFAULT 'OA',
+    user      TEXT NOT NULL DEFAULT '',
+    time      TEXT NOT NULL DEFAULT '',           -- when the person chose (ISO 8601, as given)
+    question  TEXT NOT NULL,                      -- prompt|dimension|user|sorted hashes: equal for duplicates
+    source    TEXT NOT NULL DEFAULT '',           -- 'select' or the imported file
+    created   REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS selections_question ON selections (question);
+CREATE TABLE IF NOT EXISTS tune_replies (
+    selection_id INTEGER NOT NULL REFERENCES selections(id) ON DELETE CASCADE,
+    judge        TEXT NOT NULL,                   -- ModelIdentity.label of the judge that replied
+    reply        TEXT NOT NULL,                   -- the judge's first reply to the first turn
+    labels       TEXT NOT NULL,                   -- JSON labels parsed from its <Answer>, null without one
+    created      REAL NOT NULL,
+    PRIMARY KEY (selection_id, judge)
+);
+CREATE TABLE IF NOT EXISTS tune_runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    base_model  TEXT NOT NULL,
+    adapter     TEXT NOT NULL,                    -- the output dir
+    status      TEXT NOT NULL,                    -- 'done' or 'failed'
+    first_id    INTEGER,                          -- selection ids trained on: first .. last
+    last_id     INTEGER,
+    n_train     INTEGER NOT NULL DEFAULT 0,
+    n_val       INTEGER NOT NULL DEFAULT 0,
+    steps       INTEGER NOT NULL DEFAULT 0,
+    train_loss  REAL,
+    val_loss    REAL,                             -- best validation loss (the adapter kept)
+    losses      TEXT NOT NULL DEFAULT '[]',       -- JSON: the trainer's log history
+    agreement_before REAL,                        -- first-turn agreement on the validation split
+    agreement_after  REAL,
+    detail      TEXT NOT NULL DEFAULT '',
+    started     REAL NOT NULL,
+    finished    REAL
+);
+CREATE TABLE IF NOT EXISTS dqa_scores (
+    video_sha  TEXT NOT NULL,
+    prompt     TEXT NOT NULL,             -- '' for workers that do not read the prompt
+    worker     TEXT NOT NULL,
+    config     TEXT NOT NULL,             -- sha256 of the worker's configuration (its version included)
+    component  TEXT NOT NULL,
+    value      REAL,
+    unit       REAL,
+    details    TEXT,
+    reason     TEXT,                      -- NULL for a score
+    message    TEXT,
+    created    REAL NOT NULL,
+    PRIMARY KEY (video_sha, prompt, worker, config, component),
+    CHECK ((reason IS NULL) = (value IS NOT NULL))
+);
+"""
+
+
+# Schema 4: `dqa serve`'s jobs (persisted so a restart resumes them) and its A/B questions and answers.
+_V4_SERVE = """
+CREATE TABLE IF NOT EXISTS serve_jobs (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,   -- run order
+    id       TEXT NOT NULL UNIQUE,                -- what the API hands out
+    kind     TEXT NOT NULL CHECK (kind IN ('compare', 'score')),
+    request  TEXT NOT NULL,                       -- JSON: the checked request (real paths)
+    key      TEXT NOT NULL,                       -- sha256 of content hashes + request + configuration
+    state    TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
+    result   TEXT,                                -- JSON: the document the CLI prints with --json
+    error    TEXT,                                -- JSON {"code", "message"} when failed
+    created  REAL NOT NULL,
+    started  REAL,
+    finished REAL
+);
+CREATE INDEX IF NOT EXISTS serve_jobs_key ON serve_jobs (key);
+CREATE INDEX IF NOT EXISTS serve_jobs_state ON serve_jobs (state, seq);
+CREATE TABLE IF NOT EXISTS ab_questions (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    prompt    TEXT NOT NULL,
+    video_a   TEXT NOT NULL,                      -- real paths inside the media roots
+    video_b   TEXT NOT NULL,
+    dimension TEXT,                               -- the one dimension asked (NULL: all four)
+    job       TEXT REFERENCES serve_jobs(id),     -- the judge's comparison, shown after the answer
+    created   REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ab_answers (
+    question  INTEGER NOT NULL REFERENCES ab_questions(id),
+    dimension TEXT NOT NULL,
+    user      TEXT NOT NULL DEFAULT '',
+    chosen    TEXT NOT NULL CHECK (chosen IN ('a', 'b', 'tie')),
+    selection INTEGER REFERENCES selections(id),  -- the selection it made (NULL for a tie)
+    status    TEXT NOT NULL,                      -- recorded, duplicate, contradiction or tie
+    created   REAL NOT NULL,
+    PRIMARY KEY (question, dimension, user)
+);
+"""
+
+def _statements(ddl: str) -> Callable[[sqlite3.Connection], None]:
+    def apply(db: sqlite3.Connection) -> None:
+        for statement in ddl.split(";"):  # executescript would commit on its own
+            if statement.strip():
+                db.execute(statement)
+    return apply
+
+
+def _add_judgment_config(db: sqlite3.Connection) -> None:
+    columns = {r[1] for r in db.execute("PRAGMA table_info(judgments)")}
+    if "config" not in columns:
+        db.execute("ALTER TABLE judgments ADD COLUMN config TEXT")  # NULL for judgments stored before
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema: applied in one transaction, after which PRAGMA user_version is `version`."""
+
+    version: int
+    what: str
+    apply: Callable[[sqlite3.Connection], None]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "judgments, items, file hashes, rankings", _statements(_V1_JUDGMENTS)),
+    Migration(2, "selections, tune replies, tune runs, DQA scores", _statements(_V2_DQA)),
+    Migration(3, "the judge configuration beside each judgment (JSON)", _add_judgment_config),
+    Migration(4, "dqa serve: jobs, A/B questions and their answers", _statements(_V4_SERVE)),
+)
+assert [m.version for m in MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1))
 
 def default_path() -> str:
     """$VRTHINKER_DB if set, else judgments.sqlite in the current directory."""
@@ -91,19 +229,31 @@ def default_path() -> str:
 
 @dataclass(frozen=True)
 class ModelIdentity:
-    """Everything about the judge that changes its answers, hence part of every judgment key."""
+    """Everything about the judge that changes its answers, hence part of every judgment key.
+
+    `config` is the judge's whole configuration (`vrthinker.batch.judge_config`); the named fields are
+    what tables and summaries show of it.
+    """
 
     model_id: str
     revision: str = ""
     protocol: str = ""
     backend: str = ""
     adapter: str = ""
+    config: Mapping[str, Any] = field(default_factory=dict, compare=True)
+
+    @property
+    def label(self) -> str:
+        """The short name of the judge that wrote a stored reply: model id, protocol version and adapter."""
+        return f"{self.model_id}|{self.protocol}|{self.adapter or ''}"
 
 
 def judgment_key(hash_a: str, hash_b: str, prompt: str, ident: ModelIdentity) -> str:
     """sha256 of one ordered judgment's inputs (JSON-encoded, so no two field splits collide)."""
     parts = [hash_a, hash_b, prompt.strip(), ident.model_id, ident.revision or "", ident.protocol,
              ident.backend, ident.adapter or ""]
+    if ident.config:
+        parts.append(canonical(ident.config))
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -128,6 +278,8 @@ class Judgment:
     reasoning: str
     verdict: Mapping[str, Any]
     created: float
+    config: Mapping[str, Any] | None = None  # the judge's configuration; None for judgments stored before it was
+
 
 
 @dataclass(frozen=True)
@@ -170,6 +322,7 @@ class Store:
     def __init__(self, path: str | os.PathLike, *, readonly: bool = False, timeout: float = 30.0):
         self.path = os.fspath(path)
         self.readonly = readonly
+        self.timeout = timeout
         if readonly:
             if not os.path.isfile(self.path):
                 raise UsageError(f"no judgment database at {self.path} (run 'judge batch' first, or pass --db)")
@@ -178,34 +331,84 @@ class Store:
         else:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        self.db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        self.db.row_factory = sqlite3.Row
+        try:
+            self._retry_locked(self._setup)
+        except BaseException:
+            self.db.close()
+            raise
+
+    # ------------------------------------------------------------------------------------------------------
+    # setup
+
+    def _retry_locked(self, step: Callable[[], None]) -> None:
+        """Run `step`, again while another process holds a lock SQLite will not wait for (within `timeout`).
+
+        The busy timeout covers most waits, but SQLite answers "locked" at once where waiting could
+        deadlock (a connection switching a new file to WAL while another creates it, for one).
+        """
+        deadline = time.monotonic() + self.timeout
+        pause = 0.005
+        while True:
+            try:
+                return step()
+            except sqlite3.OperationalError as e:
+                if not _is_busy(e) or time.monotonic() >= deadline:
+                    raise
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                time.sleep(pause)
+                pause = min(pause * 2, 0.2)
+
+    def _setup(self) -> None:
+        if not self.readonly:
             # WAL: readers never block the writer and a killed writer leaves the last commit intact.
             # synchronous=NORMAL is crash-safe in WAL mode; only a power cut may lose the latest commits.
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.row_factory = sqlite3.Row
         self._migrate()
 
-    # ------------------------------------------------------------------------------------------------------
-    # setup
+    def schema_version(self) -> int:
+        return self.db.execute("PRAGMA user_version").fetchone()[0]
 
-    def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+    def _check_version(self, version: int) -> None:
         if version > SCHEMA_VERSION:
             raise UsageError(f"{self.path}: database schema {version} is newer than this version of "
                              f"vrthinker understands ({SCHEMA_VERSION}); upgrade vrthinker")
-        if version == SCHEMA_VERSION:
-            return
-        tables = self.db.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
-        if tables and version == 0:
-            raise UsageError(f"{self.path} is an SQLite file but not a judgment database")
+        if version == 0:
+            tables = self.db.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
+            if tables:
+                raise UsageError(f"{self.path} is an SQLite file but not a judgment database")
+
+    def _migrate(self) -> None:
+        """Apply the migrations this file lacks, each in one transaction under the write lock.
+
+        The version is read again inside the lock: another process may have migrated the file meanwhile.
+        A read-only store never migrates; it reads an older file as it is (columns added since read as
+        missing).
+        """
         if self.readonly:
-            raise UsageError(f"{self.path} is empty: no judgment database yet")
-        with self.transaction():
-            for statement in _SCHEMA.split(";"):  # executescript would commit on its own
-                if statement.strip():
-                    self.db.execute(statement)
-            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self.db.execute("BEGIN")  # one snapshot for the version and the tables
+            try:
+                version = self.schema_version()
+                self._check_version(version)
+            finally:
+                self.db.execute("COMMIT")
+            if version == 0:
+                raise UsageError(f"{self.path} is empty: no judgment database yet")
+            return
+        if self.schema_version() == SCHEMA_VERSION:
+            return
+        for m in MIGRATIONS:
+            with self.transaction():
+                version = self.schema_version()
+                self._check_version(version)
+                if version >= m.version:
+                    continue
+                m.apply(self.db)
+                self.db.execute(f"PRAGMA user_version={m.version}")
 
     def close(self) -> None:
         self.db.close()
@@ -274,10 +477,12 @@ class Store:
         with self.transaction():
             for j in judgments:
                 self.db.execute(
-                    "INSERT OR IGNORE INTO judgments VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    f"INSERT OR IGNORE INTO judgments ({', '.join(_JUDGMENT_COLUMNS)}) "
+                    f"VALUES ({','.join('?' * len(_JUDGMENT_COLUMNS))})",
                     (j.key, j.videoA, j.videoB, j.hashA, j.hashB, j.prompt, j.model_id, j.revision or "",
                      j.adapter or "", j.protocol, j.backend, json.dumps(dict(j.labels)), j.reason, j.detail,
-                     j.reasoning, json.dumps(j.verdict, ensure_ascii=False), j.created or time.time()))
+                     j.reasoning, json.dumps(j.verdict, ensure_ascii=False), j.created or time.time(),
+                     None if j.config is None else canonical(j.config)))
             self.db.execute(
                 """INSERT INTO items VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)
                    ON CONFLICT (job, item_id) DO UPDATE SET position=excluded.position,
@@ -367,6 +572,11 @@ class Store:
         return problems
 
 
+def _is_busy(e: sqlite3.OperationalError) -> bool:
+    text = str(e).lower()
+    return "locked" in text or "busy" in text
+
+
 class _Transaction:
     def __init__(self, db: sqlite3.Connection):
         self.db = db
@@ -379,8 +589,13 @@ class _Transaction:
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
+_JUDGMENT_COLUMNS = ("key", "videoA", "videoB", "hashA", "hashB", "prompt", "model_id", "revision", "adapter",
+                     "protocol", "backend", "labels", "reason", "detail", "reasoning", "verdict", "created", "config")
+
+
 def _judgment(row: sqlite3.Row) -> Judgment:
     d = dict(row)
     d["labels"] = json.loads(d["labels"])
     d["verdict"] = json.loads(d["verdict"])
+    d["config"] = json.loads(d["config"]) if d.get("config") else None  # absent in a schema-1 or -2 file
     return Judgment(**d)

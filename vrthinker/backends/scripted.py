@@ -46,6 +46,11 @@ class ScriptedBackend:
         self.render = render
         self.sessions: list[ScriptedSession] = []
 
+    def config(self) -> dict:
+        """What names this backend's replies: its name and model id (the replies file's name, as a hub id
+        names a model: a run with other replies under the same name resumes from the store)."""
+        return {"backend": self.name, "model_id": self.model_id}
+
     @classmethod
     def from_pretrained(cls, model: str, **_: Any) -> "ScriptedBackend":
         """`model` is a JSON file holding a list of reply strings."""

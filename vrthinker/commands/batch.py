@@ -13,11 +13,13 @@ EPILOG = """\
 PAIRS: one row per pair with fields video1, video2, prompt and an optional id (default: the row number).
 Relative video paths are taken against the PAIRS file's folder, else the current directory.
 
-Every ordered judgment is stored under a key made of both videos' content hashes, the prompt, the model id
-and revision (and adapter), the protocol version and the backend: a re-run skips what is done, a changed
-model or video is judged again. Killing the process loses at most the pair in flight.
+Every ordered judgment is stored under a key made of both videos' content hashes, the prompt and the judge's
+whole configuration (model id and revision or a local checkpoint's fingerprint, adapter, quantization, dtype,
+device, --max-turns, --max-new-tokens, decoding settings, protocol profile and backend), stored beside it
+(see 'judge export'): a re-run skips what is done, a changed judge or video is judged again. Killing the
+process loses at most the pair in flight.
 Rows with a missing, unreadable or undecodable video are recorded as bad (see 'judge export --include-bad')
-and the batch goes on.
+and the batch goes on. The last line sums the run up: judged=N reused=M failed=K (K: bad rows).
 
 Exit status: 0 every row judged; 3 finished, but some rows are bad; 2 bad input or usage."""
 
@@ -93,4 +95,6 @@ def run(a: argparse.Namespace) -> int:
         out.print(f"[yellow]bad row {b.item_id}:[/] {b.reason} - {b.detail}", highlight=False)
     if len(s.bad_rows) > 10:
         out.print(f"... and {len(s.bad_rows) - 10} more bad rows (judge export --include-bad)")
+    out.print(f"batch {job}: judged={s.judged} reused={s.reused} failed={s.bad} incomplete={s.incomplete} "
+              f"written={s.judgments_written} seconds={s.seconds:.1f}", highlight=False)
     return EXIT_BAD_ROWS if s.bad else EXIT_OK

@@ -12,9 +12,10 @@ EPILOG = """\
 Each line: id, job, status, video1, video2, prompt, orders, labels (for video1 vs video2: 1 = video1
 better, 2 = video2 better, 0 = tie, null = missing; both orders combined when judged in both),
 reason, detail, reasoning, consistency (share of dimensions where both orders agree), inconsistent and
-single_order (dimensions), backend, model_id, revision, adapter, protocol, and per_order: each ordered
-judgment with its key, the videos as shown, its labels as the model gave them (1 = the video shown
-first) and the frames it requested."""
+single_order (dimensions), backend, model_id, revision, adapter, protocol, config (the judge's whole
+configuration, the one its judgments are keyed by; null for judgments stored before it was kept), and
+per_order: each ordered judgment with its key, the videos as shown, its labels as the model gave them
+(1 = the video shown first) and the frames it requested."""
 
 
 def configure(p: argparse.ArgumentParser) -> None:
