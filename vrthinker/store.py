@@ -220,7 +220,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "the judge configuration beside each judgment (JSON)", _add_judgment_config),
     Migration(4, "dqa serve: jobs, A/B questions and their answers", _statements(_V4_SERVE)),
 )
-assert [m.version for m in MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1))
+
 
 def default_path() -> str:
     """$VRTHINKER_DB if set, else judgments.sqlite in the current directory."""
@@ -240,7 +240,7 @@ class ModelIdentity:
     protocol: str = ""
     backend: str = ""
     adapter: str = ""
-    config: Mapping[str, Any] = field(default_factory=dict, compare=True)
+    config: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -317,7 +317,7 @@ class RankEntry:
 
 
 class Store:
-    """A judgment database. `Store(path)` creates it if needed; `readonly=True` never writes."""
+    """The project database. `Store(path)` creates or migrates it if needed; `readonly=True` never writes."""
 
     def __init__(self, path: str | os.PathLike, *, readonly: bool = False, timeout: float = 30.0):
         self.path = os.fspath(path)
