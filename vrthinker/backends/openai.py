@@ -272,7 +272,7 @@ class OpenAIBackend:
     concurrent = True  # several conversations may be in flight at once (vrthinker.batch)
 
     def __init__(self, servers: Sequence[str], *, served_model: str | None = None, api_key: str | None = None,
-                 timeout: float = 600.0, retries: int = 5, backoff_s: float = 1.0, concurrency: int | None = None,
+                 timeout: float = 600.0, retries: int = 8, backoff_s: float = 1.0, concurrency: int | None = None,
                  check_rendering: bool = False, processor_source: str | None = None, client: Any = None):
         httpx = _httpx()
         self.pool = ServerPool(servers)
@@ -306,6 +306,8 @@ class OpenAIBackend:
         """Connect to `server` (one URL or several). `model` (optional): where the checkpoint's processor
         can be read for our own token counts (else the served model's root, then its name)."""
         urls = [server] if isinstance(server, str) else list(server or [])
+        if concurrency is not None and concurrency < 1 or timeout is not None and timeout <= 0:
+            raise UsageError("--concurrency must be at least 1 and --timeout positive")
         return cls(urls, served_model=served_model, api_key=api_key, timeout=timeout or 600.0,
                    concurrency=concurrency, check_rendering=bool(check_rendering), processor_source=model)
 
@@ -373,7 +375,7 @@ class OpenAIBackend:
                 self.pool.release(s, ok)
             server, avoid = None, s
             if attempt < self.retries:
-                time.sleep(min(30.0, self.backoff_s * 2 ** attempt) * (0.75 + 0.5 * random.random()))
+                time.sleep(min(15.0, self.backoff_s * 2 ** attempt) * (0.75 + 0.5 * random.random()))
         raise ServerError(f"{len(errors)} attempts failed; last: {errors[-1]}")
 
     # -- the model's settings

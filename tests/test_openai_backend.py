@@ -1,0 +1,339 @@
+"""--backend openai against a real `transformers serve` of the tiny Qwen2.5-VL, and a fake server for faults.
+
+The real server (transformers' own OpenAI-compatible server, `pip install -e .[serving]`) is started on a free
+loopback port, waited for on /health and stopped by its PID. The fake one (http.server in a thread) only
+adds the error paths a real server will not produce on demand: 5xx, malformed JSON, a reply too slow.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from serve_helpers import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+class Served:
+    """One `transformers serve` process of a model dir on 127.0.0.1."""
+
+    def __init__(self, model: Path, port: int | None = None, log: Path | None = None):
+        self.model, self.port = model, port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.log = log or Path(f"/tmp/transformers-serve-{self.port}.log")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, wait_s: float = 240) -> "Served":
+        import httpx
+
+        exe = shutil.which("transformers")
+        if exe is None:
+            pytest.fail("`transformers serve` is missing: pip install -e '.[serving]'")
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+        self.proc = subprocess.Popen([exe, "serve", str(self.model), "--host", "127.0.0.1", "--port", str(self.port),
+                                      "--device", "cpu"], stdout=open(self.log, "wb"), stderr=subprocess.STDOUT,
+                                     env=env)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < wait_s:
+            if self.proc.poll() is not None:
+                pytest.fail(f"transformers serve exited ({self.proc.returncode}): {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        pytest.fail(f"transformers serve not healthy after {wait_s}s: {self.log.read_text()[-2000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(30)
+        self.proc = None
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir):
+    s = Served(tiny_model_dir).start()
+    yield s
+    s.stop()
+
+
+def _judge(server_urls, **kw):
+    from vrthinker.judge import Judge
+
+    return Judge.from_pretrained(None, backend="openai", server=server_urls, max_turns=1, max_new_tokens=2, **kw)
+
+
+def test_turn1_prompt_tokens_equal_the_hf_backends(server, hf_backend, clips):
+    from vrthinker.judge import Judge
+
+    served = _judge([server.url], protocol="card")
+    assert served.backend.kind == "transformers" and served.profile.name == "card"
+    v = served.compare(clips["a"], clips["b"], "a red fox", orders="both")
+    local = Judge(hf_backend, "card", max_turns=1, max_new_tokens=2).compare(clips["a"], clips["b"], "a red fox")
+    assert v.reason == "token_limit"  # 2 new tokens: finish_reason "length"
+    for order in v.per_order:
+        t = order.turns[0]
+        assert t.prompt_tokens == t.server_prompt_tokens == local.turns[0].prefill_tokens > 1000
+        assert "warnings" not in order.extra
+        assert t.stopped == "length" and t.new_tokens == 2
+
+
+def test_training_profile_refused_where_the_server_would_resample(server):
+    from vrthinker.errors import UsageError
+
+    with pytest.raises(UsageError, match="video item.*vLLM"):
+        _judge([server.url], protocol="training")
+
+
+def test_store_key_names_the_served_model(server):
+    from vrthinker.batch import identify
+
+    ident = identify(_judge([server.url]))
+    assert ident.backend == "openai" and ident.model_id == str(server.model)
+    assert ident.config["model_id"] == str(server.model) and ident.config["server_kind"] == "transformers"
+    assert "url" not in json.dumps(ident.config)  # any server of the model gives the same judgments
+
+
+def _pairs(tmp_path: Path, clips, n: int) -> Path:
+    p = tmp_path / "pairs.jsonl"
+    p.write_text("".join(json.dumps({"id": f"p{i}", "video1": str(clips["a"]), "video2": str(clips["b"]),
+                                     "prompt": f"scene number {i}"}) + "\n" for i in range(n)))
+    return p
+
+
+def _batch(pairs: Path, db: Path, *servers: str, concurrency: int = 4) -> list[str]:
+    return [sys.executable, "-m", "vrthinker.cli", "batch", str(pairs), "--db", str(db), "--backend", "openai",
+            *[a for s in servers for a in ("--server", s)], "--concurrency", str(concurrency),
+            "--max-turns", "1", "--max-new-tokens", "2"]
+
+
+def _counts(db: Path) -> tuple[int, int, int]:
+    """(done items, judgments, distinct judgment keys)."""
+    if not db.exists():
+        return 0, 0, 0
+    with sqlite3.connect(db) as c:
+        try:
+            done = c.execute("select count(*) from items where status='done'").fetchone()[0]
+            n, distinct = c.execute("select count(*), count(distinct key) from judgments").fetchone()
+        except sqlite3.OperationalError:
+            return 0, 0, 0
+    return done, n, distinct
+
+
+def _env():
+    return dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+
+
+def test_batch_killed_mid_run_then_resumed(server, clips, tmp_path):
+    pairs, db = _pairs(tmp_path, clips, 8), tmp_path / "j.sqlite"
+    proc = subprocess.Popen(_batch(pairs, db, server.url), env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    t0 = time.monotonic()
+    while _counts(db)[0] < 2 and time.monotonic() - t0 < 300 and proc.poll() is None:
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done, n, distinct = _counts(db)
+    assert 0 < done < 8 and n == distinct == 2 * done  # nothing half-written: whole items only
+    out = subprocess.run(_batch(pairs, db, server.url), env=_env(), capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"reused={done}" in out.stdout and f"judged={8 - done}" in out.stdout
+    assert _counts(db) == (8, 16, 16)
+
+
+def test_two_servers_one_dead(server, clips, tmp_path):
+    pairs, db = _pairs(tmp_path, clips, 4), tmp_path / "j.sqlite"
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    out = subprocess.run(_batch(pairs, db, dead, server.url), env=_env(), capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert _counts(db) == (4, 8, 8)
+
+
+def test_server_killed_mid_batch_and_restarted(tiny_model_dir, clips, tmp_path):
+    own = Served(tiny_model_dir, log=tmp_path / "serve.log").start()
+    pairs, db = _pairs(tmp_path, clips, 6), tmp_path / "j.sqlite"
+    proc = subprocess.Popen(_batch(pairs, db, own.url, concurrency=2), env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        t0 = time.monotonic()
+        while _counts(db)[0] < 1 and time.monotonic() - t0 < 300 and proc.poll() is None:
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.stdout.read()
+        own.stop(signal.SIGKILL)
+        own.start()
+        out, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, out
+        assert _counts(db) == (6, 12, 12)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        own.stop()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# a fake server: the error paths
+
+
+class Fake:
+    """/v1/models and /v1/chat/completions answering from a script: each entry a status + body, or 'slow'."""
+
+    def __init__(self, script: list, model: dict | None = None):
+        self.script, self.calls = list(script), []
+        fake = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _send(self, status: int, body: str) -> None:
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._send(200, json.dumps({"data": [model or {"id": "fake-vl", "owned_by": "vllm",
+                                                               "root": "/nowhere/fake-vl"}]}))
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.calls.append(body)
+                step = fake.script.pop(0) if fake.script else (200, _reply("<Answer>TA=1, VQ=1, MQ=1, OA=1</Answer>"))
+                if step == "slow":
+                    time.sleep(2)
+                    step = (200, _reply("late"))
+                self._send(*step)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+def _reply(text: str, finish: str = "stop", prompt_tokens: int = 100) -> str:
+    return json.dumps({"choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+                       "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 7}})
+
+
+@pytest.fixture
+def fake():
+    made = []
+
+    def make(script, **kw):
+        made.append(Fake(script, **kw))
+        return made[-1]
+
+    yield make
+    for f in made:
+        f.close()
+
+
+def _fake_judge(url, **kw):
+    from vrthinker.backends.openai import OpenAIBackend
+    from vrthinker.judge import Judge
+
+    b = OpenAIBackend([url], backoff_s=0.01, **kw)
+    return Judge(b, b.resolve_profile("card")[0], max_turns=1, max_new_tokens=16)
+
+
+def test_fake_5xx_and_malformed_json_are_retried(fake, clips):
+    f = fake([(503, "{}"), (200, "not json {"), (200, _reply("<Answer>TA=1, VQ=2, MQ=0, OA=1</Answer>"))])
+    v = _fake_judge(f.url).compare(clips["a"], clips["b"], "p")
+    assert v.labels == {"TA": 1, "VQ": 2, "MQ": 0, "OA": 1} and len(f.calls) == 3
+    body = f.calls[0]
+    assert body["temperature"] == 0 and body["max_tokens"] == 16
+    assert "repetition_penalty" not in body  # the checkpoint's settings unknown here: the server's own apply
+    images = [c for m in body["messages"] if isinstance(m["content"], list) for c in m["content"]
+              if c["type"] == "image_url"]
+    assert len(images) == 8 and all(c["image_url"]["url"].startswith("data:image/png;base64,") for c in images)
+    assert v.turns[0].server_prompt_tokens == 100 and v.turns[0].prompt_tokens is None  # no processor here
+
+
+def test_fake_failure_after_retries_is_server_error_and_the_4xx_is_not_retried(fake, clips):
+    f = fake([(500, "{}")] * 10)
+    v = _fake_judge(f.url, retries=2).compare(clips["a"], clips["b"], "p")
+    assert v.reason == "server_error" and "HTTP 500" in v.detail and len(f.calls) == 3
+    g = fake([(422, '{"detail": "no"}')])
+    v = _fake_judge(g.url).compare(clips["a"], clips["b"], "p")
+    assert v.reason == "server_error" and "HTTP 422" in v.detail and len(g.calls) == 1
+
+
+def test_fake_timeout_and_length(fake, clips):
+    f = fake(["slow", "slow"])
+    v = _fake_judge(f.url, retries=1, timeout=0.5).compare(clips["a"], clips["b"], "p")
+    assert v.reason == "server_error" and "Timeout" in v.detail
+    g = fake([(200, _reply("cut", finish="length"))])
+    assert _fake_judge(g.url).compare(clips["a"], clips["b"], "p").reason == "token_limit"
+
+
+def test_fake_prompt_count_mismatch_is_a_warning(fake, clips, fixtures_dir):
+    f = fake([(200, _reply("<Answer>TA=1, VQ=1, MQ=1, OA=1</Answer>", prompt_tokens=5))])
+    v = _fake_judge(f.url, processor_source=str(fixtures_dir)).compare(clips["a"], clips["b"], "p")
+    assert v.turns[0].prompt_tokens > 1000 and v.turns[0].server_prompt_tokens == 5
+    assert "server counted 5" in v.extra["warnings"][0]
+    assert f.calls[0]["repetition_penalty"] == 1.05  # the checkpoint's generation_config, sent to vLLM
+
+
+def test_fake_server_error_row_is_bad_then_judged_on_rerun(fake, clips, tmp_path):
+    from vrthinker.batch import read_pairs, run_batch
+    from vrthinker.store import Store
+
+    f = fake([(500, "{}")] * 4)
+    judge = _fake_judge(f.url, retries=0)
+    rows = read_pairs(_pairs(tmp_path, clips, 2))
+    with Store(tmp_path / "j.sqlite") as store:
+        s = run_batch(judge, rows, store, job="j", concurrency=4)
+        assert s.bad == 2 and {b.reason for b in s.bad_rows} == {"server_error"}
+        s = run_batch(judge, rows, store, job="j", concurrency=4)
+        assert s.bad == 0 and s.judged == 2 and s.judgments_written == 4
+
+
+def test_fake_least_in_flight_and_a_dead_servers_share(fake):
+    from vrthinker.backends.openai import ServerPool
+
+    pool = ServerPool(["http://a:1/v1", "http://b:1", "http://c:1/v1/"])
+    a, b, c = pool.servers
+    assert b.url == "http://b:1/v1" and c.url == "http://c:1/v1"
+    got = [pool.acquire() for _ in range(3)]
+    assert got == [a, b, c]
+    pool.release(b, ok=False)  # b failed: it rests, the others take its share
+    assert pool.acquire() in (a, c) and pool.acquire() in (a, c)
+    assert pool.acquire(prefer=b) is not b
+
+
+def test_fake_served_model_default_and_choice(fake):
+    from vrthinker.backends.openai import OpenAIBackend
+    from vrthinker.errors import UsageError
+
+    f = fake([], model={"id": "qunwang13/vr-thinker", "owned_by": "sglang"})
+    b = OpenAIBackend([f.url])
+    assert b.model_id == "qunwang13/vr-thinker" and b.kind == "sglang"
+    with pytest.raises(UsageError, match="video item"):  # the known-ids table picks training; SGLang resamples
+        b.resolve_profile(None)
+    assert b.resolve_profile("card")[1] == "--protocol"
+    with pytest.raises(UsageError, match="not served"):
+        OpenAIBackend([f.url], served_model="other")
