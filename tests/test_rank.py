@@ -261,3 +261,18 @@ def test_cli_user_mistakes_exit_2(case, small_clips, first_wins, capsys, tmp_pat
     assert code == 2 and err.startswith("judge: error:") and len(err.strip().splitlines()) == 1
     if case == "missing":
         assert "nope.mp4" in err
+
+
+@pytest.mark.parametrize("case", ["bad_line", "no_file", "not_a_group", "empty"])
+def test_manifest_mistakes_name_the_file_and_line(case, small_clips, first_wins, capsys, tmp_path):
+    m = tmp_path / "m.jsonl"
+    good = json.dumps({"prompt": "p", "candidates": small_clips[:2]})
+    text = {"bad_line": good + "\n\n{oops\n", "not_a_group": good + "\n[1, 2]\n", "empty": "\n\n"}.get(case)
+    if text is not None:
+        m.write_text(text)
+    code = main(["rank", "--manifest", str(m), "--backend", "scripted", "--model", first_wins])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"judge: error: {m}") and {
+        "bad_line": f"{m}:3: not JSON", "no_file": "cannot read it", "not_a_group": "group 2 needs",
+        "empty": "holds no groups"}[case] in err

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import jsonl
 from .errors import JudgeError, UsageError
 from .rank import Ranking, rank
 from .verdict import DIMENSIONS
@@ -43,26 +44,14 @@ def _manifest_items(path: str, text: str) -> list:
         data = json.loads(text)
         return data if isinstance(data, list) else [data]
     except ValueError:
-        pass
-    items = []
-    for k, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                items.append(json.loads(line))
-            except ValueError as e:
-                raise JudgeError(f"{path}:{k}: not JSON ({e.msg})") from None
-    return items
+        return [value for _, value in jsonl.records(path, text=text, objects=False)]
 
 
 def load_manifest(path: str) -> list[Group]:
     """Groups from a JSONL or JSON manifest; relative candidate paths are taken from the manifest's folder."""
     src = Path(path)
-    try:
-        text = src.read_text(encoding="utf-8")
-    except OSError as e:
-        raise JudgeError(f"{path}: cannot read the manifest ({e.strerror or e})") from None
     groups = []
-    for k, g in enumerate(_manifest_items(path, text), 1):
+    for k, g in enumerate(_manifest_items(path, jsonl.read_text(src)), 1):
         if not isinstance(g, dict) or not isinstance(g.get("candidates"), list):
             raise JudgeError(f"{path}: group {k} needs a \"prompt\" and a \"candidates\" list of paths")
         cands = tuple(str(c if Path(c).is_absolute() else src.parent / c) for c in g["candidates"])
