@@ -35,6 +35,9 @@ class GradeConfig:
     groups: Mapping[str, Mapping[str, float]]
     bands: tuple[Band, ...]
     source: str = ""
+    # per grouped channel, how members combine: "mean" (weighted arithmetic) or "geometric" (weighted
+    # geometric: one bad member pulls the channel down instead of being averaged away)
+    combine: Mapping[str, str] = field(default_factory=dict)
 
     def channel_of(self, component: str) -> str | None:
         if component in self.weights and component not in GROUPED:
@@ -105,7 +108,12 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, float] |
         raise UsageError(f"{p}: the lowest band must start at min = 0 so every score gets a grade")
     if not any(weights.values()):
         raise UsageError("every channel weight is 0: nothing to grade")
-    return GradeConfig(weights, groups, bands, str(p))
+    combine = {**base.get("combine", {}), **data.get("combine", {})}
+    for g, how in combine.items():
+        if g not in GROUPED or how not in ("mean", "geometric"):
+            raise UsageError(f"{p}: [combine] {g} = {how!r}: a grouped channel ({', '.join(GROUPED)}) "
+                             "combined by 'mean' or 'geometric'")
+    return GradeConfig(weights, groups, bands, str(p), combine)
 
 
 def channel_scores(units: Mapping[str, float], config: GradeConfig) -> dict[str, float]:
@@ -114,7 +122,10 @@ def channel_scores(units: Mapping[str, float], config: GradeConfig) -> dict[str,
     for ch in config.weights:
         if ch in config.groups:
             members = {c: w for c, w in config.groups[ch].items() if c in units and w > 0}
-            if members:
+            if members and config.combine.get(ch) == "geometric":
+                logs = sum(math.log(max(units[c], 1e-6)) * w for c, w in members.items())
+                out[ch] = math.exp(logs / sum(members.values()))
+            elif members:
                 out[ch] = sum(units[c] * w for c, w in members.items()) / sum(members.values())
         elif ch in units:
             out[ch] = units[ch]

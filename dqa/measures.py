@@ -28,7 +28,7 @@ from vrthinker.errors import VideoError
 
 # Bump whenever any measure, curve or weight changes: stored verdicts and scores carry it, so a change
 # invalidates them instead of returning numbers the new code would not give.
-MEASURES_VERSION = "1"
+MEASURES_VERSION = "2"  # 2: dqa score measures the file as the judge does (one decode, one number)
 
 MAX_SIDE = 320  # working resolution: enough for edges and optical flow, cheap on a CPU
 MAX_FRAMES = 64  # frames used for motion measures (as consecutive as the video allows)
@@ -61,6 +61,7 @@ class VideoMeasures:
     frames: int = 0  # frames analysed
     size: tuple[int, int] = (0, 0)  # working (width, height)
     info: Mapping[str, float] = field(default_factory=dict)
+    worst: Mapping[str, str] = field(default_factory=dict)  # per dimension, the lowest score (what pulled it down)
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (NaN raw values, e.g. motion of a static clip, become None)."""
@@ -70,7 +71,7 @@ class VideoMeasures:
         return {"path": self.path, "vq": round(self.vq, 6), "mq": round(self.mq, 6),
                 "scores": clean(self.scores), "measures": clean(self.measures),
                 "seconds": round(self.seconds, 4), "notes": list(self.notes), "frames": self.frames,
-                "size": list(self.size)}
+                "size": list(self.size), "worst": dict(self.worst)}
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -403,9 +404,10 @@ def measure_frames(frames: np.ndarray, path: str = "", indices: Sequence[int] | 
     if len(idx) > 1 and np.any(np.diff(idx) > 1):
         notes.append("frames are not consecutive (long video subsampled): short stutters or holds may "
                      "be missed; motion is normalised per source frame")
+    worst = {"vq": min(VQ_WEIGHTS, key=lambda k: scores[k]), "mq": min(MQ_WEIGHTS, key=lambda k: scores[k])}
     return VideoMeasures(path=str(path), measures=raw, scores=scores, vq=_geomean(scores, VQ_WEIGHTS),
                          mq=_geomean(scores, MQ_WEIGHTS), seconds=time.perf_counter() - t0,
-                         notes=tuple(notes), frames=n, size=(frames.shape[2], frames.shape[1]))
+                         notes=tuple(notes), frames=n, size=(frames.shape[2], frames.shape[1]), worst=worst)
 
 
 def measure_video(path, max_frames: int = MAX_FRAMES, max_side: int = MAX_SIDE) -> VideoMeasures:
@@ -419,6 +421,6 @@ def measure_video(path, max_frames: int = MAX_FRAMES, max_side: int = MAX_SIDE) 
                        max_side=max_side)
     notes = m.notes + ((info.count_note,) if info.count_note else ())
     return VideoMeasures(path=m.path, measures=m.measures, scores=m.scores, vq=m.vq, mq=m.mq,
-                         seconds=time.perf_counter() - t0, notes=notes, frames=m.frames, size=m.size,
+                         seconds=time.perf_counter() - t0, notes=notes, frames=m.frames, size=m.size, worst=m.worst,
                          info={"total_frames": info.total_frames, "fps": info.fps, "width": info.width,
                                "height": info.height})

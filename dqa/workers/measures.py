@@ -1,10 +1,14 @@
-"""The weight-free worker: VQ and MQ from dqa.measures, no model (always available, the offline default)."""
+"""The weight-free worker: VQ and MQ from dqa.measures, no model (always available, the offline default).
+
+It measures the file through `dqa.measures.measure_video`, the same call (same decode, same numbers) as
+`judge --backend metrics`, not the scheduler's shared sample: one measure, one number.
+"""
 from __future__ import annotations
 
 from vrthinker.errors import VideoError
 from vrthinker.video import VideoSample
 
-from ..measures import MIN_FRAMES, measure_frames
+from ..measures import MEASURES_VERSION, MIN_FRAMES, MQ_WEIGHTS, VQ_WEIGHTS, measure_video
 from .base import Score, ScoreError, Worker
 
 
@@ -12,18 +16,23 @@ class MeasuresWorker(Worker):
     name = "measures"
     components = ("vq", "mq")
 
+    def config(self) -> dict:
+        return {**super().config(), "measures_version": MEASURES_VERSION}
+
     def score(self, video: VideoSample, prompt: str) -> list[Score]:
         if len(video.frames) < MIN_FRAMES:
             raise ScoreError("too_few_frames", f"{len(video.frames)} frame(s); the weight-free measures need "
                                               f"at least {MIN_FRAMES}")
         try:
-            m = measure_frames(video.frames, path=video.path, indices=video.indices)
+            m = measure_video(video.path)
         except VideoError as e:
             raise ScoreError("bad_video", e.cause) from None
         d = m.to_dict()
         common = {"notes": d["notes"], "frames": d["frames"]}
-        vq_keys = ("sharpness", "noise", "exposure", "contrast", "colourfulness", "flicker")
-        return [Score("vq", m.vq, m.vq, {"scores": {k: d["scores"][k] for k in vq_keys if k in d["scores"]},
-                                        **common}),
-                Score("mq", m.mq, m.mq, {"scores": {k: v for k, v in d["scores"].items() if k not in vq_keys},
-                                        **common})]
+        out = []
+        for dim, keys in (("vq", VQ_WEIGHTS), ("mq", MQ_WEIGHTS)):
+            worst = m.worst.get(dim)
+            value = m.vq if dim == "vq" else m.mq
+            out.append(Score(dim, value, value, {"scores": {k: d["scores"][k] for k in keys if k in d["scores"]},
+                                                  "pulled_down_by": worst, **common}))
+        return out

