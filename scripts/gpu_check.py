@@ -269,10 +269,8 @@ class Context:
     """What measurements share: device, size, work dir, the clips, the processor, the judge model held in
     memory between judge_bf16 and checkpoint, and the saved checkpoint dir (or why there is none)."""
 
-    def __init__(self, size: str, device: str, work: Path, log: Callable[[str], None] = print,
-                 inject: dict | None = None):
+    def __init__(self, size: str, device: str, work: Path, log: Callable[[str], None] = print):
         self.size, self.device, self.work, self.log = size, device, Path(work), log
-        self.inject = dict(inject or {})
         self.mem: Memory | None = None
         self.model = None  # the random-init judge model, until the checkpoint step has saved it
         self.checkpoint_dir: Path | None = None
@@ -371,15 +369,6 @@ def _import_or_skip(*names: str) -> None:
                 from None
 
 
-def pick_attention(device: str) -> str:
-    """The judge loader's choice (flash_attention_2 when flash_attn imports on CUDA, else sdpa)."""
-    try:
-        from vrthinker.loading import pick_attention as pick
-    except ImportError:
-        from vrthinker.backends.hf import pick_attention as pick
-    return pick(device)
-
-
 def _sync() -> None:
     import torch
 
@@ -401,6 +390,7 @@ def build_judge_model(ctx: Context):
     from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     from make_tiny_model import FIXTURES, tiny_config_dict
+    from vrthinker.loading import pick_attention  # the judge loader's choice: flash_attention_2 or sdpa
 
     torch.manual_seed(0)
     config = Qwen2_5_VLConfig(**tiny_config_dict(FIXTURES, ctx.size))
@@ -417,9 +407,9 @@ def _forced(processor, replies):
     return forced(processor, replies)
 
 
-def six_turn(backend, ctx: Context, rec: Recorder, prefix: str = ""):
-    """Warm up (on CUDA) with one forced one-turn pair, then time the forced scripted conversation from cold caches
-    (a fresh Judge decodes the clips again; the warm-up's image features are dropped). Returns the judge."""
+def six_turn(backend, ctx: Context, rec: Recorder):
+    """Warm up (on CUDA) with one forced one-turn pair, then time the forced scripted conversation from cold
+    caches (a fresh Judge decodes the clips again; the warm-up's image features are dropped). Returns the judge."""
     from vrthinker.judge import Judge
 
     v1, v2 = ctx.clips()
@@ -428,7 +418,7 @@ def six_turn(backend, ctx: Context, rec: Recorder, prefix: str = ""):
     if ctx.cuda:  # the first CUDA kernels and cuBLAS handles cost seconds that belong to no pair
         _, lp1 = _forced(backend.processor, [ctx.answer()])
         backend.generate_kwargs = {"logits_processor": lp1}
-        rec.put(f"{prefix}warmup_s", _timed(lambda: Judge(backend, ctx.profile()).compare(v1, v2, PROMPT))[0],
+        rec.put("warmup_s", _timed(lambda: Judge(backend, ctx.profile()).compare(v1, v2, PROMPT))[0],
                 "warm-up: one one-turn pair, first kernels (s)", "{:.2f}")
         backend.features = type(backend.features)(backend)
     judge = Judge(backend, ctx.profile())
@@ -436,14 +426,14 @@ def six_turn(backend, ctx: Context, rec: Recorder, prefix: str = ""):
     backend.generate_kwargs = {"logits_processor": lp}
     ctx.mem.reset_peak()
     seconds, verdict = _timed(lambda: judge.compare(v1, v2, PROMPT))
-    rec.put(f"{prefix}conversation_s", seconds, f"{n}-turn pair, ours: decode + {n} turns (s)", "{:.2f}")
-    rec.put(f"{prefix}conversation_peak_gb", ctx.mem.peak_gb(), f"peak during the {n}-turn pair (GB)", "{:.2f}")
-    rec.put(f"{prefix}turns", len(verdict.turns))
-    rec.put(f"{prefix}labels", dict(verdict.labels))
-    rec.put(f"{prefix}prefill_tokens", sum(t.prefill_tokens for t in verdict.turns),
+    rec.put("conversation_s", seconds, f"{n}-turn pair, ours: decode + {n} turns (s)", "{:.2f}")
+    rec.put("conversation_peak_gb", ctx.mem.peak_gb(), f"peak during the {n}-turn pair (GB)", "{:.2f}")
+    rec.put("turns", len(verdict.turns))
+    rec.put("labels", dict(verdict.labels))
+    rec.put("prefill_tokens", sum(t.prefill_tokens for t in verdict.turns),
             f"tokens prefilled over the {n} turns, ours", "{:,}")
     last = verdict.turns[-1]
-    rec.put(f"{prefix}final_tokens", last.prefill_tokens + last.reused_tokens, "final conversation length (tokens)",
+    rec.put("final_tokens", last.prefill_tokens + last.reused_tokens, "final conversation length (tokens)",
             "{:,}")
     if len(verdict.turns) != n:
         rec.note(f"the conversation took {len(verdict.turns)} turns, not {n}")
@@ -581,7 +571,7 @@ def m_judge_nf4(ctx: Context, rec: Recorder) -> None:
     rec.put("weights_gb", ctx.mem.allocated_gb() if ctx.cuda else Memory.rss_gb(), "memory after load (GB)",
             "{:.2f}")
     rec.put("attention", backend.model.config._attn_implementation, "attention")
-    if not ctx.cuda:  # bitsandbytes' CPU kernels take about a second per token: the load is what is rehearsed
+    if not ctx.cuda:  # bitsandbytes' CPU kernels are slow (over a second per token here): rehearse the load
         rec.note("no conversation on a CPU: it is judge_bf16's code, and bitsandbytes' CPU kernels are slow")
         return
     with torch.no_grad():
@@ -619,16 +609,17 @@ def _dpo_step(ctx: Context, rec: Recorder, row: dict) -> None:
                                              device=ctx.device))
     finally:
         torch.set_grad_enabled(False)
-    rec.put("quantized", ctx.cuda, "4-bit base (QLoRA)" if ctx.cuda else "plain LoRA (no CUDA)")
+    rec.put("base", "4-bit NF4 (QLoRA)" if ctx.cuda else "full precision (plain LoRA, no CUDA)", "base weights")
     rec.put("load_and_step_s", seconds, "load + one DPO step + save (s)", "{:.1f}")
     runtime = next((h["train_runtime"] for h in info["history"] if "train_runtime" in h), None)
     rec.put("step_s", runtime, "trainer runtime, one step (s)", "{:.1f}")
     rec.put("train_loss", info["train_loss"])
     peak = ctx.mem.peak_gb()
-    rec.put("peak_gb", peak, "peak (GB)", "{:.2f}")
-    if ctx.cuda:
-        rec.put("within_24gb", peak <= VRAM_PROMISE_GB, f"within the {VRAM_PROMISE_GB:g} GB budget",
-                "{}")
+    rec.put("peak_gb", peak, "peak allocated (GB)", "{:.2f}")
+    if ctx.cuda:  # what the card must hold: the allocator's reserve (+ the CUDA context, ~0.5 GB, not counted)
+        reserved = torch.cuda.max_memory_reserved() / GB
+        rec.put("reserved_peak_gb", reserved, "peak reserved by the allocator (GB)", "{:.2f}")
+        rec.put("within_24gb", reserved <= VRAM_PROMISE_GB, f"within the {VRAM_PROMISE_GB:g} GB budget", "{}")
 
 
 def m_qlora_dpo(ctx: Context, rec: Recorder) -> None:
