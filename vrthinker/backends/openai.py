@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import math
 import os
 import random
@@ -297,6 +296,8 @@ class OpenAIBackend:
         self.pool_exec = ThreadPoolExecutor(max_workers=max(32, 4 * self.concurrency), thread_name_prefix="openai")
         self._checked = False
         self._check_lock = threading.Lock()
+        self.extra_body: dict = {}  # more request fields (e.g. vLLM's cache_salt), for benchmarks and tools
+        self.on_request = None  # called with (session, body) before each request (benchmarks record them)
 
     @classmethod
     def from_pretrained(cls, model: str | None = None, *, server: Sequence[str] | str | None = None,
@@ -495,6 +496,9 @@ class OpenAISession:
             clip = next(x for x in images if is_clip(x))
             body["media_io_kwargs"] = {"video": {"fps": float(clip.fps), "num_frames": -1,
                                                  "do_sample_frames": False}}
+        body.update(b.extra_body)
+        if b.on_request is not None:
+            b.on_request(self, body)
         data, self.server = b.post("/chat/completions", body, prefer=self.server)
         try:
             choice = data["choices"][0]
@@ -514,11 +518,3 @@ class OpenAISession:
                      rendered=rendered, prefill_tokens=int(prompt) - int(cached), reused_tokens=int(cached),
                      seconds=time.perf_counter() - t0, prompt_tokens=len(ours) if ours is not None else None,
                      server_prompt_tokens=None if server_prompt is None else int(server_prompt))
-
-
-def bare_request(backend: OpenAIBackend, messages: list[dict], images: Sequence[Any], max_new_tokens: int,
-                 generation: dict | None = None) -> dict:
-    """One turn's request body as this backend sends it (for benchmarks that replay requests bare)."""
-    body = {"model": backend.model_id, "messages": openai_messages(messages, images, backend.caps["video"]),
-            "max_tokens": int(max_new_tokens), "stream": False, **backend.settings(generation)}
-    return json.loads(json.dumps(body))
