@@ -183,6 +183,10 @@ def test_capped_and_native_reads_and_their_metadata(clips):
     assert full.frames.shape == (24, 240, 320, 3) and full.consecutive and full.notes == ()
     assert video.capped_size(320, 240, 160) == (120, 160) and video.capped_size(320, 240, None) == (240, 320)
     assert video.capped_size(320, 240, 320) == (240, 320) and video.capped_size(1000, 3, 10) == (1, 10)
+    info = video.probe(clips["shapes"])  # the header alone, nothing decoded
+    assert (info.total_frames, info.fps, info.width, info.height, info.indices) == (24, 24.0, 320, 240, ())
+    with pytest.raises(VideoError, match="file not found"):
+        video.probe(clips["shapes"].parent / "nope.mp4")
 
 
 def test_cache_keys_by_file_and_decode_and_remembers_errors(clips, tmp_path, opened):
