@@ -61,7 +61,7 @@ def pair_rows(examples: Sequence[Example]) -> list[PairRow]:
 
 
 def judge_benchmark(judge: Any, loaded: Loaded, store: Any, *, job: str, orders: str = "one", ident: Any = None,
-                    on_item: Callable[[Any], None] | None = None) -> Joined:
+                    on_item: Callable[[Any], None] | None = None, concurrency: int = 1) -> Joined:
     """Judge every example not already in `store` for this judge, then join each with its judgments."""
     rows = pair_rows(loaded.examples)
     outcomes = {}
@@ -71,7 +71,7 @@ def judge_benchmark(judge: Any, loaded: Loaded, store: Any, *, job: str, orders:
         if on_item is not None:
             on_item(out)
 
-    run_batch(judge, rows, store, job=job, orders=orders, ident=ident, on_item=step)
+    run_batch(judge, rows, store, job=job, orders=orders, ident=ident, on_item=step, concurrency=concurrency)
     used, human, predicted, forward, reverse, scores = [], [], [], [], [], []
     bad: list[tuple[str, str]] = []
     for ex, row in zip(loaded.examples, rows):

@@ -109,7 +109,7 @@ def run(a: argparse.Namespace) -> int:
     from rich.console import Console
 
     from ..batch import identify
-    from ..cliutil import load_judge, quiet_libraries
+    from ..cliutil import BATCH_CONCURRENCY, load_judge, quiet_libraries
     from ..errors import UsageError
     from ..store import DB_ENV, Store
     from . import progress_bar
@@ -138,7 +138,8 @@ def run(a: argparse.Namespace) -> int:
                                                         f"{tally['bad']} bad")
 
             joined = judged.judge_benchmark(judge, loaded, store, job=f"eval/{bench.name}", orders=a.orders,
-                                            ident=ident, on_item=step)
+                                            ident=ident, on_item=step,
+                                            concurrency=a.concurrency or BATCH_CONCURRENCY)
     bad = joined.bad
     if not joined.human:
         raise UsageError(f"{a.data}: every {bench.title} pair was skipped ({bad[0][0]}: {bad[0][1]})")
