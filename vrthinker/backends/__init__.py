@@ -1,0 +1,1 @@
+"""Conversational judge backends behind one narrow interface (base.py): in-process transformers, a server, a script."""
