@@ -197,8 +197,10 @@ def test_server_killed_mid_batch_and_restarted(tiny_model_dir, clips, tmp_path):
 class Fake:
     """/v1/models and /v1/chat/completions answering from a script: each entry a status + body, or 'slow'."""
 
-    def __init__(self, script: list, model: dict | None = None):
+    def __init__(self, script: list, model: dict | None = None, answer=None, delay_s: float = 0.0):
         self.script, self.calls = list(script), []
+        self.in_flight = self.max_in_flight = 0
+        lock = threading.Lock()
         fake = self
 
         class H(BaseHTTPRequestHandler):
@@ -219,11 +221,22 @@ class Fake:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.calls.append(body)
-                step = fake.script.pop(0) if fake.script else (200, _reply("<Answer>TA=1, VQ=1, MQ=1, OA=1</Answer>"))
-                if step == "slow":
-                    time.sleep(2)
-                    step = (200, _reply("late"))
+                with lock:
+                    fake.calls.append(body)
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                    step = fake.script.pop(0) if fake.script else None
+                try:
+                    time.sleep(delay_s)
+                    if step is None:
+                        text = answer(body) if answer else "<Answer>TA=1, VQ=1, MQ=1, OA=1</Answer>"
+                        step = (200, _reply(text))
+                    if step == "slow":
+                        time.sleep(2)
+                        step = (200, _reply("late"))
+                finally:
+                    with lock:
+                        fake.in_flight -= 1
                 self._send(*step)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
@@ -337,3 +350,40 @@ def test_fake_served_model_default_and_choice(fake):
     assert b.resolve_profile("card")[1] == "--protocol"
     with pytest.raises(UsageError, match="not served"):
         OpenAIBackend([f.url], served_model="other")
+
+
+def _first_and_last_image(body: dict) -> tuple[str, str]:
+    urls = [c["image_url"]["url"] for m in body["messages"] if isinstance(m["content"], list)
+            for c in m["content"] if c["type"] == "image_url"]
+    return urls[0], urls[-1]
+
+
+def _ordered_answer(body: dict) -> str:
+    """A consistent judge: the video whose first frame's PNG hashes lower is better on every dimension."""
+    import hashlib
+
+    a, b = (hashlib.sha256(u.encode()).hexdigest() for u in _first_and_last_image(body))
+    w = 1 if a < b else 2
+    return f"<Answer>TA={w}, VQ={w}, MQ={w}, OA={w}</Answer>"
+
+
+def test_fake_rank_keeps_a_rounds_pairs_in_flight(fake, tmp_path):
+    """`judge rank --concurrency 4`: a Swiss round's pairs are judged together, the ranking is unchanged."""
+    from eval.synth import render_scene, write_video
+
+    vids = [str(write_video(tmp_path / f"c{i}.mp4", render_scene(("shapes", "pan")[i % 2], 160, 96, 12, seed=i),
+                            fps=12)) for i in range(8)]
+    out = {}
+    for c in (1, 4):
+        f = fake([], answer=_ordered_answer, delay_s=0.3)
+        cmd = [sys.executable, "-m", "vrthinker.cli", "rank", "--prompt", "a fox", *vids, "--backend", "openai",
+               "--server", f.url, "--protocol", "card", "--max-turns", "1", "--max-new-tokens", "16",
+               "--concurrency", str(c), "--json"]
+        r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        out[c] = (json.loads(r.stdout), f.max_in_flight, len(f.calls))
+    (one, peak1, calls1), (four, peak4, calls4) = out[1], out[4]
+    assert peak1 == 1 and 3 <= peak4 <= 4  # round one: 4 disjoint pairs of the 8, all in flight
+    assert calls1 == calls4 == one["comparisons"] == 24  # ceil(8 log2 8), one request per comparison
+    assert four["history"] == one["history"] and four["standings"] == one["standings"]
+    assert one["judged"] == four["judged"] == 24

@@ -38,6 +38,8 @@ from .verdict import DIMENSIONS
 
 Labels = Mapping[str, "int | None"]
 CompareFn = Callable[[str, str], Labels]
+# several comparisons at once (a served judge keeps them in flight together), labels in the pairs' order
+CompareManyFn = Callable[[Sequence[tuple[str, str]]], Sequence[Labels]]
 SCHEDULES = ("adaptive", "round_robin")
 
 PRIOR_TIES = 1.0  # virtual tied comparisons of each candidate against the reference (score 0)
@@ -180,10 +182,12 @@ class _Scheduler:
     """Asks `compare`, keeps the history, orients pairs so every candidate goes first about half the time."""
 
     def __init__(self, candidates: Sequence[str], compare: CompareFn, dimensions: Sequence[str], by: str,
-                 budget: int, rng: np.random.Generator, max_per_pair: int, top_sure: float = TOP_SURE):
+                 budget: int, rng: np.random.Generator, max_per_pair: int, top_sure: float = TOP_SURE,
+                 compare_many: CompareManyFn | None = None):
         self.candidates = list(candidates)
         self.n = len(candidates)
         self.compare = compare
+        self.compare_many = compare_many
         self.dimensions = tuple(dimensions)
         self.by = by
         self.budget = budget
@@ -219,20 +223,35 @@ class _Scheduler:
         return (i, j) if self.rng.random() < 0.5 else (j, i)
 
     def play(self, i: int, j: int) -> None:
-        a, b = self.orient(i, j)
-        raw = self.compare(self.candidates[a], self.candidates[b])
-        labels = {}
-        for d in self.dimensions:
-            v = raw.get(d) if raw is not None else None
-            if v is not None and v not in (0, 1, 2):
-                raise ValueError(f"compare({self.candidates[a]!r}, {self.candidates[b]!r}) gave {d}={v!r}; "
-                                 "labels are 1, 2, 0 (tie) or None")
-            labels[d] = None if v is None else int(v)
-        self.count[a, b] += 1
-        self.first[a] += 1
-        self.shown[a] += 1
-        self.shown[b] += 1
-        self.history.append((a, b, labels))
+        self.play_many([(i, j)])
+
+    def play_many(self, pairs: Sequence[tuple[int, int]]) -> None:
+        """Judge pairs chosen without each other's outcomes (one round), through `compare_many` when given:
+        oriented in order and recorded in order, so the history is the one playing them one by one makes."""
+        shown = []
+        for i, j in pairs:
+            a, b = self.orient(i, j)
+            self.count[a, b] += 1
+            self.first[a] += 1
+            self.shown[a] += 1
+            self.shown[b] += 1
+            shown.append((a, b))
+        names = [(self.candidates[a], self.candidates[b]) for a, b in shown]
+        if self.compare_many is not None and len(names) > 1:
+            raws = list(self.compare_many(names))
+            if len(raws) != len(names):
+                raise ValueError(f"compare_many gave {len(raws)} results for {len(names)} pairs")
+        else:
+            raws = [self.compare(a, b) for a, b in names]
+        for (a, b), raw in zip(shown, raws):
+            labels = {}
+            for d in self.dimensions:
+                v = raw.get(d) if raw is not None else None
+                if v is not None and v not in (0, 1, 2):
+                    raise ValueError(f"compare({self.candidates[a]!r}, {self.candidates[b]!r}) gave {d}={v!r}; "
+                                     "labels are 1, 2, 0 (tie) or None")
+                labels[d] = None if v is None else int(v)
+            self.history.append((a, b, labels))
 
     def fit(self) -> Fit:
         """The current fit of the pairing dimension (refitted only when the history grew)."""
@@ -250,16 +269,15 @@ class _Scheduler:
 
     def round_robin(self) -> None:
         pairs = [(i, j) for i in range(self.n) for j in range(i + 1, self.n)]
-        for k in self.rng.permutation(len(pairs)):
-            if self.left <= 0:
-                return
-            self.play(*pairs[k])
+        order = self.rng.permutation(len(pairs))
+        self.play_many([pairs[k] for k in order[:max(0, self.left)]])  # no pair depends on another's outcome
 
     def swiss_round(self, first: bool) -> None:
         """Pair neighbours in the current ranking (random pairs in round one), preferring new pairs."""
         order = list(self.rng.permutation(self.n)) if first else self.ranked()
         unpaired = list(order)
-        while len(unpaired) > 1 and self.left > 0:
+        chosen: list[tuple[int, int]] = []  # a round's pairs are chosen before any is judged: judged together
+        while len(unpaired) > 1 and self.left > len(chosen):
             i = unpaired.pop(0)
             # the nearest neighbour not met yet, else the nearest one still allowed
             j = next((j for j in unpaired if self.times(i, j) == 0), None)
@@ -268,7 +286,8 @@ class _Scheduler:
             if j is None:
                 continue
             unpaired.remove(j)
-            self.play(i, j)
+            chosen.append((i, j))
+        self.play_many(chosen)
 
     def p_best(self) -> np.ndarray:
         """P(candidate is the best), from draws of the fit's normal approximation."""
@@ -319,7 +338,7 @@ class _Scheduler:
 def rank(candidates: Sequence[str], compare: CompareFn, dimensions: Sequence[str] = DIMENSIONS,
          budget: int | None = None, schedule: str = "adaptive", seed: int = 0, *, by: str | None = None,
          max_per_pair: int = 2, swiss_rounds: int | None = None, top_share: float = TOP_SHARE,
-         top_sure: float = TOP_SURE) -> Ranking:
+         top_sure: float = TOP_SURE, compare_many: CompareManyFn | None = None) -> Ranking:
     """Rank `candidates` on each dimension from at most `budget` calls of `compare(a, b)`.
 
     `schedule`: "adaptive" (default budget ceil(N log2 N)) or "round_robin" (every pair once, in a seeded
@@ -327,6 +346,9 @@ def rank(candidates: Sequence[str], compare: CompareFn, dimensions: Sequence[str
     `max_per_pair` caps how often one pair is judged (2: once in each order, all a deterministic judge can
     tell). `swiss_rounds` defaults to ceil(log2(N) / 2); `top_share` and `top_sure` tune the focus on the
     winner (module docstring). Deterministic for a given `seed` and a deterministic `compare`.
+    `compare_many(pairs)`, when given, judges the pairs of one round together (each Swiss round, the whole
+    round robin; the most-informative steps depend on each outcome and go one by one): same pairs, same
+    history, same ranking as `compare` alone.
     """
     candidates = list(candidates)
     dimensions = tuple(dimensions)
@@ -349,7 +371,7 @@ def rank(candidates: Sequence[str], compare: CompareFn, dimensions: Sequence[str
     n = len(candidates)
     budget = default_budget(n, schedule) if budget is None else budget
     rng = np.random.default_rng(seed)
-    sched = _Scheduler(candidates, compare, dimensions, by, budget, rng, max_per_pair, top_sure)
+    sched = _Scheduler(candidates, compare, dimensions, by, budget, rng, max_per_pair, top_sure, compare_many)
     if schedule == "round_robin":
         sched.round_robin()
     else:

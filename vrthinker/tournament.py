@@ -87,24 +87,31 @@ class StoreCompare:
         self.judged = self.reused = self.incomplete = 0
 
     def __call__(self, a: str, b: str) -> dict:
+        return self.many([(a, b)])[0]
+
+    def many(self, pairs, concurrency: int = 1) -> list[dict]:
+        """Labels for each (a, b), in order; with a served judge `concurrency` of them are judged at once.
+        A pair that could not be judged raises JudgeError once the others are stored."""
         from .batch import PairRow, run_batch
 
-        position = self.judged + self.reused
-        row = PairRow(item_id=f"{a}\t{b}", video1=os.path.abspath(a), video2=os.path.abspath(b),
-                      prompt=self.prompt, line=position + 1, position=position)
-        seen = []
-        run_batch(self.judge, [row], self.store, job=self.job, orders=self.orders, ident=self.ident,
-                  on_item=seen.append)
-        out = seen[0]
-        if out.status == "bad":
-            raise JudgeError(out.detail or f"{a} / {b}: {out.reason}")
-        if out.status == "reused":
-            self.reused += 1
-        else:
-            self.judged += 1
-        if any(out.labels.get(d) is None for d in DIMENSIONS):
-            self.incomplete += 1
-        return dict(out.labels)
+        start = self.judged + self.reused
+        rows = [PairRow(item_id=f"{a}\t{b}", video1=os.path.abspath(a), video2=os.path.abspath(b),
+                        prompt=self.prompt, line=start + k + 1, position=start + k) for k, (a, b) in enumerate(pairs)]
+        seen: dict[str, Any] = {}
+        run_batch(self.judge, rows, self.store, job=self.job, orders=self.orders, ident=self.ident,
+                  on_item=lambda out: seen.__setitem__(out.item_id, out), concurrency=concurrency)
+        outs = [seen[r.item_id] for r in rows]
+        for (a, b), out in zip(pairs, outs):
+            if out.status == "bad":
+                raise JudgeError(out.detail or f"{a} / {b}: {out.reason}")
+        for out in outs:
+            if out.status == "reused":
+                self.reused += 1
+            else:
+                self.judged += 1
+            if any(out.labels.get(d) is None for d in DIMENSIONS):
+                self.incomplete += 1
+        return [dict(out.labels) for out in outs]
 
 
 def job_name(group: Group) -> str:
@@ -116,13 +123,19 @@ def job_name(group: Group) -> str:
 
 
 def rank_group(judge: Any, store: Any, ident: Any, group: Group, *, orders: str = "one",
-               budget: int | None = None, schedule: str = "adaptive", seed: int = 0) -> GroupResult:
-    """Rank one group through the store and save its ranking per dimension (replacing an earlier one)."""
+               budget: int | None = None, schedule: str = "adaptive", seed: int = 0,
+               concurrency: int = 1) -> GroupResult:
+    """Rank one group through the store and save its ranking per dimension (replacing an earlier one).
+
+    With a served judge (`backend.concurrent`) and `concurrency` > 1, each round's pairs are judged with that
+    many in flight; the pairs and the ranking are the ones judging them one by one gives."""
     job, prompt = job_name(group), group.prompt.strip()
     compare = StoreCompare(judge, store, ident, orders, job, prompt)
+    served = concurrency > 1 and getattr(getattr(judge, "backend", None), "concurrent", False)
+    many = (lambda pairs: compare.many(pairs, concurrency)) if served else None
     # with both orders each judgment already covers both positions: one per pair is all there is
     r = rank(list(group.candidates), compare, budget=budget, schedule=schedule, seed=seed,
-             max_per_pair=1 if orders == "both" else 2)
+             max_per_pair=1 if orders == "both" else 2, compare_many=many)
     for d in r.dimensions:
         store.put_ranking(job, prompt, d, r.standings[d], model_id=ident.model_id)
     return GroupResult(r, compare.judged, compare.reused, compare.incomplete)

@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from ..batch import identify
-    from ..cliutil import load_judge, quiet_libraries
+    from ..cliutil import BATCH_CONCURRENCY, load_judge, quiet_libraries
     from ..store import DB_ENV, Store
 
     if args.manifest and (args.videos or args.prompt):
@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     with Store(db) as store:
         for g in groups:
             res = rank_group(judge, store, ident, g, orders=args.orders, budget=args.budget,
-                             schedule=args.schedule, seed=args.seed)
+                             schedule=args.schedule, seed=args.seed,
+                             concurrency=args.concurrency or BATCH_CONCURRENCY)
             r = res.ranking
             stats = {"judged": res.judged, "reused": res.reused, "incomplete": res.incomplete,
                      "orders": args.orders, "db": None if db == ":memory:" else db}
