@@ -3,20 +3,29 @@
 Every measure is a raw number with a physical unit (pixels, grey levels, fractions) computed at a reduced
 working resolution, then mapped to a score in [0, 1] (1 = good) by a fixed monotone curve:
 `_falloff(x, half)` = 1 / (1 + (x / half) ** p) for "less is better" and `_rise` = 1 - that for "more is
-better". `half` is the raw value judged half-good; each one is explained where it is defined. The curves
-never saturate exactly, so a worse raw value always gives a (slightly) lower score.
+better". `half` is the raw value judged half-good; each one is explained where it is defined. The look and
+motion curves never saturate exactly, so a worse raw value always gives a (slightly) lower score.
 
-VQ (how each picture looks): sharpness, noise, exposure, contrast, colourfulness, flicker. Noise and flicker
-are measured across frames after optical-flow motion compensation (texture stays, noise and flicker do not).
-MQ (how things move): smoothness, shake, frozen, order. Both aggregate by a weighted geometric mean, so one
-severe defect pulls the whole score down (a score of 0.1 among five equal weights costs a factor 0.63).
+VQ (how each picture looks) has two parts. The look: sharpness, noise, exposure, contrast, colourfulness,
+flicker, by a weighted geometric mean (noise and flicker are measured across frames after optical-flow
+motion compensation: texture stays, noise and flicker do not). The faults (VQ_FAULTS): softness, codec
+blocks, ringing, banding, lost fine detail, interlace combing (dqa.nr, on native-resolution centre crops),
+ghosting (an echo of the frame differences at the blend's lag) and clipping. A fault score is exactly 1
+over the range clean footage and rendered scenes measure (`_dead`), so content alone is never marked down
+by it, and VQ = look x the product of the fault scores: one severe fault pulls VQ down by its own factor.
+MQ (how things move): smoothness, shake, frozen, order: sqrt(weighted geometric mean x the lowest of them),
+so one bad motion score pulls MQ at least halfway (in log terms) to itself.
 
 Absolute scores are rough across very different content (a grey-scale film is not "bad" for being
-colourless); comparing two videos of the same prompt (the pairwise judge) is the reliable use.
+colourless, a dark film for being dark); comparing two videos of the same prompt (the pairwise judge) is
+the reliable use. NIQE (dqa.nr) is measured and reported but not scored: on this footage it calls added
+sensor noise and posterising *more* natural (NIQE 5-8 against 11-14 for the clean clip).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
@@ -26,19 +35,26 @@ import numpy as np
 
 from vrthinker.errors import VideoError
 
+from . import nr
+
 # Bump whenever any measure, curve or weight changes: stored verdicts and scores carry it, so a change
 # invalidates them instead of returning numbers the new code would not give.
-MEASURES_VERSION = "2"  # 2: dqa score measures the file as the judge does (one decode, one number)
+MEASURES_VERSION = "3"  # 3: VQ x fault scores (dqa.nr, ghosting, clipping, softness); MQ tempered by its worst
 
 MAX_SIDE = 320  # working resolution: enough for edges and optical flow, cheap on a CPU
 MAX_FRAMES = 64  # frames used for motion measures (as consecutive as the video allows)
 SPATIAL_FRAMES = 16  # frames, spread over the clip, used for the per-picture measures
+DETAIL_FRAMES = 6  # frames also kept at native resolution (a centre crop) for the native-grid measures
 DECODE_CAP = 480  # frames decoded at most (20 s at 24 fps are kept consecutive); longer videos subsample
 MIN_FRAMES = 3  # motion needs at least one triple of frames (velocity and its change)
 WINDOWS = 4  # when a video is longer than MAX_FRAMES, motion is measured in this many consecutive windows
 
-VQ_WEIGHTS = {"sharpness": 1.0, "noise": 1.0, "exposure": 0.5, "contrast": 1.0, "colourfulness": 0.5,
+VQ_WEIGHTS = {"sharpness": 1.0, "noise": 1.5, "exposure": 0.5, "contrast": 1.0, "colourfulness": 0.5,
               "flicker": 1.0}  # exposure and colour are half weight: both are partly a matter of style
+# Damage that no style explains (dqa.nr's codec and processing faults, frame blending, clipped highlights and
+# blacks): each is 1 over the whole range clean footage and rendered scenes measure, and multiplies VQ below
+# that, so one severe fault pulls VQ down by its own factor however good the rest looks.
+VQ_FAULTS = ("softness", "blockiness", "ringing", "banding", "detail", "combing", "ghosting", "clipping")
 MQ_WEIGHTS = {"smoothness": 1.0, "shake": 1.0, "frozen": 1.0, "order": 1.0}
 
 # A video whose motion cannot be judged (no motion at all) gets this for every motion score: a still clip
@@ -61,7 +77,7 @@ class VideoMeasures:
     frames: int = 0  # frames analysed
     size: tuple[int, int] = (0, 0)  # working (width, height)
     info: Mapping[str, float] = field(default_factory=dict)
-    worst: Mapping[str, str] = field(default_factory=dict)  # per dimension, the lowest score (what pulled it down)
+    worst: Mapping[str, str] = field(default_factory=dict)  # per dimension, the score that pulled it down
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (NaN raw values, e.g. motion of a static clip, become None)."""
@@ -168,6 +184,27 @@ def spatial_scores(m: Mapping[str, float]) -> dict[str, float]:
     colour = _rise(m["colourfulness"], 20.0)
     return {"sharpness": sharp, "exposure": exposure, "contrast": contrast,
             "colourfulness": colour}
+
+
+def echo(ys: np.ndarray, gaps: np.ndarray, max_lag: int = 6) -> float:
+    """Frame blending (ghosting, a frame mixed with an earlier one): the strongest bump in the lag profile of
+    the frame differences' correlation, corr(D_t, D_t-L) - max(corr at L-1, L+1), over L = 2..max_lag.
+
+    D_t = I_t - I_t-1. Natural motion decorrelates smoothly with the lag; a blend of frame t with frame t-L
+    repeats D_t-L inside D_t, a bump at exactly L. Only runs of consecutive frames count (`gaps` == 1)."""
+    if len(ys) < max_lag + 3 or np.any(gaps != 1):
+        return float("nan")
+    small = np.stack([cv2.resize(y, (max(8, y.shape[1] // 2), max(8, y.shape[0] // 2)),
+                                 interpolation=cv2.INTER_AREA) for y in ys])
+    d = np.diff(small, axis=0).reshape(len(small) - 1, -1)
+    d -= d.mean(axis=1, keepdims=True)
+    energy = (d * d).sum(axis=1)
+    corr = []
+    for lag in range(1, max_lag + 2):
+        num = float((d[lag:] * d[:-lag]).sum())
+        den = math.sqrt(float(energy[lag:].sum()) * float(energy[:-lag].sum()))
+        corr.append(num / den if den > 1e-6 else 0.0)
+    return max(0.0, max(corr[k] - max(corr[k - 1], corr[k + 1]) for k in range(1, max_lag)))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -336,8 +373,9 @@ def motion_scores(m: Mapping[str, float]) -> dict[str, float]:
     def s(key, fn):
         return NEUTRAL if math.isnan(m[key]) else fn(m[key])
     return {
-        # velocity changing by half its own size every frame is plainly jerky; smooth motion stays < 0.1
-        "smoothness": s("accel_ratio", lambda x: _falloff(x, 0.5)),
+        # velocity changing by its own size every frame is plainly jerky on rendered motion (smooth: < 0.1);
+        # real handheld footage with flow noise on weak texture measures 0.3-1.1, hence the wide half point
+        "smoothness": s("accel_ratio", lambda x: _falloff(x, 1.5)),
         # global motion jumping 0.5% of the frame per frame (about 10 px at 1920) is visible hand shake
         "shake": s("jitter", lambda x: _falloff(x, 0.005)),
         # one frozen pair in ten (a hold every ~0.4 s at 24 fps) is a clear hitch; power 1: no free pass
@@ -370,27 +408,64 @@ def _windows(n: int, max_frames: int) -> list[tuple[int, int]]:
     return [(int(s), int(s) + length) for s in starts]
 
 
-def measure_frames(frames: np.ndarray, path: str = "", indices: Sequence[int] | None = None,
-                   max_frames: int = MAX_FRAMES, max_side: int = MAX_SIDE) -> VideoMeasures:
-    """Weight-free measures of RGB uint8 frames [T, H, W, 3] (T >= 3), consecutive unless `indices`
-    gives each frame's source frame number (then motion is normalised per source frame)."""
-    t0 = time.perf_counter()
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
-    if len(frames) < MIN_FRAMES:
-        raise VideoError(path, f"only {len(frames)} frames; at least {MIN_FRAMES} are needed to judge motion")
-    frames = _resize(frames, max_side)
-    idx = np.arange(len(frames)) if indices is None else np.asarray(indices, dtype=np.int64)
-    notes = []
-    n = len(frames)
-    pick = np.unique(np.linspace(0, n - 1, min(SPATIAL_FRAMES, n)).round().astype(int))
-    raw = spatial_measures(frames[pick])
-    ys = _luma(frames)
-    acc = _Motion()
-    for a, b in _windows(n, max_frames):
-        _window_motion(ys[a:b], np.maximum(np.diff(idx[a:b]), 1).astype(np.float32), acc)
-    raw.update(motion_measures(acc, max(frames.shape[1:3])))
+def _dead(x: float, clean: float, half: float, power: float = 2.0) -> float:
+    """A fault score: exactly 1 up to `clean` (the worst value clean videos measure), then `_falloff` of the
+    excess, 0.5 at clean + half."""
+    return _falloff(max(float(x) - clean, 0.0), half, power)
+
+
+# (clean end, half point) of each fault score; see fault_scores
+SOFT_CLEAN, SOFT_HALF = 1.3, 0.6
+BLOCK_CLEAN, BLOCK_HALF = 0.45, 0.35
+RING_CLEAN, RING_HALF = 3.1, 1.0
+BAND_CLEAN, BAND_HALF = 0.19, 0.12
+DETAIL_CLEAN, DETAIL_HALF = 0.63, 0.12
+COMB_CLEAN, COMB_HALF = 0.005, 0.025
+ECHO_CLEAN, ECHO_HALF = 0.07, 0.12
+CLIP_CLEAN, CLIP_HALF = 0.09, 0.2
+
+
+def fault_scores(m: Mapping[str, float]) -> dict[str, float]:
+    """VQ's fault scores (VQ_FAULTS) from raw measures; NaN raw values (nothing to judge) are 1.
+
+    The `clean` ends are the worst each measure gives on the calibration clips of the real-footage suite
+    (eval/real_footage.py CAL_CLIPS, 48 frames at <= 480 px) and on eval.synth's rendered scenes, so clean
+    pictures are not marked down; the half points are about one clearly visible step of damage beyond."""
+    def s(key, clean, half, power=2.0):
+        return 1.0 if math.isnan(m[key]) else _dead(m[key], clean, half, power)
+    return {
+        # edge spread (the sharpness measure) beyond the clean clips' (up to 1.25 px): upscaled, defocused, smeared
+        "softness": s("edge_width", SOFT_CLEAN, SOFT_HALF),
+        # block-edge excess on the 8/16 px grid: clean up to 0.45 (cup: content on the grid), a further 0.35
+        # is half-bad (H.264 at CRF 38 measures 0.45-0.7 there)
+        "blockiness": s("blockiness", BLOCK_CLEAN, BLOCK_HALF),
+        # busy flat pixels beside edges relative to flat pixels elsewhere: clean 1-3.1 (edges of busy content),
+        # one more (4.1) is half-bad
+        "ringing": s("ringing", RING_CLEAN, RING_HALF),
+        # histogram spikes of smooth ramps: clean up to 0.19; 0.12 more (a third of the ramp's mass in spikes)
+        # is half-bad
+        "banding": s("banding", BAND_CLEAN, BAND_HALF),
+        # finest-octave energy ratio, as a deficit under DETAIL_CLEAN: natural detail 0.63-1.4, upscaled by 2
+        # 0.5-0.54 (too much detail comes only from noise or combing, which other scores see)
+        "detail": 1.0 if math.isnan(m["detail_ratio"]) else _dead(DETAIL_CLEAN - m["detail_ratio"], 0.0, DETAIL_HALF),
+        # row teeth in excess of column teeth: progressive pictures under 0.005, teeth on a further 2.5% of
+        # the picture are half-bad
+        "combing": s("combing", COMB_CLEAN, COMB_HALF),
+        # frame-difference echo at a fixed lag: clean up to ~0.07 (rendered scenes; footage under 0.04), 0.12
+        # more is half-bad
+        "ghosting": s("echo", ECHO_CLEAN, ECHO_HALF),
+        # clipped to black or white: a dark film clips up to ~9% of the picture; 20% more is half-bad
+        "clipping": s("clipped", CLIP_CLEAN, CLIP_HALF),
+    }
+
+
+def score_measures(raw: Mapping[str, float]) -> tuple[dict[str, float], float, float, dict[str, str]]:
+    """Raw measures -> (scores in [0, 1], VQ, MQ, the score that pulled each dimension down).
+
+    VQ = (weighted geometric mean of the VQ_WEIGHTS scores) x (product of the VQ_FAULTS scores); MQ =
+    sqrt(weighted geometric mean of the MQ_WEIGHTS scores x the lowest of them). Both are monotone in every
+    score. The score named as
+    pulling a dimension down is its lowest one, colourfulness left out (a colourless picture is a style)."""
     scores = spatial_scores(raw)
     # flicker of 3 grey levels per frame (about 1.2% of the range) is at the edge of plainly visible on
     # large areas; codec noise on a steady picture measures about 0.1-0.3
@@ -398,29 +473,105 @@ def measure_frames(frames: np.ndarray, path: str = "", indices: Sequence[int] | 
     # temporal noise of 4 grey levels (1.6% of the range) on flat areas is plainly visible grain; the
     # clean clips here measure 0.1-0.8 (codec residue)
     scores["noise"] = _falloff(raw["noise_sigma"], 4.0)
+    scores.update(fault_scores(raw))
     scores.update(motion_scores(raw))
+    vq = _geomean(scores, VQ_WEIGHTS) * math.prod(max(scores[k], _FLOOR) for k in VQ_FAULTS)
+    mq_worst = min(MQ_WEIGHTS, key=lambda k: scores[k])
+    mq = math.sqrt(_geomean(scores, MQ_WEIGHTS) * max(scores[mq_worst], _FLOOR))
+    vq_keys = [k for k in (*VQ_WEIGHTS, *VQ_FAULTS) if k != "colourfulness"]
+    worst = {"vq": min(vq_keys, key=lambda k: scores[k]), "mq": mq_worst}
+    return scores, vq, mq, worst
+
+
+def measure_frames(frames: np.ndarray, path: str = "", indices: Sequence[int] | None = None,
+                   max_frames: int = MAX_FRAMES, max_side: int = MAX_SIDE,
+                   native: Sequence[np.ndarray] | None = None) -> VideoMeasures:
+    """Weight-free measures of RGB uint8 frames [T, H, W, 3] (T >= 3), consecutive unless `indices`
+    gives each frame's source frame number (then motion is normalised per source frame).
+
+    `native`: luma crops at the video's own resolution for the native-grid measures (dqa.nr); when None
+    they are taken from `frames` before any resize (so in-memory frames at full size need nothing else)."""
+    t0 = time.perf_counter()
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
+    if len(frames) < MIN_FRAMES:
+        raise VideoError(path, f"only {len(frames)} frames; at least {MIN_FRAMES} are needed to judge motion")
+    if native is None:
+        native = [nr.native_crop(y) for y in _luma(frames[_spread(len(frames), DETAIL_FRAMES)])]
+    frames = _resize(frames, max_side)
+    idx = np.arange(len(frames)) if indices is None else np.asarray(indices, dtype=np.int64)
+    notes = []
+    n = len(frames)
+    pick = _spread(n, SPATIAL_FRAMES)
+    raw = spatial_measures(frames[pick])
+    raw.update(nr.picture_measures(list(native)))
+    ys = _luma(frames)
+    acc = _Motion()
+    for a, b in _windows(n, max_frames):
+        _window_motion(ys[a:b], np.maximum(np.diff(idx[a:b]), 1).astype(np.float32), acc)
+    a = max(0, (n - max_frames) // 2)  # the middle run of up to max_frames frames
+    raw["echo"] = echo(ys[a:a + max_frames], np.diff(idx[a:a + max_frames]))
+    raw.update(motion_measures(acc, max(frames.shape[1:3])))
+    scores, vq, mq, worst = score_measures(raw)
     if math.isnan(raw["accel_ratio"]):
         notes.append(f"static: no visible motion; motion scores set to the neutral {NEUTRAL}")
     if len(idx) > 1 and np.any(np.diff(idx) > 1):
         notes.append("frames are not consecutive (long video subsampled): short stutters or holds may "
                      "be missed; motion is normalised per source frame")
-    worst = {"vq": min(VQ_WEIGHTS, key=lambda k: scores[k]), "mq": min(MQ_WEIGHTS, key=lambda k: scores[k])}
-    return VideoMeasures(path=str(path), measures=raw, scores=scores, vq=_geomean(scores, VQ_WEIGHTS),
-                         mq=_geomean(scores, MQ_WEIGHTS), seconds=time.perf_counter() - t0,
-                         notes=tuple(notes), frames=n, size=(frames.shape[2], frames.shape[1]), worst=worst)
+    return VideoMeasures(path=str(path), measures=raw, scores=scores, vq=vq, mq=mq,
+                         seconds=time.perf_counter() - t0, notes=tuple(notes), frames=n,
+                         size=(frames.shape[2], frames.shape[1]), worst=worst)
+
+
+def _spread(n: int, k: int) -> np.ndarray:
+    """Up to k positions spread evenly over range(n), first and last included."""
+    return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int))
+
+
+def decode(path, max_side: int = MAX_SIDE):
+    """One pass over `path`: up to DECODE_CAP frames capped at `max_side` (RGB uint8), native-resolution luma
+    crops of DETAIL_FRAMES of them (dqa.nr), and the VideoInfo. Raises VideoError like the decoder."""
+    import cv2
+
+    from vrthinker.video import VideoInfo, capped_size, decode_frames
+
+    chosen: dict[int, set] = {}
+
+    def pick(total: int) -> list[int]:
+        idx = sorted(set(np.linspace(0, total - 1, min(DECODE_CAP, total)).round().astype(int).tolist()))
+        chosen[total] = {idx[i] for i in _spread(len(idx), DETAIL_FRAMES)}
+        return idx
+
+    def convert(bgr: np.ndarray, n: int):
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        h, w = rgb.shape[:2]
+        crop = None
+        if any(n in c for c in chosen.values()):
+            crop = nr.native_crop(_luma(rgb[None])[0])
+        nh, nw = capped_size(w, h, max_side)
+        if (nh, nw) != (h, w):
+            rgb = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
+        return rgb, crop
+
+    d = decode_frames(path, pick, convert, 1)
+    idx = tuple(d.frames)
+    arr = np.stack([d.frames[k][0] for k in idx])
+    crops = [d.frames[k][1] for k in idx if d.frames[k][1] is not None]
+    crops = [crops[i] for i in _spread(len(crops), DETAIL_FRAMES)] if crops else []
+    info = VideoInfo(os.fspath(path), d.total_frames, d.fps, d.width, d.height, idx, d.count_note)
+    return arr, crops, info
 
 
 def measure_video(path, max_frames: int = MAX_FRAMES, max_side: int = MAX_SIDE) -> VideoMeasures:
-    """Decode `path` (vrthinker.video.read_frames) and measure it. Raises VideoError for a missing,
-    corrupt or too-short video (fewer than MIN_FRAMES frames)."""
-    from vrthinker.video import read_frames
-
+    """THE weight-free measurement of a file, shared by `judge --backend metrics` and `dqa score`: one decode
+    (`decode`), then `measure_frames`. Raises VideoError for a missing, corrupt or too-short video (fewer
+    than MIN_FRAMES frames)."""
     t0 = time.perf_counter()
-    frames, info = read_frames(path, max_frames=DECODE_CAP, max_side=max_side)
+    frames, crops, info = decode(path, max_side=max_side)
     m = measure_frames(frames, path=str(path), indices=info.indices or None, max_frames=max_frames,
-                       max_side=max_side)
+                       max_side=max_side, native=crops or None)
     notes = m.notes + ((info.count_note,) if info.count_note else ())
-    return VideoMeasures(path=m.path, measures=m.measures, scores=m.scores, vq=m.vq, mq=m.mq,
-                         seconds=time.perf_counter() - t0, notes=notes, frames=m.frames, size=m.size, worst=m.worst,
-                         info={"total_frames": info.total_frames, "fps": info.fps, "width": info.width,
-                               "height": info.height})
+    return dataclasses.replace(m, seconds=time.perf_counter() - t0, notes=notes,
+                               info={"total_frames": info.total_frames, "fps": info.fps, "width": info.width,
+                                     "height": info.height})

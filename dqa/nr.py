@@ -11,10 +11,10 @@ resize. The callers take a centre crop aligned to that grid (`native_crop`) to b
   Written here on numpy/OpenCV/scipy; larger = less natural (pristine photos about 2-5).
 - `blockiness`: luma steps on the 8 px (or 16 px) grid against steps just beside it.
 - `ringing`: high-frequency energy in flat pixels next to strong edges against flat pixels far from them.
-- `banding`: isolated small steps between perfectly flat runs in smooth areas (false contours).
+- `banding`: spikes in the grey-level histogram of smooth ramps (false contours of posterised gradients).
 - `detail_ratio`: finest-octave band energy against the next octave (scale space); upscaled and smeared
   pictures lose the finest octave first.
-- `combing`: one-row against two-row vertical second differences (interlaced fields that do not match).
+- `combing`: rows that disagree with both neighbours, in excess of columns that do (weaved fields).
 """
 from __future__ import annotations
 
@@ -194,23 +194,20 @@ def ringing(y: np.ndarray) -> float:
 
 
 def banding(y: np.ndarray) -> float:
-    """False contours: fraction of smooth-area pixels that are an isolated 1.5..32-level step between flat
-    runs (the neighbours two pixels either side change by under half a level), in both directions.
+    """False contours: how spiky the luma histogram of the smooth ramps is, the total-variation distance
+    between that histogram and its own 9-level running mean (0 = smooth, 1 = all mass in isolated spikes).
 
-    A real ramp changes a little at every pixel (or by single levels at 8 bits); a posterised one is flat
-    with sudden steps."""
+    A real ramp covers every grey level in turn; a posterised one holds a few levels with empty ones between.
+    Only ramp pixels count (lightly blurred gradient 0.1..3 levels per pixel): flat fills (rendered shapes)
+    and edges are not gradients. Clean footage measures about 0.12-0.21, 12-24 level posterising 0.24-0.6."""
     y = y.astype(np.float32)
-    smooth = _edges(cv2.GaussianBlur(y, (0, 0), 4.0))[0] < 4.0  # a band step spreads to < 4 levels/px
-    total = 0.0
-    for a in (y, y.T):
-        d = np.abs(np.diff(a, axis=1))
-        step = (d >= 1.5) & (d <= 32)
-        flat = np.ones_like(step)
-        for k in (-2, -1, 1, 2):
-            flat &= np.roll(d, k, axis=1) < 0.5
-        m = smooth[:, :-1] if a is y else smooth.T[:, :-1]
-        total += float((step & flat & m).sum()) / max(float(m.sum()), 1.0)
-    return total / 2
+    g = _edges(cv2.GaussianBlur(y, (0, 0), 2.0))[0]
+    ramp = (g > 0.1) & (g < 3.0)
+    if ramp.sum() < 256:
+        return 0.0
+    h = np.bincount(np.clip(np.rint(y[ramp]), 0, 255).astype(np.int64), minlength=256).astype(np.float64)
+    smooth = np.convolve(h, np.ones(9) / 9, mode="same")
+    return float(np.abs(h - smooth).sum() / (2 * h.sum()))
 
 
 def detail_ratio(y: np.ndarray) -> float:
@@ -227,16 +224,23 @@ def detail_ratio(y: np.ndarray) -> float:
     return float(b1[textured].mean() / max(b2[textured].mean(), 1e-3))
 
 
-def combing(y: np.ndarray) -> float:
-    """Interlace combing: fraction of pixels where the one-row second difference |2y(r) - y(r-1) - y(r+1)|
-    exceeds 8 levels and three times the two-row one |2y(r) - y(r-2) - y(r+2)| (fields that disagree)."""
-    y = y.astype(np.float32)
-    if y.shape[0] < 8:
-        return 0.0
+def _teeth(y: np.ndarray) -> float:
+    """Fraction of pixels whose one-row second difference |2y(r) - y(r-1) - y(r+1)| exceeds 8 levels and
+    three times the two-row one |2y(r) - y(r-2) - y(r+2)| (a row that disagrees with both neighbours)."""
     c = y[2:-2]
     one = np.abs(2 * c - y[1:-3] - y[3:-1])
     two = np.abs(2 * c - y[:-4] - y[4:])
     return float(np.mean((one > 8) & (one > 3 * two + 2)))
+
+
+def combing(y: np.ndarray) -> float:
+    """Interlace combing: teeth between rows (fields that do not match) in excess of the same teeth between
+    columns. Noise and fine texture make both alike; only weaved fields make rows alone disagree, so the
+    difference is about 0 on progressive pictures, noisy or not (clean footage: under 0.01)."""
+    y = y.astype(np.float32)
+    if min(y.shape) < 8:
+        return 0.0
+    return max(0.0, _teeth(y) - _teeth(y.T))
 
 
 def picture_measures(lumas: list[np.ndarray]) -> dict[str, float]:

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from dqa.measures import MQ_WEIGHTS, NEUTRAL, VQ_WEIGHTS, measure_frames, measure_video
+from dqa.measures import MQ_WEIGHTS, NEUTRAL, VQ_FAULTS, VQ_WEIGHTS, measure_frames, measure_video
 from eval.defects import DEFECT_DIMENSION, DEFECTS, apply_defect
 from eval.synth import render_scene, write_corrupt, write_video
 from dqa.pairwise import MetricsJudge
@@ -43,7 +43,7 @@ def suite(tmp_path_factory) -> dict:
 def test_clean_scores_are_sane(suite, judge):
     for kind, (clean, _) in suite.items():
         m = judge.measure(clean)
-        assert set(m.scores) == set(VQ_WEIGHTS) | set(MQ_WEIGHTS)
+        assert set(m.scores) == set(VQ_WEIGHTS) | set(VQ_FAULTS) | set(MQ_WEIGHTS)
         assert all(0.0 <= v <= 1.0 for v in m.scores.values())
         assert 0.7 < m.vq <= 1.0 and 0.7 < m.mq <= 1.0, (kind, m.scores)
         assert m.seconds > 0 and not m.notes

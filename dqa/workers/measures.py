@@ -8,7 +8,7 @@ from __future__ import annotations
 from vrthinker.errors import VideoError
 from vrthinker.video import VideoSample
 
-from ..measures import MEASURES_VERSION, MIN_FRAMES, MQ_WEIGHTS, VQ_WEIGHTS, measure_video
+from ..measures import MEASURES_VERSION, MIN_FRAMES, MQ_WEIGHTS, VQ_FAULTS, VQ_WEIGHTS, measure_video
 from .base import Score, ScoreError, Worker
 
 
@@ -30,7 +30,7 @@ class MeasuresWorker(Worker):
         d = m.to_dict()
         common = {"notes": d["notes"], "frames": d["frames"]}
         out = []
-        for dim, keys in (("vq", VQ_WEIGHTS), ("mq", MQ_WEIGHTS)):
+        for dim, keys in (("vq", (*VQ_WEIGHTS, *VQ_FAULTS)), ("mq", tuple(MQ_WEIGHTS))):
             worst = m.worst.get(dim)
             value = m.vq if dim == "vq" else m.mq
             out.append(Score(dim, value, value, {"scores": {k: d["scores"][k] for k in keys if k in d["scores"]},
