@@ -64,6 +64,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--val-fraction", type=float, default=0.2)
     t.add_argument("--patience", type=int, default=2)
     t.add_argument("--eval-steps", type=int, default=None)
+    t.add_argument("--max-length", type=int, default=None, metavar="TOKENS",
+                   help="cut conversations where a judge with this context limit stops serving tool calls "
+                        "(default: the profile's max_context_tokens, else 16384)")
     add_model_args(t)
 
     from .score_cli import add_parser as add_score
@@ -122,7 +125,7 @@ def _tune(a) -> int:
     console = Console(stderr=True)
     settings = TuneSettings(max_steps=a.max_steps, learning_rate=a.learning_rate, beta=a.beta, lora_r=a.lora_r,
                             lora_alpha=2 * a.lora_r, val_fraction=a.val_fraction, patience=a.patience,
-                            eval_steps=a.eval_steps)
+                            eval_steps=a.eval_steps, max_length=a.max_length)
     r = tune(a.db, a.model or DEFAULT_MODEL, a.out, settings=settings, min_new=a.min_new, device=a.device,
              dtype=a.dtype, revision=a.revision, protocol=a.protocol, max_new_tokens=a.max_new_tokens,
              quantize=a.quantize, adapter=a.adapter, max_turns=a.max_turns,
@@ -137,7 +140,10 @@ def _tune(a) -> int:
     for k, v in (("pairs train / val", f"{r.n_train} / {r.n_val}"), ("steps", r.steps),
                  ("last train loss", r.train_loss), ("best val loss", r.val_loss),
                  ("agreement before (val)", r.agreement_before), ("agreement after (val)", r.agreement_after),
-                 ("skipped selections", len(r.skipped)), ("contradicted (left out)", len(r.contradicted))):
+                 ("skipped selections", len(r.skipped)), ("contradicted (left out)", len(r.contradicted)),
+                 ("rows per ending", ", ".join(f"{k} {v}" for k, v in r.endings.items()) or "-"),
+                 ("longest row (tokens)", r.longest_tokens), ("estimated peak (GB)", r.estimated_peak_gb),
+                 ("measured peak (GB)", r.measured_peak_gb), ("seconds per step", r.seconds_per_step)):
         t.add_row(k, fmt(v))
     Console().print(t)
     return EXIT_OK

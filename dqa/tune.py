@@ -1,12 +1,18 @@
 """The tuner: a LoRA adapter for the judge, trained with DPO (TRL + PEFT) on a person's A/B selections.
 
-One run: decide whether to train (the sleeptime rule), get the judge's first replies (reused from the
-store, or generated with the base judge), build DPO rows (dqa.dataset), split off a validation set,
-train with `trl.DPOTrainer` (QLoRA: 4-bit base + gradient checkpointing on CUDA, or the quantization
-asked for; plain LoRA on CPU; from a given adapter instead of a fresh one when asked),
-keep the adapter with the lowest validation loss (early stopping), measure first-turn agreement on the
-validation split before and after, save the adapter with tune_config.json and data.jsonl, and record
-the run in the `tune_runs` table.
+One run: decide whether to train (the sleeptime rule), get the judge's whole conversation on each
+selection (replayed from the store, or run with the judge the run starts from, `max_turns` limiting it),
+build DPO rows from its final turn (dqa.dataset), split off a validation set, train with `trl.DPOTrainer`
+and dqa.dataset's collator (images and the `training` profile's video item; TRL's fused LM head scores
+the completion tokens only; QLoRA: 4-bit base + gradient checkpointing on CUDA, or the quantization asked
+for; plain LoRA on CPU; from a given adapter instead of a fresh one when asked), keep the adapter with the
+lowest validation loss (early stopping), measure agreement (the whole conversation's final label) on the
+validation split before and after, save the adapter with tune_config.json and data.jsonl, and record the
+run in the `tune_runs` table.
+
+Context: rows are cut by dqa.dataset's truncation rule at `max_length` tokens (default: the profile's own
+`max_context_tokens`, the limit its judge applies; else DEFAULT_MAX_LENGTH); the longest row's tokens and
+an estimate of the training peak (`estimate_peak_gb`) are logged before training.
 
 Sleeptime rule: a run trains only when at least `min_new` (at least 1) usable selections arrived after
 the last selection used by the last successful run for the same base model; otherwise it does nothing
@@ -41,6 +47,10 @@ from .selections import Selection, open_store, usable
 
 # the language model's attention projections (the vision tower names its own qkv/proj, so it is left alone)
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+# rows of a profile without its own context limit (card): ~16k tokens keep a QLoRA step of the 7B model
+# (chosen + rejected, gradient checkpointing) within 24 GB by estimate_peak_gb
+DEFAULT_MAX_LENGTH = 16384
+GB = 1024 ** 3
 
 
 @dataclass
@@ -56,6 +66,7 @@ class TuneSettings:
     eval_steps: int | None = None  # None: about 5 evaluations per run
     patience: int = 2  # evaluations without a lower validation loss before stopping
     seed: int = 0
+    max_length: int | None = None  # the truncation rule's limit; None: the profile's, else DEFAULT_MAX_LENGTH
 
 
 @dataclass
@@ -74,6 +85,11 @@ class RunResult:
     skipped: list[tuple[int, str]] = field(default_factory=list)
     contradicted: list[int] = field(default_factory=list)
     adapter: str = ""
+    endings: dict[str, int] = field(default_factory=dict)  # rows per ending: answer@k or the reason
+    longest_tokens: int | None = None
+    estimated_peak_gb: float | None = None
+    measured_peak_gb: float | None = None  # CUDA only
+    seconds_per_step: float | None = None
 
 
 def last_run(store, base_model: str) -> dict | None:
@@ -150,13 +166,26 @@ def _callback(patience: int):
     return BestOnValidation()
 
 
+def estimate_peak_gb(model: Any, tokens: int, batch: int = 1, checkpointing: bool = True) -> float:
+    """A rough training peak: the loaded weights, plus activations for 2 x `batch` sequences (chosen and
+    rejected) of `tokens`: with gradient checkpointing each layer keeps its input (hidden) and one layer is
+    recomputed at a time (8 x hidden + 3 x intermediate per token); without it every layer keeps about
+    that much. The fused LM head scores completion tokens only, so no vocabulary-sized logits are counted."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    c = model.config.get_text_config()
+    width = 2 if str(getattr(model, "dtype", "")).endswith(("bfloat16", "float16")) else 4
+    layer = 8 * c.hidden_size + 3 * c.intermediate_size
+    per_token = (c.num_hidden_layers * c.hidden_size + layer) if checkpointing else c.num_hidden_layers * layer
+    return (weights + 2 * batch * tokens * per_token * width) / GB
+
+
 def train(rows: list[dict], val_rows: list[dict], model: str, out: Path, settings: TuneSettings, *,
           device: str | None = None, dtype: str | None = None, revision: str | None = None,
           quantize: str | None = None, adapter: str | None = None,
-          after: Callable[[Any, Any], Any] | None = None) -> dict:
+          after: Callable[[Any, Any], Any] | None = None, log: Callable[[str], None] = lambda s: None) -> dict:
     """Train a LoRA adapter with DPO on `rows` (a fresh one, or `adapter` trained on); save it to `out`.
     `after(model, processor)` runs before the model is freed (agreement after training). Returns steps,
-    losses, log history and `after`'s result."""
+    losses, log history, the longest row's tokens, the estimated and (CUDA) measured peak, and `after`'s."""
     from peft import LoraConfig, set_peft_model_state_dict
     from trl import DPOConfig, DPOTrainer
 
@@ -165,23 +194,33 @@ def train(rows: list[dict], val_rows: list[dict], model: str, out: Path, setting
     work = Path(tempfile.mkdtemp(prefix="dqa-tune-"))
     trainer = None
     try:
+        sizes = [ds.row_tokens(processor, r) for r in [*rows, *val_rows]]
+        longest = max(sizes)
+        estimate = estimate_peak_gb(net, longest, settings.batch_size, checkpointing=cuda)
+        log(f"longest row: {longest:,} tokens (mean {sum(sizes) / len(sizes):,.0f}); estimated peak "
+            f"{estimate:.2f} GB ({'gradient checkpointing' if cuda else 'no checkpointing'})")
+        if cuda:
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
         eval_steps = settings.eval_steps or max(1, settings.max_steps // 5)
         args = DPOConfig(
             output_dir=str(work), max_steps=settings.max_steps, learning_rate=settings.learning_rate,
             beta=settings.beta, per_device_train_batch_size=settings.batch_size, per_device_eval_batch_size=1,
-            gradient_accumulation_steps=settings.grad_accum, max_length=None,  # never cut image tokens
+            gradient_accumulation_steps=settings.grad_accum, max_length=None,  # rows are cut by dqa.dataset
             eval_strategy="steps" if val_rows else "no", eval_steps=eval_steps, save_strategy="no",
             logging_steps=1, report_to="none", seed=settings.seed, use_cpu=not dev.startswith("cuda"),
-            bf16=cuda, gradient_checkpointing=cuda,
+            bf16=cuda, gradient_checkpointing=cuda, remove_unused_columns=False,  # the collator reads the rows
             gradient_checkpointing_kwargs={"use_reentrant": False} if cuda else None,
             dataloader_num_workers=0, disable_tqdm=True)
         lora = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=0.05,
                           target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
         stopper = _callback(settings.patience)
-        trainer = DPOTrainer(model=net, args=args, train_dataset=ds.to_dataset(rows),
-                             eval_dataset=ds.to_dataset(val_rows) if val_rows else None,
-                             processing_class=processor, peft_config=None if adapter else lora,
-                             callbacks=[stopper])
+        every = [*rows, *val_rows]
+        trainer = DPOTrainer(model=net, args=args, train_dataset=ds.to_dataset(range(len(rows))),
+                             eval_dataset=ds.to_dataset(range(len(rows), len(every))) if val_rows else None,
+                             processing_class=processor, data_collator=ds.Collator(processor, every),
+                             peft_config=None if adapter else lora, callbacks=[stopper])
         result = trainer.train()
         if stopper.state is not None:  # the adapter with the lowest validation loss
             set_peft_model_state_dict(trainer.model, stopper.state)
@@ -189,10 +228,19 @@ def train(rows: list[dict], val_rows: list[dict], model: str, out: Path, setting
         trainer.model.save_pretrained(str(out))
         history = trainer.state.log_history
         train_losses = [h["loss"] for h in history if "loss" in h]
-        info = {"steps": trainer.state.global_step,
+        steps = trainer.state.global_step
+        runtime = next((h["train_runtime"] for h in history if "train_runtime" in h), None)
+        info = {"steps": steps,
                 "train_loss": train_losses[-1] if train_losses else result.training_loss,
                 "val_loss": None if stopper.state is None else stopper.best, "best_step": stopper.best_step,
-                "history": history}
+                "history": history, "longest_tokens": longest, "row_tokens": sizes,
+                "estimated_peak_gb": round(estimate, 3),
+                "seconds_per_step": round(runtime / steps, 3) if runtime and steps else None,
+                "measured_peak_gb": None}
+        if cuda:
+            import torch
+
+            info["measured_peak_gb"] = round(torch.cuda.max_memory_allocated() / GB, 3)
         if after is not None:
             info["after"] = after(trainer.model, processor)
         return info
@@ -203,16 +251,16 @@ def train(rows: list[dict], val_rows: list[dict], model: str, out: Path, setting
 
 
 def agreement_on(judge, selections: list[Selection], profile) -> float | None:
-    """First-turn agreement of `judge` with the person on `selections` (a reply without the label disagrees)."""
+    """Agreement of `judge` with the person on `selections`: the final label of its whole conversation
+    (a conversation without that label disagrees)."""
     from vrthinker.judge import load_videos
-    from vrthinker.parsing import parse_answer
 
     if not selections:
         return None
     hits = 0
     for s in selections:
-        reply = ds.first_reply(judge, s, load_videos(profile, s.video_a, s.video_b))
-        hits += (parse_answer(reply) or {}).get(s.dimension) == s.label
+        v = judge.compare(s.video_a, s.video_b, s.prompt, grids=load_videos(profile, s.video_a, s.video_b))
+        hits += v.labels.get(s.dimension) == s.label
     return hits / len(selections)
 
 
@@ -223,15 +271,16 @@ def tune(db: str, model: str, out: str | Path, *, settings: TuneSettings | None 
          log: Callable[[str], None] = lambda s: None) -> RunResult:
     """One tuner run (see the module doc). Returns what happened; a skipped run writes nothing.
 
-    `quantize` loads the base model that way, for the first replies and for training (QLoRA); `adapter`
-    starts from that adapter (its replies, then trained on) instead of a fresh one. The tuner only uses the
-    judge's first reply to each selection, so `max_turns` has nothing to limit: it is refused."""
+    `quantize` loads the base model that way, for the conversations and for training (QLoRA); `adapter`
+    starts from that adapter (its conversations, then trained on) instead of a fresh one; `max_turns`
+    limits the judge's conversations (as `judge --max-turns` does)."""
     settings = settings or TuneSettings()
     if settings.max_steps < 1:
         raise UsageError("--max-steps must be at least 1")
-    if max_turns is not None:
-        raise UsageError("--max-turns: dqa tune uses only the judge's first reply to each selection, "
-                         "so there are no turns to limit; drop the flag")
+    if max_turns is not None and max_turns < 1:
+        raise UsageError("--max-turns must be at least 1")
+    if settings.max_length is not None and settings.max_length < 1:
+        raise UsageError("--max-length must be at least 1")
     if adapter and not Path(adapter).expanduser().is_dir():
         raise UsageError(f"--adapter {adapter}: adapter directory not found")
     adapter = str(Path(adapter).expanduser().resolve()) if adapter else None
@@ -246,26 +295,32 @@ def tune(db: str, model: str, out: str | Path, *, settings: TuneSettings | None 
             return RunResult("skipped", f"{len(new)} new selection(s) since the last adapter; need {need}",
                              new_selections=len(new), contradicted=sorted(bad))
         profile, _ = resolve(model, protocol)
-        # the replies of the model the run starts from, named as dqa.dataset.judge_identity names a loaded judge
+        max_length = settings.max_length or profile.max_context_tokens or DEFAULT_MAX_LENGTH
+        # the conversations of the model the run starts from, named as dqa.dataset.judge_identity names a
+        # loaded judge
         identity = ModelIdentity(model_id=model, protocol=profile.version, adapter=adapter or "").label
-        missing = [s for s in sels if s.id not in ds.stored_replies(store, identity)]
-        judge = None
-        if missing:
-            log(f"judging {len(missing)} selection(s) with the {'adapter' if adapter else 'base model'} "
-                "(first turn)")
+        loaded: list[Any] = []
+
+        def load_judge():
+            log(f"judging with the {'adapter' if adapter else 'base model'} (whole conversations)")
             from vrthinker.judge import Judge
 
             # the device is settled here: the tuner runs where it is told or where it can (CPU included)
-            judge = Judge.from_pretrained(model, protocol=protocol, max_new_tokens=max_new_tokens,
-                                          **{k: v for k, v in dict(device=pick_device(device), dtype=dtype,
-                                                                   revision=revision, quantize=quantize,
-                                                                   adapter=adapter).items() if v})
-        built = ds.build(store, profile, sels, judge=judge, identity=identity, progress=log)
-        if judge is not None:
-            judge = None
+            loaded.append(Judge.from_pretrained(
+                model, protocol=protocol, max_new_tokens=max_new_tokens, max_turns=max_turns,
+                **{k: v for k, v in dict(device=pick_device(device), dtype=dtype, revision=revision,
+                                         quantize=quantize, adapter=adapter).items() if v}))
+            return loaded[0]
+
+        built = ds.build(store, profile, sels, judge=load_judge, identity=identity, max_turns=max_turns,
+                         max_length=max_length, progress=log)
+        if loaded:
+            loaded.clear()
             free()
         if not built.rows:
             raise UsageError("no usable DPO pairs: " + "; ".join(f"#{i}: {why}" for i, why in built.skipped[:3]))
+        log(f"{len(built.rows)} row(s) from {len(sels)} selection(s); endings: "
+            + ", ".join(f"{k} {v}" for k, v in built.endings.items()))
         tr, va = split(built.meta, settings.val_fraction)
         train_rows, val_rows = [built.rows[i] for i in tr], [built.rows[i] for i in va]
         val_sels = {s.id: s for s in sels}
@@ -287,7 +342,8 @@ def tune(db: str, model: str, out: str | Path, *, settings: TuneSettings | None 
             from vrthinker.judge import Judge
 
             trained.eval()
-            j = Judge(HFBackend(trained, processor, model_id=model), profile, max_new_tokens=max_new_tokens)
+            j = Judge(HFBackend(trained, processor, model_id=model), ds.limited(profile, max_length),
+                      max_turns=max_turns, max_new_tokens=max_new_tokens)
             try:
                 import torch
 
@@ -299,14 +355,14 @@ def tune(db: str, model: str, out: str | Path, *, settings: TuneSettings | None 
         try:
             log(f"training on {len(tr)} pair(s), validating on {len(va)}")
             info = train(train_rows, val_rows, model, out, settings, device=device, dtype=dtype,
-                         revision=revision, quantize=quantize, adapter=adapter, after=after)
+                         revision=revision, quantize=quantize, adapter=adapter, after=after, log=log)
         except BaseException as e:
             with store.transaction():
                 store.db.execute("UPDATE tune_runs SET status='failed', detail=?, finished=? WHERE id=?",
                                  (f"{type(e).__name__}: {e}"[:500], time.time(), run_id))
             raise
         write_outputs(out, model, revision, profile, settings, built, tr, va, info, run_id,
-                      quantize=quantize, adapter=adapter)
+                      quantize=quantize, adapter=adapter, max_turns=max_turns, max_length=max_length)
         with store.transaction():
             store.db.execute(
                 "UPDATE tune_runs SET status='done', steps=?, train_loss=?, val_loss=?, losses=?, agreement_before=?,"
@@ -315,14 +371,15 @@ def tune(db: str, model: str, out: str | Path, *, settings: TuneSettings | None 
                  info.get("after"), time.time(), run_id))
         return RunResult("done", f"adapter saved to {out}", run_id, len(new), len(tr), len(va), info["steps"],
                          info["train_loss"], info["val_loss"], before, info.get("after"), built.skipped,
-                         sorted(bad), str(out))
+                         sorted(bad), str(out), built.endings, info["longest_tokens"],
+                         info["estimated_peak_gb"], info["measured_peak_gb"], info["seconds_per_step"])
     finally:
         store.close()
 
 
 def write_outputs(out: Path, model: str, revision: str | None, profile, settings: TuneSettings, built: ds.Built,
                   tr: list[int], va: list[int], info: dict, run_id: int, quantize: str | None = None,
-                  adapter: str | None = None) -> None:
+                  adapter: str | None = None, max_turns: int | None = None, max_length: int | None = None) -> None:
     """tune_config.json (what the adapter is for and how it was made) and data.jsonl (what it saw, no images)."""
     from dataclasses import asdict
 
@@ -334,15 +391,20 @@ def write_outputs(out: Path, model: str, revision: str | None, profile, settings
               "data": {"train": [built.meta[i]["selection_id"] for i in tr],
                        "val": [built.meta[i]["selection_id"] for i in va],
                        "keys": sorted({f"{m['hash_a']}:{m['hash_b']}:{m['dimension']}" for m in built.meta})},
-              "skipped": [{"selection_id": i, "why": why} for i, why in built.skipped]}
+              "skipped": [{"selection_id": i, "why": why} for i, why in built.skipped],
+              "max_turns": max_turns or profile.max_turns, "max_length": max_length, "endings": built.endings,
+              "longest_tokens": info.get("longest_tokens"), "estimated_peak_gb": info.get("estimated_peak_gb"),
+              "measured_peak_gb": info.get("measured_peak_gb"), "seconds_per_step": info.get("seconds_per_step")}
     if quantize:
         config["quantize"] = quantize
     if adapter:
         config["start_adapter"] = adapter
     (out / "tune_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    sizes = info.get("row_tokens") or []  # in training order: the train rows, then the validation rows
+    tokens = {k: sizes[j] for j, k in enumerate(tr + va) if j < len(sizes)}
     with open(out / "data.jsonl", "w", encoding="utf-8") as f:
         for k, m in enumerate(built.meta):
-            row = dict(m, split="val" if k in set(va) else "train",
+            row = dict(m, split="val" if k in set(va) else "train", tokens=tokens.get(k),
                        chosen_reply=built.rows[k]["chosen"][0]["content"],
                        rejected_reply=built.rows[k]["rejected"][0]["content"])
             f.write(json.dumps(row, ensure_ascii=False) + "\n")

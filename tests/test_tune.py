@@ -45,41 +45,133 @@ def test_select_duplicates_and_contradictions(clips, db, tmp_path, capsys):
     assert main(argv + ["c"]) == 2 and capsys.readouterr().err.startswith("dqa: error:")
 
 
-def test_dataset_from_scripted_replies_matches_judge_render(clips, db, processor):
+def test_dataset_from_scripted_conversations(clips, db):
+    """Rows from whole conversations: answered after a tool round, reused, regenerated, or no answer."""
     from vrthinker.backends.scripted import ScriptedBackend
 
     with open_store(db) as store:
         add(store, [_sel(clips, "a", "OA"), _sel(clips, "b", "VQ", prompt="A dog"), _sel(clips, "a", "TA", "A cow")])
         s1, s2, s3 = all_selections(store)
-        ds.save_reply(store, s3.id, "scripted|card/1|", TOOL)  # reused from the store: no answer -> skipped
-        judge = Judge(ScriptedBackend([AGREE_A]), "card")  # generates the two missing replies
+        ds.save_reply(store, s3.id, "scripted|card/1|", TOOL)  # an older tuner's first reply: replayed, runs out
+        assert ds.build(store, Profile.load("card"), [s3], identity="scripted|card/1|").skipped[0][0] == 3
+        judge = Judge(ScriptedBackend([TOOL, AGREE_A]), "card")  # asks for frame 3, then answers
         built = ds.build(store, judge.profile, [s1, s2, s3], judge=judge)
-        assert set(ds.stored_replies(store, "scripted|card/1|")) == {1, 2, 3}
-    assert [m["selection_id"] for m in built.meta] == [1, 2] and built.skipped[0][0] == 3
-    agree, disagree = built.rows
+        stored = ds.stored_replies(store, "scripted|card/1|")
+        assert set(stored) == {1, 2, 3} and [t.text for t in ds.decode_turns(stored[3])] == [TOOL, AGREE_A]
+        # the stored conversations are replayed, not run again: a judge that would answer otherwise is unused
+        again = ds.build(store, judge.profile, [s1, s2, s3], judge=Judge(ScriptedBackend(["x"]), "card"))
+        assert [r["chosen"] for r in again.rows] == [r["chosen"] for r in built.rows]
+    assert [m["selection_id"] for m in built.meta] == [1, 2, 3] and not built.skipped
+    assert built.endings == {"answer@2": 3}
+    agree, disagree, _ = built.rows
+    # the prompt is the judge's second turn: its tool call and the 2 frames of index 3 (one per video)
+    assert len(agree["images"]) == 10 and [m["role"] for m in agree["prompt"]] == ["system", "user", "assistant",
+                                                                                     "user"]
+    assert agree["prompt"][2]["content"][0]["text"] == TOOL
     # agreed (OA=1, person chose a): chosen is the reply, rejected flips only OA
     assert agree["chosen"][0]["content"] == AGREE_A
     assert agree["rejected"][0]["content"] == AGREE_A.replace("OA=1", "OA=2")
     # disagreed (VQ=1, person chose b): rejected is the reply, chosen has VQ=2
     assert disagree["rejected"][0]["content"] == AGREE_A
     assert disagree["chosen"][0]["content"] == AGREE_A.replace("VQ=1", "VQ=2")
-    assert built.agreement == 0.5 and len(agree["images"]) == 8
+    assert built.agreement == 2 / 3
     assert ds.set_label("<Answer>TA=1</Answer>", "OA", 2) == "<Answer>TA=1, OA=2</Answer>"
 
-    # the row loads with datasets and TRL renders exactly the judge's first turn
-    from trl.data_utils import apply_chat_template, prepare_multimodal_messages
 
-    row = dict(ds.to_dataset(built.rows)[0])
-    profile = Profile.load("card")
-    messages, _ = ds.first_turn(profile, s1, load_videos(profile, s1.video_a, s1.video_b))
-    judge_text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    row["prompt"] = prepare_multimodal_messages(row["prompt"], images=row["images"])
-    row["chosen"] = prepare_multimodal_messages(row["chosen"])
-    row["rejected"] = prepare_multimodal_messages(row["rejected"])
-    rendered = apply_chat_template(row, processor)
-    assert rendered["prompt"] == judge_text
-    assert rendered["prompt"].count("<|image_pad|>") == 8 and rendered["prompt"].startswith("<|im_start|>system")
-    assert rendered["chosen"] == AGREE_A + "<|im_end|>\n"
+def test_rows_when_the_judge_ends_without_an_answer(clips, db):
+    """no_answer, turn_limit (--max-turns honoured) and token_limit still give a row: the last reasoning
+    followed by an answer block, differing in the selection's dimension only."""
+    from vrthinker.backends.scripted import ScriptedBackend
+
+    rec = "<Think>steady</Think><Recommend Answer>TA=2, VQ=1, MQ=1, OA=2, CF=2</Recommend Answer>"
+    with open_store(db) as store:
+        add(store, [_sel(clips, "b", "MQ")])
+        [s] = all_selections(store)
+        cases = {"no_answer": (["<Think>hard to say</Think>"], None),
+                 "turn_limit": ([rec + TOOL, AGREE_A], 1),
+                 "token_limit": (["<Think>" + "word " * 50], None)}
+        for k, (ending, (replies, turns)) in enumerate(cases.items()):
+            judge = Judge(ScriptedBackend(replies, model_id=f"s{k}"), "card", max_new_tokens=20)
+            built = ds.build(store, judge.profile, [s], judge=judge, max_turns=turns)
+            assert built.endings == {ending: 1}, ending
+            chosen, rejected = built.rows[0]["chosen"][0]["content"], built.rows[0]["rejected"][0]["content"]
+            if ending == "no_answer":
+                assert chosen == "<Think>hard to say</Think>\n<Answer>TA=0, VQ=0, MQ=2, OA=0</Answer>"
+            if ending == "turn_limit":  # the recommendation fills the other dimensions; the tool call is gone
+                assert chosen == "<Think>steady</Think>\n<Answer>TA=2, VQ=1, MQ=2, OA=2</Answer>"
+                assert len(built.rows[0]["images"]) == 8 and built.meta[0]["judge_label"] == 1
+            assert rejected == chosen.replace("MQ=2", "MQ=1") and "<tool_call>" not in chosen
+            assert ds.parse_answer(chosen)["MQ"] == 2 and ds.parse_answer(rejected)["MQ"] == 1
+
+
+def test_truncation_rule_is_the_judges_context_limit(clips, db):
+    """A conversation cut at --max-length ends where a judge with that context limit stops serving calls."""
+    from vrthinker.backends.base import Reply
+
+    with open_store(db) as store:
+        add(store, [_sel(clips)])
+        [s] = all_selections(store)
+        turns = [Reply(TOOL, new_tokens=10, prefill_tokens=900), Reply(TOOL, new_tokens=10, prefill_tokens=1500),
+                 Reply(AGREE_A, new_tokens=10, prefill_tokens=2100)]
+        ds.save_conversation(store, s.id, "j", turns)
+        profile = Profile.load("card")
+        assert ds.build(store, profile, [s], identity="j").endings == {"answer@3": 1}
+        cut = ds.build(store, profile, [s], identity="j", max_length=1500)
+        assert cut.endings == {"token_limit": 1} and len(cut.rows[0]["images"]) == 10  # turn 2's request
+        assert ds.limited(profile, 1500).max_context_tokens == 1500 and profile.max_context_tokens is None
+        assert ds.limited(Profile.load("training"), 99999).max_context_tokens == 12088
+
+
+def _prompt_ids(processor, row):
+    return ds.encode_prompt(processor, row)["input_ids"][0].tolist()
+
+
+@pytest.mark.parametrize("name", ["card", "training"])
+def test_row_renders_as_the_judge_renders_that_turn(hf_backend, clips, db, tmp_path, name):
+    """For both profiles: the row's prompt is the judge's last request character for character (its
+    HFSession renders and tokenizes it the same), window memory included; the collator batches it."""
+    import torch
+
+    from vrthinker.backends.scripted import ScriptedBackend
+    from vrthinker.protocol import _prompts_root
+
+    prof = tmp_path / name
+    shutil.copytree(_prompts_root() / name, prof)
+    data = json.loads((prof / "profile.json").read_text())
+    data["image_side"] = 56  # card: small squares; training keeps its own pixel bounds (84 x 168 here)
+    (prof / "profile.json").write_text(json.dumps(data))
+    profile = Profile.load(prof)
+    arg, first, second = ("frame_indices", [3], [5, 9]) if name == "card" else ("target_frames", [2, 50], [7])
+    call = lambda ix: '<tool_call>\n{"name": "select_frames", "arguments": {"%s": %s}}\n</tool_call>' % (arg, ix)
+    answer = "<synthesis>s</synthesis>\n<think>t</think><final answer>TA=1, VQ=1, MQ=0, OA=1</final answer>"
+    rec = "<synthesis>s</synthesis>\n<think>t</think><recommend answer>TA=1, CF=2</recommend answer>"
+    replies = [rec + call(first), rec + call(second), answer]
+    backend = ScriptedBackend(replies)
+    judge = Judge(backend, profile)
+    with open_store(db) as store:
+        add(store, [_sel(clips)])
+        built = ds.build(store, profile, all_selections(store), judge=judge)
+    assert built.endings == {"answer@3": 1}
+    row = built.rows[0]
+    live = backend.sessions[0]
+    assert row["prompt"] == live.calls[-1][0] and row["images"] == live.media[-1]  # the judge's own last request
+    session = hf_backend.new_session()
+    prepared = session.prepare(row["prompt"], row["images"])
+    assert ds.render_prompt(hf_backend.processor, row) == prepared["rendered"]
+    assert _prompt_ids(hf_backend.processor, row) == prepared["ids"]
+    text = prepared["rendered"]
+    if name == "training":  # one video item; only the latest tool reply keeps its images (window memory)
+        assert text.count("<|video_pad|>") == 1 and text.count("<|image_pad|>") == len(second)
+        assert text.count("After selecting frames") == 2
+    else:
+        assert text.count("<|image_pad|>") == 8 + 2 * len(first) + 2 * len(second)
+    batch = ds.Collator(hf_backend.processor)([row])
+    n = len(prepared["ids"])
+    assert batch["input_ids"].shape[0] == 2 and batch["input_ids"][0, :n].tolist() == prepared["ids"]
+    assert batch["completion_mask"][:, :n].sum() == 0 and batch["completion_mask"][0].sum() > 0
+    with torch.no_grad():
+        out = hf_backend.model(**{k: v for k, v in batch.items() if k != "completion_mask"})
+    assert torch.isfinite(out.logits).all()
 
 
 @pytest.fixture
@@ -168,14 +260,15 @@ def test_agreement_per_dimension_with_scripted_judge(clips, db):
     assert res["adapter"]["OA"]["agree"] == 0 and res["adapter"]["MQ"]["agree"] == 1
 
 
-def test_tune_refuses_max_turns_and_bad_flags(clips, db, tmp_path, capsys):
-    """`dqa tune` takes --quantize and --adapter (honoured) and refuses --max-turns: it has no turns to limit."""
+def test_tune_bad_flags(clips, db, tmp_path, capsys):
+    """`dqa tune` takes --max-turns (limits the conversations), --quantize and --adapter; bad values are refused."""
     with open_store(db) as store:
         add(store, [_sel(clips)])
     base = ["tune", "--db", db, "--model", str(tmp_path / "m"), "--out", str(tmp_path / "out")]
-    assert main(base + ["--max-turns", "3"]) == 2
+    assert main(base + ["--max-turns", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("dqa: error: --max-turns") and "\n" not in err
+    assert main(base + ["--max-length", "0"]) == 2 and "--max-length" in capsys.readouterr().err
     assert main(base + ["--adapter", str(tmp_path / "no-adapter")]) == 2
     assert "adapter directory not found" in capsys.readouterr().err
 

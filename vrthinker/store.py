@@ -111,7 +111,7 @@ CREATE INDEX IF NOT EXISTS selections_question ON selections (question);
 CREATE TABLE IF NOT EXISTS tune_replies (
     selection_id INTEGER NOT NULL REFERENCES selections(id) ON DELETE CASCADE,
     judge        TEXT NOT NULL,                   -- ModelIdentity.label of the judge that replied
-    reply        TEXT NOT NULL,                   -- the judge's first reply to the first turn
+    reply        TEXT NOT NULL,                   -- the judge's conversation: JSON {"turns": [...]} (or one reply)
     labels       TEXT NOT NULL,                   -- JSON labels parsed from its <Answer>, null without one
     created      REAL NOT NULL,
     PRIMARY KEY (selection_id, judge)
