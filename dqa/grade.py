@@ -2,7 +2,9 @@
 
 Channels group components: `semantic`, `spatial`, `preference`, `visionreward` are one component each;
 `benchmark` is the weighted mean of the VBench dimensions present; `measures` of the weight-free VQ/MQ.
-Weights come from a TOML file (default dqa/data/grade.toml, the white paper's) and CLI overrides.
+Weights come from a TOML file (default dqa/data/grade.toml, the white paper's) and CLI overrides. A channel
+named in `[caps]` bounds the score from above (default: `measures`, so damage the weight-free measures see
+cannot be averaged away by channels blind to it).
 """
 from __future__ import annotations
 
@@ -38,6 +40,8 @@ class GradeConfig:
     # per grouped channel, how members combine: "mean" (weighted arithmetic) or "geometric" (weighted
     # geometric: one bad member pulls the channel down instead of being averaged away)
     combine: Mapping[str, str] = field(default_factory=dict)
+    # channels whose score caps the final score (score = min(weighted mean, each capping channel present))
+    caps: tuple[str, ...] = ()
 
     def channel_of(self, component: str) -> str | None:
         if component in self.weights and component not in GROUPED:
@@ -58,12 +62,14 @@ class Grade:
     channels: Mapping[str, float]
     weights_used: Mapping[str, float]  # renormalised over the channels present
     missing: tuple[str, ...] = field(default=())
+    capped_by: str | None = None  # the capping channel that lowered the score, if one did
 
     def to_dict(self) -> dict:
         r = lambda x: None if x is None else round(x, 6)
         return {"score": r(self.score), "grade": self.grade, "action": self.action,
                 "channels": {k: r(v) for k, v in self.channels.items()},
-                "weights_used": {k: r(v) for k, v in self.weights_used.items()}, "missing": list(self.missing)}
+                "weights_used": {k: r(v) for k, v in self.weights_used.items()}, "missing": list(self.missing),
+                "capped_by": self.capped_by}
 
 
 def _number(where: str, v) -> float:
@@ -113,7 +119,11 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, float] |
         if g not in GROUPED or how not in ("mean", "geometric"):
             raise UsageError(f"{p}: [combine] {g} = {how!r}: a grouped channel ({', '.join(GROUPED)}) "
                              "combined by 'mean' or 'geometric'")
-    return GradeConfig(weights, groups, bands, str(p), combine)
+    caps_raw = data.get("caps", base.get("caps", {}))
+    for ch, on in caps_raw.items():
+        if ch not in weights or not isinstance(on, bool):
+            raise UsageError(f"{p}: [caps] {ch} = {on!r}: a channel ({', '.join(weights)}) = true or false")
+    return GradeConfig(weights, groups, bands, str(p), combine, tuple(ch for ch, on in caps_raw.items() if on))
 
 
 def channel_scores(units: Mapping[str, float], config: GradeConfig) -> dict[str, float]:
@@ -141,7 +151,8 @@ def band(score: float, config: GradeConfig) -> Band:
 
 def synthesize(units: Mapping[str, float], config: GradeConfig) -> Grade:
     """Grade from component units; channels without any component are named in `missing` and the
-    remaining weights renormalised to sum to 1."""
+    remaining weights renormalised to sum to 1. A capping channel present (weight > 0) whose score is below
+    the weighted mean replaces it (`capped_by` names it)."""
     channels = channel_scores(units, config)
     active = {ch: w for ch, w in config.weights.items() if w > 0}
     present = {ch: w for ch, w in active.items() if ch in channels}
@@ -151,5 +162,9 @@ def synthesize(units: Mapping[str, float], config: GradeConfig) -> Grade:
     total = sum(present.values())
     used = {ch: w / total for ch, w in present.items()}
     score = min(1.0, max(0.0, sum(channels[ch] * w for ch, w in used.items())))
+    capped_by = None
+    for ch in config.caps:
+        if ch in used and channels[ch] < score:
+            score, capped_by = channels[ch], ch
     b = band(score, config)
-    return Grade(score, b.grade, b.action, channels, used, missing)
+    return Grade(score, b.grade, b.action, channels, used, missing, capped_by)

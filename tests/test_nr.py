@@ -146,6 +146,26 @@ def test_geometric_measures_channel():
     assert synthesize({"vq": 0.3, "mq": 0.9}, cfg).action != "accept"  # the mean (0.6) would accept
 
 
+def test_measures_cap_the_grade(tmp_path):
+    """Channels blind to damage (VBench's flicker calls a frozen, smeared copy steady) cannot average a
+    damaged video's measures up into accept: the measures channel caps the score."""
+    from vrthinker.errors import UsageError
+
+    cfg = load_config()
+    assert cfg.caps == ("measures",)
+    g = synthesize({"vq": 0.55, "mq": 0.55, "temporal_flickering": 0.995}, cfg)
+    assert g.action != "accept" and g.capped_by == "measures" and g.score == pytest.approx(0.55)
+    good = synthesize({"vq": 0.9, "mq": 0.9, "temporal_flickering": 0.8}, cfg)
+    assert good.action == "accept" and good.capped_by is None and good.to_dict()["capped_by"] is None
+    bad = tmp_path / "w.toml"
+    bad.write_text("[caps]\nvibes = true\n")
+    with pytest.raises(UsageError, match="caps"):
+        load_config(bad)
+    off = tmp_path / "off.toml"
+    off.write_text("[caps]\nmeasures = false\n")
+    assert synthesize({"vq": 0.55, "mq": 0.55, "temporal_flickering": 0.995}, load_config(off)).action == "accept"
+
+
 REAL = Path(os.environ.get("DQA_REAL_CACHE", Path.home() / ".cache" / "dqa-real")) / "clips"
 
 
@@ -161,3 +181,5 @@ def test_real_carphone_pair():
         assert v.labels["VQ"] == want and v.labels["OA"] == want, v.reasoning
     m = measure_video(bad)
     assert synthesize({"vq": m.vq, "mq": m.mq}, load_config()).action != "accept"
+    # as `dqa score`'s offline set grades it: with VBench's flicker (which calls the copy steady) beside
+    assert synthesize({"vq": m.vq, "mq": m.mq, "temporal_flickering": 0.995}, load_config()).action != "accept"
