@@ -7,8 +7,11 @@ The same N distinct pairs (distinct synthetic clips and prompts) are judged, eac
   client with 8 conversations in flight (each conversation's turns in order);
 - the in-process HF backend on the same pairs (--hf-model; skipped without it).
 
-Replies are made realistic on vLLM: each turn is forced (structured outputs, a regex) into a tool call of a
-few hundred tokens, so every conversation runs --max-turns turns. Other servers get plain max_tokens.
+Replies are made realistic on vLLM: structured outputs (a regex per turn) force every turn but the last
+into a tool call of a few hundred tokens (snapshot, thinking, two frame indices) and the last into an
+answer of the same length, so every conversation runs --max-turns turns as VR-Thinker's do; --max-tokens
+only caps them. Other servers get plain max_tokens (a random model then runs into the cap). Each run
+reports its turns per conversation and new tokens per turn, so the work compared is visible.
 The last line reads
 `serve_pairs_per_hour_c1=X serve_pairs_per_hour_c8=Y ratio=Z server_limit_pairs_per_hour=L efficiency=E`,
 E = Y / L.
@@ -27,9 +30,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# a tool call of a few hundred tokens (the think text) that the card profile serves, every turn
-TOOL_REGEX = (r'<Snapshot>[a-z ]{200,400}</Snapshot><Think>[a-z ]{600,1000}</Think><tool_call>'
-              r'\{"name": "select_frames", "arguments": \{"frame_indices": \[[1-9][0-9], [1-9][0-9]\]\}\}</tool_call>')
+# about 250 tokens of a random model's letters (~2.4 characters per token), then the turn's action
+THINK = r'<Snapshot>[a-z ]{80,120}</Snapshot><Think>[a-z ]{350,450}</Think>'
+TOOL_REGEX = THINK + (r'<tool_call>\{"name": "select_frames", "arguments": \{"frame_indices": '
+                      r'\[[1-9][0-9], [1-9][0-9]\]\}\}</tool_call>')
+ANSWER_REGEX = THINK + r'<Answer>TA=[12], VQ=[12], MQ=[12], OA=[12]</Answer>'
 
 
 def make_pairs(folder: Path, n: int) -> Path:
@@ -47,14 +52,20 @@ def make_pairs(folder: Path, n: int) -> Path:
 
 
 def run_client(judge, rows, concurrency: int, db: Path) -> float:
-    from vrthinker.batch import run_batch
+    from vrthinker.batch import judged_items, run_batch
     from vrthinker.store import Store
 
     t0 = time.perf_counter()
     with Store(db) as store:
         s = run_batch(judge, rows, store, job="bench", concurrency=concurrency)
-    dt = time.perf_counter() - t0
-    print(f"  {s.judged} pairs judged ({s.bad} bad) in {dt:.1f}s", file=sys.stderr)
+        dt = time.perf_counter() - t0
+        turns = [t for it in judged_items(store, "bench") for j in (it.forward, it.reverse) if j is not None
+                 for t in [j.verdict.get("turns") or []]]
+    n_conv, n_turns = len(turns), sum(map(len, turns))
+    new = [t.get("new_tokens") or 0 for ts in turns for t in ts]
+    print(f"  {s.judged} pairs judged ({s.bad} bad) in {dt:.1f}s; {n_conv} conversations, "
+          f"{n_turns / max(1, n_conv):.2f} turns each, {sum(new) / max(1, len(new)):.0f} new tokens per turn",
+          file=sys.stderr)
     return dt
 
 
@@ -82,7 +93,7 @@ def main() -> None:
     p.add_argument("--model", default=None, help="where the checkpoint's processor is (default: the served root)")
     p.add_argument("--pairs", type=int, default=8, help="distinct pairs (default 8)")
     p.add_argument("--max-turns", type=int, default=3)
-    p.add_argument("--max-tokens", type=int, default=256, help="new tokens per turn (default 256)")
+    p.add_argument("--max-tokens", type=int, default=512, help="cap on new tokens per turn (default 512)")
     p.add_argument("--hf-model", default=None, help="a local checkpoint for the in-process HF figure")
     p.add_argument("--device", default="cpu", help="device of the in-process HF run")
     p.add_argument("--timeout", type=float, default=1800)
@@ -96,9 +107,15 @@ def main() -> None:
     recorded: dict[int, list[dict]] = {}
     lock = threading.Lock()
 
-    def record(session, body) -> None:
-        with lock:
-            recorded.setdefault(id(session), []).append(json.loads(json.dumps(body)))
+    def hook(record: bool):
+        def on_request(session, body: dict) -> None:
+            if kind == "vllm":  # force this turn's reply: a tool call, the last turn an answer
+                turn = 1 + sum(m["role"] == "assistant" for m in body["messages"])
+                body["structured_outputs"] = {"regex": ANSWER_REGEX if turn >= a.max_turns else TOOL_REGEX}
+            if record:
+                with lock:
+                    recorded.setdefault(id(session), []).append(json.loads(json.dumps(body)))
+        return on_request
 
     rates = {}
     for c in (1, 8):
@@ -106,16 +123,12 @@ def main() -> None:
                                       max_turns=a.max_turns, max_new_tokens=a.max_tokens, concurrency=c,
                                       timeout=a.timeout)
         b = judge.backend
-        if b.kind == "vllm":
-            b.extra_body = {"cache_salt": f"bench-c{c}-{time.time()}", "structured_outputs": {"regex": TOOL_REGEX}}
-        if c == 8:
-            b.on_request = record
-        print(f"our client, concurrency {c} ({b.kind} server, model {b.model_id}):", file=sys.stderr)
-        rates[c] = a.pairs * 3600 / run_client(judge, rows, c, work / f"c{c}.sqlite")
-        if b.kind == "vllm":
-            print(f"  structured outputs forced tool calls of up to {a.max_tokens} tokens per turn",
-                  file=sys.stderr)
         kind = b.kind
+        if kind == "vllm":
+            b.extra_body = {"cache_salt": f"bench-c{c}-{time.time()}"}  # cold prefix cache per run
+        b.on_request = hook(record=c == 8)
+        print(f"our client, concurrency {c} ({kind} server, model {b.model_id}):", file=sys.stderr)
+        rates[c] = a.pairs * 3600 / run_client(judge, rows, c, work / f"c{c}.sqlite")
     convs = [[{k: v for k, v in body.items() if k != "cache_salt"} for body in bodies]
              for bodies in recorded.values()]
     print(f"bare client, concurrency 8, {sum(map(len, convs))} recorded requests:", file=sys.stderr)

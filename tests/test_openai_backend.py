@@ -387,3 +387,56 @@ def test_fake_rank_keeps_a_rounds_pairs_in_flight(fake, tmp_path):
     assert calls1 == calls4 == one["comparisons"] == 24  # ceil(8 log2 8), one request per comparison
     assert four["history"] == one["history"] and four["standings"] == one["standings"]
     assert one["judged"] == four["judged"] == 24
+
+
+def _logprobs_reply(top: list[tuple[str, float]]) -> str:
+    first = {"token": top[0][0], "logprob": top[0][1],
+             "top_logprobs": [{"token": t, "logprob": lp} for t, lp in top]}
+    return json.dumps({"choices": [{"message": {"role": "assistant", "content": top[0][0]}, "finish_reason": "length",
+                                    "logprobs": {"content": [first]}}],
+                       "usage": {"prompt_tokens": 50, "completion_tokens": 1}})
+
+
+def test_fake_checklist_p_yes_from_the_first_tokens_top_logprobs(fake, clips):
+    """dqa's checklist over a server: P(yes) from top_logprobs; only the answer words among them count."""
+    import math
+
+    from PIL import Image
+
+    from dqa.checklist import p_yes_top
+    from dqa.workers.vlm import ServedAsker
+    from vrthinker.backends.openai import OpenAIBackend
+
+    yes, no, other = math.log(0.6), math.log(0.2), math.log(0.1)
+    f = fake([(200, _logprobs_reply([("Yes", yes), (" No", no), ("The", other)])),
+              (200, _logprobs_reply([("The", other)])), (503, "{}"),
+              (200, _logprobs_reply([("no", math.log(0.5))]))])
+    asker = ServedAsker(OpenAIBackend([f.url], backoff_s=0.01), answer_prefix="Answer:", concurrency=1)
+    images = [Image.new("RGB", (56, 56), (i * 30, 0, 0)) for i in range(3)]
+    got = asker.probs(images, ["Is it sharp?", "Is it red?", "Is it blue?"])
+    assert got[0] == pytest.approx((0.75, 0.8)) and got[1] == (0.5, 0.0) and got[2] == pytest.approx((0.0, 0.5))
+    body = f.calls[0]
+    assert body["max_tokens"] == 1 and body["logprobs"] is True and body["top_logprobs"] == 20
+    assert body["temperature"] == 0 and body["continue_final_message"] is True
+    assert body["messages"][-1] == {"role": "assistant", "content": "Answer:"}
+    parts = body["messages"][0]["content"]
+    assert [p["type"] for p in parts] == ["image_url"] * 3 + ["text"] and parts[-1]["text"] == "Is it sharp?"
+    assert p_yes_top([]) == (0.5, 0.0)
+
+
+def test_fake_checklist_server_without_logprobs_is_a_clear_error(fake):
+    from PIL import Image
+
+    from dqa.workers.vlm import ServedAsker
+    from vrthinker.backends.openai import OpenAIBackend
+    from vrthinker.errors import ServerError
+
+    f = fake([(200, _reply("yes"))])
+    with pytest.raises(ServerError, match="no top_logprobs"):
+        ServedAsker(OpenAIBackend([f.url], backoff_s=0.01)).probs([Image.new("RGB", (56, 56))], ["q?"])
+
+
+def test_dqa_score_backend_flags_are_checked():
+    r = subprocess.run([sys.executable, "-m", "dqa.cli", "score", "x.mp4", "--backend", "openai"], env=_env(),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "--server" in r.stderr

@@ -238,8 +238,9 @@ def run_batch(judge: Any, rows: Sequence[PairRow], store: Store, *, job: str, or
 
     `on_item` is called after each row (a progress bar). Safe to kill at any moment: each row's
     judgments and item are one transaction, so at most the rows in flight are lost. With a backend that
-    takes several conversations at once (`backend.concurrent`, a served model), `concurrency` rows are
-    judged in threads; the store is read and written by this thread only, rows recorded as they finish.
+    takes several conversations at once (`backend.concurrent`, a served model), `concurrency` conversations
+    are in flight (rows judged in threads, both orders of a row together); the store is read and written
+    by this thread only, rows recorded as they finish.
     """
     if orders not in ("one", "both"):
         raise UsageError(f"orders must be 'one' or 'both', not {orders!r}")
@@ -248,7 +249,9 @@ def run_batch(judge: Any, rows: Sequence[PairRow], store: Store, *, job: str, or
     counts = {"judged": 0, "reused": 0, "bad": 0, "written": 0, "incomplete": 0}
     per_dim = {d: [0, 0] for d in DIMENSIONS}
     bad_rows: list[ItemOutcome] = []
-    workers = concurrency if getattr(getattr(judge, "backend", None), "concurrent", False) else 1
+    # `concurrency` counts conversations; a row judged in both orders keeps its two in flight together
+    workers = (max(1, concurrency // (2 if orders == "both" else 1))
+               if getattr(getattr(judge, "backend", None), "concurrent", False) else 1)
     for out in (_run_many(judge, rows, store, job, orders, ident, counts, workers) if workers > 1 else
                 (_run_one(judge, row, store, job, orders, ident, counts) for row in rows)):
         if out.status == "bad":

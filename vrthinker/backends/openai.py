@@ -437,11 +437,32 @@ class OpenAIBackend:
         first = s.generate(m, im, n)
         return [first] + [f.result() for f in futures]
 
+    def first_token_logprobs(self, messages: list[dict], answer_prefix: str = "", top: int = 20
+                             ) -> list[tuple[str, float]]:
+        """The `top` likeliest first tokens of the reply (after `answer_prefix`, which the reply is made to
+        start with) and their log-probabilities, greedy, as (token text, logprob); for yes/no questions."""
+        msgs = list(messages)
+        body: dict[str, Any] = {"model": self.model_id, "max_tokens": 1, "temperature": 0.0, "top_p": 1.0,
+                                "logprobs": True, "top_logprobs": int(top), "stream": False}
+        if answer_prefix:  # vLLM / SGLang: the last assistant message is continued, not closed
+            msgs.append({"role": "assistant", "content": answer_prefix})
+            body.update(continue_final_message=True, add_generation_prompt=False)
+        body["messages"] = msgs
+        data, s = self.post("/chat/completions", body)
+        try:
+            first = data["choices"][0]["logprobs"]["content"][0]
+            return [(str(e["token"]), float(e["logprob"])) for e in first["top_logprobs"]]
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise ServerError(f"{s.url}: the reply has no top_logprobs for its first token (this server "
+                              f"returns no logprobs?): {str(data)[:200]}") from None
+
     def tokenize(self, messages: list[dict], server: Server | None = None) -> list[int]:
         """The server's own token ids for a conversation (vLLM's POST /tokenize with `messages`)."""
         body = {"model": self.model_id, "messages": messages, "add_generation_prompt": True}
-        if self.kind == "vllm":
-            body["media_io_kwargs"] = {"video": {"num_frames": -1}}
+        if self.kind == "vllm" and any(isinstance(m["content"], list) and any(c.get("type") == "video_url"
+                                                                            for c in m["content"])
+                                       for m in messages):
+            body["media_io_kwargs"] = {"video": {"num_frames": -1, "do_sample_frames": False}}
         data, _ = self.post("/tokenize", body, prefer=server, root=True)
         if "tokens" not in data:
             raise ServerError(f"/tokenize gave no tokens: {str(data)[:200]}")
@@ -499,7 +520,13 @@ class OpenAISession:
         body.update(b.extra_body)
         if b.on_request is not None:
             b.on_request(self, body)
-        data, self.server = b.post("/chat/completions", body, prefer=self.server)
+        try:
+            data, self.server = b.post("/chat/completions", body, prefer=self.server)
+        except ServerError as e:
+            if "media_io_kwargs" in str(e) and "trust-request-mm-kwargs" in str(e):
+                raise UsageError("this profile's video item needs its fps and frames kept per request: start "
+                                 "vLLM with --trust-request-mm-kwargs") from None
+            raise
         try:
             choice = data["choices"][0]
             text = choice["message"].get("content") or ""
