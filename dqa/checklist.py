@@ -1,13 +1,14 @@
 """The VisionReward-style checklist (arXiv 2412.21059): yes/no questions per axis, and their scores from P(yes).
 
 The questions are data (judge_prompts/visionreward/checklist.json); this module loads and validates them,
-renders each for a prompt, turns next-token logits into P(yes), and combines question scores into axis
-scores and one weighted total. No model here: dqa.workers.vlm asks the questions.
+renders each for a prompt, turns next-token logits (or a server's top log-probabilities) into P(yes), and
+combines question scores into axis scores and one weighted total. No model here: dqa.workers.vlm asks the questions.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -162,6 +163,19 @@ def p_yes(logits, yes: Sequence[int], no: Sequence[int]) -> tuple[float, float]:
 
     probs = torch.softmax(logits.float(), dim=-1)
     py, pn = float(probs[list(yes)].sum()), float(probs[list(no)].sum())
+    total = py + pn
+    return (py / total if total > 0 else 0.5), total
+
+
+def p_yes_top(top: Sequence[tuple[str, float]]) -> tuple[float, float]:
+    """p_yes from a server's top log-probabilities of the first answer token, (token text, logprob) pairs.
+
+    Only the answer words among those top tokens count: a yes or no word outside them adds nothing (the
+    in-process path sums over the whole vocabulary), so P is exact when both the likeliest yes and no words
+    made the list, 1 or 0 when only one side did, and 0.5 with mass 0 when neither did.
+    """
+    py = sum(math.exp(lp) for tok, lp in top if tok in YES_WORDS)
+    pn = sum(math.exp(lp) for tok, lp in top if tok in NO_WORDS)
     total = py + pn
     return (py / total if total > 0 else 0.5), total
 

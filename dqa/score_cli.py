@@ -2,6 +2,7 @@
 
   dqa score VIDEO... --prompt P [--components C,...] [--vram-budget GB] [--json]
   dqa score --manifest FILE.jsonl [--db DB] ...     (rows: {"video": PATH, "prompt": TEXT}; resumable)
+  dqa score ... --components visionreward,semantic --backend openai --server URL   (the VLM on a server)
 """
 from __future__ import annotations
 
@@ -50,6 +51,13 @@ def add_parser(sub) -> None:
     s.add_argument("--dtype", default=None, help="auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32")
     s.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
     s.add_argument("--quiet", action="store_true", help="no per-phase log lines on stderr")
+    sv = s.add_argument_group("the VLM on a server (visionreward, semantic)")
+    sv.add_argument("--backend", choices=["hf", "openai"], default="hf",
+                    help="openai: ask an OpenAI-compatible server that returns logprobs (vLLM, SGLang)")
+    sv.add_argument("--server", action="append", default=None, metavar="URL",
+                    help="the server, e.g. http://127.0.0.1:8000/v1 (repeat to share the work)")
+    sv.add_argument("--served-model", default=None, metavar="NAME", help="default: the server's only model")
+    sv.add_argument("--api-key", default=None, metavar="KEY", help="bearer token (default: env VRTHINKER_API_KEY)")
 
 
 def _pairs(values, flag: str) -> dict:
@@ -158,6 +166,12 @@ def run(a: argparse.Namespace) -> int:
     if a.model:
         models["vlm"] = a.model
     options = {k: v for k, v in dict(quantize=a.quantize, dtype=a.dtype, adapter=a.adapter).items() if v}
+    if a.backend == "openai":
+        if not a.server:
+            raise UsageError("--backend openai needs --server URL (e.g. http://127.0.0.1:8000/v1)")
+        options["served"] = {"server": a.server, "served_model": a.served_model, "api_key": a.api_key}
+    elif a.server or a.served_model:
+        raise UsageError("--server and --served-model go with --backend openai")
     err = Console(stderr=True)
     log = None if a.quiet else (lambda s: err.print(f"[dim]{s}[/]", soft_wrap=True, highlight=False))
     db = a.db or (default_path() if a.manifest else None)

@@ -18,7 +18,7 @@ from vrthinker.loading import weights_gb
 from vrthinker.prefix_cache import PrefixCache, common_prefix
 from vrthinker.video import VideoSample
 
-from ..checklist import Checklist, aggregate, load_checklist, p_yes, semantic_questions, yes_no_ids
+from ..checklist import Checklist, aggregate, load_checklist, p_yes, p_yes_top, semantic_questions, yes_no_ids
 from .base import Score, ScoreError, Worker
 
 IMAGE_PAD = "<|image_pad|>"
@@ -133,6 +133,30 @@ class Asker:
         return torch.stack(result)
 
 
+class ServedAsker:
+    """P(yes) of several questions about the same images from an OpenAI-compatible server (--backend openai).
+
+    Each question is its own one-turn conversation (the same messages as Asker's, images as PNG data URLs),
+    all in flight together; the server's prefix cache shares the frames. P(yes) comes from the top
+    log-probabilities of the reply's first token (dqa.checklist.p_yes_top), not the whole vocabulary.
+    """
+
+    def __init__(self, backend: Any, answer_prefix: str = "", top: int = 20, concurrency: int = 8):
+        self.backend, self.answer_prefix, self.top, self.concurrency = backend, answer_prefix, top, concurrency
+
+    def probs(self, images: Sequence[Any], texts: Sequence[str]) -> list[tuple[float, float]]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from vrthinker.backends.openai import openai_messages
+
+        msgs = [openai_messages(Asker.messages(len(images), t), images, video=False) for t in texts]
+        if not msgs:
+            return []
+        with ThreadPoolExecutor(min(self.concurrency, len(msgs))) as pool:
+            tops = list(pool.map(lambda m: self.backend.first_token_logprobs(m, self.answer_prefix, self.top), msgs))
+        return [p_yes_top(t) for t in tops]
+
+
 def _sig(x: float) -> float:
     """Three significant figures: the yes/no mass of a confused model can be tiny and still worth seeing."""
     return float(f"{x:.3g}")
@@ -189,7 +213,9 @@ UNQUANTIZED_SHARE = 0.23  # Qwen2.5-VL-7B: visual + embed_tokens + lm_head, ~1.7
 class VLMWorker(Worker):
     """Options: quantize (None/"4bit"/"8bit"), dtype ("auto"/"bfloat16"/"float32"...), adapter (a DPO/PEFT
     adapter dir: adds "preference"), frames (8), image_side (448), entities ("auto": from
-    dqa.grounding.prompt when present; "none"), checklist (a checklist.json path; default the packaged one)."""
+    dqa.grounding.prompt when present; "none"), checklist (a checklist.json path; default the packaged one),
+    served (a dict: server (URLs), served_model, api_key: ask an OpenAI-compatible server instead of loading
+    the model; see ServedAsker)."""
 
     name = "vlm"
     components = ("visionreward", "semantic", "preference")
@@ -214,6 +240,8 @@ class VLMWorker(Worker):
         return int(self.options.get("image_side", IMAGE_SIDE))
 
     def footprint_gb(self) -> float:
+        if self.options.get("served"):
+            return 0.0  # the model runs on the server
         quantize = self.options.get("quantize")
         if quantize in ("4bit", "8bit"):
             # the vision tower, embeddings and lm_head stay bf16 (about 23% of the 7B's parameters)
@@ -231,9 +259,26 @@ class VLMWorker(Worker):
         weights = weights_gb(self.models["vlm"], bpp, fallback_gb=fallback)  # a hub id: not downloaded to plan
         return weights + ACTIVATION_GB * self.n_frames / FRAMES * (self.image_side / IMAGE_SIDE) ** 2
 
+    def _served(self):
+        """The server connection (--backend openai), made once: its model's identity is part of config()."""
+        if self.backend is None:
+            from vrthinker.backends.openai import OpenAIBackend
+            from vrthinker.errors import UsageError
+
+            if self.options.get("adapter"):
+                raise UsageError("--adapter runs in-process: the served VLM answers without it (drop --backend "
+                                 "openai, or serve the adapter merged into the model)")
+            sv = self.options["served"]
+            self.backend = OpenAIBackend.from_pretrained(server=sv.get("server"), served_model=sv.get("served_model"),
+                                                         api_key=sv.get("api_key"), timeout=sv.get("timeout"))
+        return self.backend
+
     def _load(self) -> None:
         from vrthinker.backends.hf import HFBackend
 
+        if self.options.get("served"):
+            self.asker = ServedAsker(self._served(), self.checklist.answer_prefix)
+            return
         adapter = self.options.get("adapter")
         if adapter and not Path(adapter).expanduser().is_dir():
             raise ModelLoadError(f"adapter directory not found: {adapter}")
@@ -250,7 +295,12 @@ class VLMWorker(Worker):
         super().unload()
 
     def config(self) -> dict:
-        return {**super().config(), "checklist": f"{self.checklist.version}@{self.checklist.digest}"}
+        out = {**super().config(), "checklist": f"{self.checklist.version}@{self.checklist.digest}"}
+        if self.options.get("served"):
+            b = self._served()
+            out["served"] = {"model_id": b.model.id, "root": b.model.root, "revision": b.revision,
+                             "server_kind": b.kind, "p_yes": "top_logprobs"}
+        return out
 
     def _base_model(self):
         """Context in which the model runs without the adapter (the checklist and semantic questions)."""
