@@ -7,7 +7,7 @@ import pytest
 from dqa import dataset as ds
 from dqa.cli import main
 from dqa.selections import add, all_selections, normalize, open_store, usable
-from vrthinker.judge import Judge, load_videos
+from vrthinker.judge import Judge
 from vrthinker.protocol import Profile
 
 AGREE_A = "<Think>v1 is steadier</Think><Answer>TA=1, VQ=1, MQ=2, OA=1</Answer>"
@@ -312,3 +312,39 @@ def test_tune_starts_from_an_adapter_and_loads_quantized(small_model, clips, db,
     assert quantized and dev == "cpu" and type(layer.base_layer).__name__ == "Linear4bit"
     assert any(p.requires_grad for n, p in model.named_parameters() if "lora_" in n)
     assert not any(p.requires_grad for n, p in model.named_parameters() if "lora_" not in n)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+@pytest.mark.parametrize("protocol", ["card", "training"])
+def test_cli_four_selections_to_a_loaded_adapter(tiny_model_dir, clips, tmp_path, capsys, protocol):
+    """A fresh database: four `dqa select` lines, `dqa tune --max-steps 2` on the tiny random model (it
+    rarely answers: the rows come from conversations that ended without an answer), then `judge --adapter`."""
+    from vrthinker.cli import main as judge_main
+
+    db = str(tmp_path / "fresh.sqlite")
+    for k in range(4):
+        assert main(["select", "--db", db, "--prompt", f"prompt {k}", "--a", str(clips["a"]), "--b",
+                     str(clips["b"]), "--chosen", "ab"[k % 2], "--dimension", ("OA", "TA")[k % 2]]) == 0
+    out = tmp_path / "adapter"
+    # card's 448-pixel frames make ~2,650-token rows: no validation split there, to keep the test short
+    val = ["--val-fraction", "0"] if protocol == "card" else []
+    assert main(["tune", "--db", db, "--model", str(tiny_model_dir), "--out", str(out), "--max-steps", "2",
+                 "--device", "cpu", "--protocol", protocol, "--max-new-tokens", "8", "--max-turns", "2", *val]) == 0
+    captured = capsys.readouterr()
+    assert "rows per ending" in captured.out and "longest row" in captured.err
+    cfg = json.loads((out / "tune_config.json").read_text())
+    assert cfg["profile"] == protocol and cfg["steps"] == 2 and sum(cfg["endings"].values()) == 4
+    assert cfg["max_turns"] == 2 and cfg["longest_tokens"] > 0 and cfg["seconds_per_step"] > 0
+    assert (out / "adapter_model.safetensors").is_file()
+    rows = [json.loads(x) for x in (out / "data.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(r["tokens"] for r in rows)
+    code = judge_main([str(clips["a"]), str(clips["b"]), "--prompt", "A robot", "--model", str(tiny_model_dir),
+                       "--adapter", str(out), "--device", "cpu", "--protocol", protocol, "--max-new-tokens", "4",
+                       "--json"])
+    assert code in (0, 3)  # 3: no complete verdict from a random model, but the adapter loaded and judged
+    v = json.loads(capsys.readouterr().out)
+    assert v["protocol"] == f"{protocol}/1" and v["turns"]
+    with capsys.disabled():
+        print(f"\nMEASURE {protocol}: endings {cfg['endings']}, tokens {[r['tokens'] for r in rows]}, "
+              f"{cfg['seconds_per_step']} s/step, estimated peak {cfg['estimated_peak_gb']} GB")

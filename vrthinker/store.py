@@ -129,7 +129,7 @@ CREATE TABLE IF NOT EXISTS tune_runs (
     train_loss  REAL,
     val_loss    REAL,                             -- best validation loss (the adapter kept)
     losses      TEXT NOT NULL DEFAULT '[]',       -- JSON: the trainer's log history
-    agreement_before REAL,                        -- first-turn agreement on the validation split
+    agreement_before REAL,                        -- agreement (final label) on the validation split
     agreement_after  REAL,
     detail      TEXT NOT NULL DEFAULT '',
     started     REAL NOT NULL,
