@@ -2,7 +2,8 @@
 
   dqa select --db DB --prompt P --a A.mp4 --b B.mp4 --chosen a [--dimension OA] [--user U] [--time T]
   dqa import-selections FILE.jsonl --db DB
-  dqa tune --db DB --model ID_OR_DIR --out ADAPTER_DIR [--max-steps N] [--min-new N] [--device cpu]
+  dqa tune --db DB --model ID_OR_DIR --out ADAPTER_DIR [--max-steps N] [--min-new N] [--max-turns N]
+           [--max-length TOKENS] [--device cpu]
   dqa agreement --db DB --model ID_OR_DIR [--adapter DIR]
   dqa score VIDEO... --prompt P [--components C,...] [--vram-budget GB] [--json] | --manifest FILE.jsonl
   dqa serve --media-root DIR [--host H] [--port N] [--db DB] [--token T] [model flags]  (HTTP service)

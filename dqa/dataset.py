@@ -242,7 +242,8 @@ def build(store: Store, profile: Profile, selections: Sequence[Selection], *, ju
     """DPO rows for `selections` from whole conversations: stored under `identity` and replayed, else run.
 
     `judge` is a vrthinker Judge, or a function that loads one (called once, when a conversation must be
-    run). Without it, a selection whose stored replies do not finish the conversation is skipped.
+    run; it is given the truncation limit and `max_turns`). Without it, a selection whose stored replies do
+    not finish the conversation is skipped.
     `max_turns` limits the conversations; `max_length` is the truncation rule (see the module doc).
     """
     if judge is not None and identity is None and hasattr(judge, "compare"):
