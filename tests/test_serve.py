@@ -170,6 +170,16 @@ def test_media_is_served_with_ranges_and_only_from_the_roots(client, media):
     rest = client.get("/media", params={"path": "a.mp4"}, headers={"Range": f"bytes={len(data) - 5}-"})
     assert rest.content == data[-5:]
     assert client.get("/media", params={"path": "a.mp4"}, headers={"Range": f"bytes={len(data)}-"}).status_code == 416
+    for rng in (None, "bytes=100-199", f"bytes={len(data)}-"):  # HEAD: GET's status and headers, no body
+        extra = {"Range": rng} if rng else {}
+        got = client.get("/media", params={"path": "a.mp4"}, headers=extra)
+        head = client.head("/media", params={"path": "a.mp4"}, headers=extra)
+        assert head.status_code == got.status_code and head.content == b""
+        for h in ("content-length", "content-type", "accept-ranges", "content-range"):
+            assert head.headers.get(h) == got.headers.get(h), h
+    assert client.head("/media", params={"path": "a.mp4"}).headers["content-length"] == str(len(data))
+    assert client.head("/media", params={"path": "escape.mp4"}).status_code == 403
+    assert client.head("/media", params={"path": "nope.mp4"}).status_code == 422
     is_error(client.get("/media", params={"path": str(media["outside"])}), 403)
     is_error(client.get("/media", params={"path": "escape.mp4"}), 403)
     is_error(client.get("/media", params={"path": "../secret.mp4"}), 403)
@@ -260,6 +270,37 @@ def test_page_is_escaped_and_posts_need_the_csrf_token(client, media):
     assert r.status_code == 200, r.text
     assert r.json()["answers"][0]["status"] == "recorded"
     is_error(client.post(f"/ab/{qid}/answer", json=body, headers={"X-CSRF-Token": csrf}), 409)
+
+
+def test_page_verdict_shows_thumbnails_of_the_frames_the_judge_looked_at_only_after_the_answer(client, media):
+    import base64
+    import io
+
+    from PIL import Image
+
+    qid = client.post("/v1/ab", json={"prompt": PROMPT + " (thumbs)", "a": "a.mp4", "b": "sub/b.mp4",
+                                      "dimension": "VQ"}).json()["question"]
+    page = client.get(f"/ab/{qid}")
+    markup = re.sub(r"<script\b.*?</script>", "", page.text, flags=re.S)
+    assert "<img" not in markup and "base64,/9j/" not in page.text  # no picture of any frame yet
+    assert "img-src 'self' data:" in page.headers["content-security-policy"]
+    is_error(client.get(f"/ab/{qid}/verdict"), 409, "not_answered")
+    csrf = re.search(r'"csrf": "([0-9a-f]+)"', page.text).group(1)
+    r = client.post(f"/ab/{qid}/answer", json={"answers": {"VQ": "a"}}, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 30
+    while (d := client.get(f"/ab/{qid}/verdict").json())["verdict"] is None and time.monotonic() < deadline:
+        assert d["frames"] is None
+        time.sleep(0.1)
+    frames = d["frames"]
+    images = [im for g in frames["groups"] for c in g["cells"] for im in c["images"]]
+    assert frames["notes"] == [] and len(images) >= 2
+    assert {im["side"] for im in images} == {"left", "right"}
+    for im in images:
+        assert im["src"].startswith("data:image/jpeg;base64,")
+        thumb = Image.open(io.BytesIO(base64.b64decode(im["src"].split(",", 1)[1])))
+        assert thumb.format == "JPEG" and thumb.size == (frames["side"], frames["side"])
+    assert "frames" not in client.get(f"/v1/ab/{qid}").json()  # the API stays lean: no images
 
 
 @pytest.fixture(scope="module")

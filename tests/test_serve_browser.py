@@ -45,6 +45,7 @@ def test_ab_page_plays_both_videos_takes_keyboard_answers_then_shows_the_verdict
                 assert page.locator("video").count() == 2
                 # the judge's view stays hidden until the person has answered
                 assert page.locator("#verdict").is_hidden() and page.locator("#verdict-labels").count() == 0
+                assert page.locator("img").count() == 0  # no frame of the judge's before the answer
                 assert "Keys:" in page.locator("#keys").inner_text()
                 page.keyboard.press("Space")  # pause: both stop together
                 page.wait_for_function("() => document.getElementById('va').paused && "
@@ -60,6 +61,12 @@ def test_ab_page_plays_both_videos_takes_keyboard_answers_then_shows_the_verdict
                 page.wait_for_selector("#verdict-labels", timeout=30000)
                 assert page.locator("#verdict").is_visible()
                 assert "Frames the judge looked at" in page.locator("#verdict-frames").inner_text()
+                thumbs = page.locator("#verdict img")
+                assert thumbs.count() >= 2
+                assert {thumbs.nth(k).get_attribute("alt").split(" ")[0] for k in range(thumbs.count())} == {
+                    "left", "right"}
+                page.wait_for_function("() => [...document.querySelectorAll('#verdict img')].every("
+                                       "i => i.complete && i.naturalWidth > 0)", timeout=5000)  # CSP lets them in
                 assert "Answer saved" in page.locator("#status").inner_text()
                 assert errors == []
             finally:

@@ -44,7 +44,7 @@ class ReportStats:
     rankings: int
 
 
-class _Thumbs:
+class Thumbs:
     """Thumbnails of grid frames as data URIs; each video decoded once (within a memory bound)."""
 
     def __init__(self, side: int, max_mb: float = 256):
@@ -106,7 +106,7 @@ def _jpeg_uri(image) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _grid_size(protocol: str) -> int:
+def grid_size(protocol: str) -> int:
     """The grid size of the protocol the judgment was made under (the frames a grid index names)."""
     from .protocol import Profile
 
@@ -140,7 +140,7 @@ def _labels_table(j: JudgedItem) -> str:
 MEASURED_FRAMES = 4  # thumbnails per video for a judgment that recorded no frames of its own
 
 
-def _recorded_indices(verdict: dict, k: int) -> list[int] | None:
+def recorded_indices(verdict: dict, k: int) -> list[int] | None:
     """Real frame indices of video k+1 that a weight-free verdict says it measured, if it says so."""
     extra = verdict.get("extra") or {}
     for found in ((extra.get("frame_indices") or {}).get(f"video{k + 1}"),
@@ -150,18 +150,18 @@ def _recorded_indices(verdict: dict, k: int) -> list[int] | None:
     return None
 
 
-def _measured(o: Judgment, thumbs: _Thumbs) -> str:
+def _measured(o: Judgment, thumbs: Thumbs) -> str:
     """Frames of what a judgment without turns looked at (a weight-free judge measures whole videos):
     both videos side by side, the recorded frames or evenly spaced ones."""
     shown = (o.videoA, o.videoB)
-    per_video = [thumbs.measured(p, _recorded_indices(o.verdict, k), MEASURED_FRAMES) if p else {}
+    per_video = [thumbs.measured(p, recorded_indices(o.verdict, k), MEASURED_FRAMES) if p else {}
                  for k, p in enumerate(shown)]
     out = []
     for k, p in enumerate(shown):
         if not per_video[k]:
             out.append(f"<p class='note'>video {k + 1} ({_e(os.path.basename(p))}): no thumbnails: "
                        f"{_e(thumbs.errors.get(p, 'not recorded'))}</p>")
-    recorded = any(_recorded_indices(o.verdict, k) for k in range(2))
+    recorded = any(recorded_indices(o.verdict, k) for k in range(2))
     what = "frames it measured" if recorded else "evenly spaced frames of what it measured"
     out.append(f"<h3>measured <span class='muted'>({_e(what)})</span></h3>")
     rows = [sorted(v.items()) for v in per_video]
@@ -183,13 +183,13 @@ def _measured(o: Judgment, thumbs: _Thumbs) -> str:
     return "".join(out)
 
 
-def _conversation(o: Judgment, thumbs: _Thumbs) -> str:
+def _conversation(o: Judgment, thumbs: Thumbs) -> str:
     """The frames of each turn of one ordered judgment, both videos side by side per grid index."""
     turns = o.verdict.get("turns") or []
     if not any(t.get("new_images") for t in turns):
         return _measured(o, thumbs)
     shown = (o.videoA, o.videoB)
-    size = _grid_size(o.protocol)
+    size = grid_size(o.protocol)
     grids = [thumbs.grid(p, size) if p else None for p in shown]
     out = []
     for k, video in enumerate(shown):
@@ -226,7 +226,7 @@ def _conversation(o: Judgment, thumbs: _Thumbs) -> str:
     return "".join(out)
 
 
-def _item(j: JudgedItem, thumbs: _Thumbs) -> str:
+def _item(j: JudgedItem, thumbs: Thumbs) -> str:
     it = j.item
     title = f"{_e(it.job)} / {_e(it.item_id)}: {_e(os.path.basename(it.video1))} vs {_e(os.path.basename(it.video2))}"
     parts = [f"<section class='item' id='item-{_e(it.job)}-{_e(it.item_id)}'><h2>{title}</h2>",
@@ -272,7 +272,7 @@ def _rankings(entries: Sequence[RankEntry]) -> list[str]:
 def render(items: Iterable[JudgedItem], rankings: Sequence[RankEntry] = (), *, thumb: int = 160,
            title: str = "vrthinker judgments") -> tuple[str, ReportStats]:
     """The report as one HTML string, and what it holds."""
-    thumbs = _Thumbs(thumb)
+    thumbs = Thumbs(thumb)
     body, n, bad = [], 0, 0
     for j in items:
         n += 1

@@ -23,6 +23,7 @@ from .jobs import Jobs
 from .media import Prober, file_response, resolve
 from .questions import Questions, dimension_of
 from .tables import Connections
+from .thumbs import FrameCache
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]", "::1")
 MAX_VIDEOS = 64
@@ -87,6 +88,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     questions = Questions(conns)
     auth = Auth(config.token)
     prober = Prober()
+    frame_cache = FrameCache()
     roots = config.roots
 
     @asynccontextmanager
@@ -169,7 +171,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         r = HTMLResponse(body, status_code=status)
         r.headers["Content-Security-Policy"] = (
             f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; media-src 'self'; "
-            "connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+            "connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
         r.headers["Cache-Control"] = "no-store"
         if cookie:
             r.set_cookie(COOKIE, cookie, max_age=SESSION_SECONDS, httponly=True, samesite="strict", path="/")
@@ -253,6 +255,16 @@ def create_app(config: ServeConfig) -> FastAPI:
                      error=j.error if j else None)
         return d
 
+    def page_doc(qid: int) -> dict:
+        """The question as the page sees it: once answered and judged, with thumbnails of the frames the
+        judge looked at (data URIs, read only from inside the roots)."""
+        d = question_doc(qid)
+        d["frames"] = None
+        if d["answered"] and isinstance(d.get("verdict"), dict):
+            q = questions.get(qid)
+            d["frames"] = frame_cache.get(q.job, d["verdict"], (q.a, q.b), lambda p: resolve(p, roots))
+        return d
+
     @app.get("/v1/ab/{qid}", summary="an A/B question and, once answered, the answers and the judge's verdict")
     def get_question(qid: int):
         return question_doc(qid)
@@ -314,13 +326,13 @@ def create_app(config: ServeConfig) -> FastAPI:
                 raise ApiError(422, "bad_choice", f"{d}: chosen must be 'a', 'b' or 'tie', not {c!r}")
         given = [questions.answer(qid, picks[d], d, body.user).to_dict() for d in q.dimensions]
         nxt = questions.next_open(after=qid)
-        return {**question_doc(qid), "answers": given, "next": f"/ab/{nxt.id}" if nxt else None}
+        return {**page_doc(qid), "answers": given, "next": f"/ab/{nxt.id}" if nxt else None}
 
     @app.get("/ab/{qid}/verdict", include_in_schema=False)
     def ab_verdict(qid: int, request: Request):
         if auth.required and page_session(request) is None:
             raise ApiError(401, "unauthorized", "log in at /login first")
-        d = question_doc(qid)
+        d = page_doc(qid)
         if not d["answered"]:
             raise ApiError(409, "not_answered", "answer the question first")
         return d
@@ -343,10 +355,17 @@ def create_app(config: ServeConfig) -> FastAPI:
         r.set_cookie(COOKIE, auth.new_session(), max_age=SESSION_SECONDS, httponly=True, samesite="strict", path="/")
         return r
 
-    @app.get("/media", summary="a video file from the media roots (HTTP range requests)")
-    def media(path: str, request: Request):
+    def media_file(path: str, request: Request) -> Response:
         if not media_allowed(request):
             raise ApiError(401, "unauthorized", "send Authorization: Bearer TOKEN or log in at /login")
-        return file_response(resolve(path, roots), request.headers.get("range"))
+        return file_response(resolve(path, roots), request.headers.get("range"), head=request.method == "HEAD")
+
+    @app.get("/media", summary="a video file from the media roots (HTTP range requests)")
+    def media(path: str, request: Request):
+        return media_file(path, request)
+
+    @app.head("/media", summary="the headers GET /media would send, without the body")
+    def media_head(path: str, request: Request):
+        return media_file(path, request)
 
     return app

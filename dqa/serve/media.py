@@ -78,8 +78,9 @@ class Prober:
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
-def file_response(real: str, range_header: str | None) -> Response:
-    """The file, or the one byte range asked for (206), or 416 for a range past its end."""
+def file_response(real: str, range_header: str | None, head: bool = False) -> Response:
+    """The file, or the one byte range asked for (206), or 416 for a range past its end; `head`: the same
+    status and headers with no body."""
     size = os.path.getsize(real)
     headers = {"Accept-Ranges": "bytes", "Cache-Control": "no-store"}
     media_type = TYPES.get(os.path.splitext(real)[1].lower(), "application/octet-stream")
@@ -98,6 +99,8 @@ def file_response(real: str, range_header: str | None) -> Response:
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         # anything else (several ranges, other units) gets the whole file, as RFC 9110 allows
     headers["Content-Length"] = str(end - start + 1)
+    if head:
+        return Response(status_code=status, headers=headers, media_type=media_type)
     return StreamingResponse(_read(real, start, end - start + 1), status_code=status, headers=headers,
                              media_type=media_type)
 

@@ -1,5 +1,6 @@
 """The A/B page (two synchronised videos, a choice per dimension, the verdict after the answer) and the
-login page. Every text is HTML-escaped here; the script writes text with textContent only."""
+login page. Every text is HTML-escaped here; the script writes text with textContent only, and images
+only from the server's data:image/jpeg URIs."""
 from __future__ import annotations
 
 import json
@@ -18,6 +19,8 @@ figcaption{text-align:center;font-weight:bold} .controls{margin:.6em 0;display:f
 #seek{flex:1} table{border-collapse:collapse} td,th{padding:.3em .7em;text-align:center}
 tr.current{outline:2px solid #36c} kbd{border:1px solid #999;border-radius:3px;padding:0 .3em;font-size:.9em}
 #verdict{margin-top:1em;padding:.6em;border:1px solid #ccc;border-radius:6px} .hidden{display:none}
+.thumbs{display:flex;flex-wrap:wrap;gap:.5em} .thumbs figure{margin:0;border:1px solid #ddd;padding:3px}
+.thumbs img{margin:0 1px} .thumbs figcaption{font-weight:normal;font-size:.85em} .note{color:#a40}
 .reasoning{white-space:pre-wrap;font-size:.9em;max-height:15em;overflow:auto;background:#fafafa}
 """
 
@@ -103,7 +106,26 @@ async function showVerdict(body) {
   const asked = v.frames_requested || [];
   add(f, 'p', asked.length ? 'frames requested: ' + asked.map(x => '[' + x.join(', ') + ']').join('; ')
                            : 'frames requested: none (judged on the initial frames)');
+  showFrames(f, body.frames);
   if (v.reasoning) add(box, 'pre', v.reasoning).className = 'reasoning';
+}
+function showFrames(f, fr) {  // thumbnails: data URIs from the server, left video then right per cell
+  if (!fr) return;
+  for (const n of fr.notes || []) add(f, 'p', n).className = 'note';
+  for (const g of fr.groups || []) {
+    add(f, 'h4', g.title);
+    const row = add(f, 'div', ''); row.className = 'thumbs';
+    for (const c of g.cells || []) {
+      const cell = add(row, 'figure', '');
+      for (const im of c.images || []) {
+        if (typeof im.src !== 'string' || !im.src.startsWith('data:image/jpeg;base64,')) continue;
+        const i = document.createElement('img');
+        i.src = im.src; i.width = fr.side; i.height = fr.side; i.alt = im.side + ' video, frame ' + im.frame;
+        cell.appendChild(i);
+      }
+      add(cell, 'figcaption', c.caption);
+    }
+  }
 }
 document.addEventListener('keydown', e => {
   if (e.target.tagName === 'INPUT' && e.target.type === 'text') return;
