@@ -259,11 +259,11 @@ def _temporal_noise(resid: np.ndarray, y: np.ndarray) -> float:
 def _window_motion(ys: np.ndarray, gaps: np.ndarray, acc: _Motion) -> None:
     """Add one window of consecutive luma frames to `acc`; `gaps` are source-frame steps between them."""
     h, w = ys.shape[1:]
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # mean-normalised: flicker-robust
     u8 = [np.clip(np.rint(y), 0, 255).astype(np.uint8) for y in ys]
     coarse = [_coarse(y) for y in ys]
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    flows, steps, globals_ = [], [], []
+    flows, mags, steps, globals_ = [], [], [], []
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # mean-normalised: flicker-robust
     for t in range(len(ys) - 1):
         raw = dis.calc(u8[t], u8[t + 1], None)
         mx, my = gx + raw[..., 0], gy + raw[..., 1]
@@ -275,23 +275,26 @@ def _window_motion(ys: np.ndarray, gaps: np.ndarray, acc: _Motion) -> None:
         steps.append(step)
         acc.noise.append(_temporal_noise(np.where(inside, resid - step, 0.0), ys[t]))
         # change between frames, brightness step removed (flicker is not motion)
-        acc.diff.append(float(np.abs(ys[t + 1] - ys[t] - step).mean()))
+        acc.diff.append(float(cv2.norm(ys[t + 1] - ys[t] - np.float32(step), cv2.NORM_L1)) / (h * w))
         f = raw / np.float32(gaps[t])  # velocity per source frame
         flows.append(f)
         globals_.append(np.median(f[::2, ::2].reshape(-1, 2), axis=0))  # camera-like global motion
-        acc.speed.append(float(np.linalg.norm(f, axis=-1).mean()))
+        mag = cv2.magnitude(f[..., 0], f[..., 1])
+        mags.append(mag)
+        acc.speed.append(float(mag.mean()))
     acc.brightness.append(np.asarray(steps))
     for t in range(len(flows) - 1):
         f0, f1 = flows[t], flows[t + 1]
         mx, my = gx + f0[..., 0] * gaps[t], gy + f0[..., 1] * gaps[t]
         f1w = cv2.remap(f1, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # f1 along f0's path
-        n0, n1 = np.linalg.norm(f0, axis=-1), np.linalg.norm(f1w, axis=-1)
+        n0, n1 = mags[t], cv2.magnitude(f1w[..., 0], f1w[..., 1])
         textured = _grad(cv2.GaussianBlur(ys[t], (0, 0), 1.0)) > _TEXTURE_GRAD
         moving = (np.maximum(n0, n1) > _MOVING_PX) & textured
-        acc.accel.append(float(np.linalg.norm(f1w - f0, axis=-1)[moving].sum()))
+        dv = f1w - f0
+        acc.accel.append(float(cv2.magnitude(dv[..., 0], dv[..., 1])[moving].sum()))
         acc.speed3.append(float((0.5 * (n0 + n1))[moving].sum()))
         acc.jitter.append(float(np.linalg.norm(globals_[t + 1] - globals_[t])))
-        dot = float((f0 * f1w).sum(axis=-1)[moving].sum())
+        dot = float((f0[..., 0] * f1w[..., 0] + f0[..., 1] * f1w[..., 1])[moving].sum())
         norm = float((n0 * n1)[moving].sum())
         acc.moving3.append(norm)
         acc.reversed_.append(norm > 0 and dot < -0.3 * norm)
@@ -483,6 +486,17 @@ def score_measures(raw: Mapping[str, float]) -> tuple[dict[str, float], float, f
     return scores, vq, mq, worst
 
 
+def used_positions(n: int, max_frames: int = MAX_FRAMES) -> list[int]:
+    """The positions (of n frames) the measures look at: the spatial picks, the motion windows and the
+    middle run for the echo. A long video's other frames need not be converted, resized or kept."""
+    used = set(_spread(n, SPATIAL_FRAMES).tolist())
+    for a, b in _windows(n, max_frames):
+        used.update(range(a, b))
+    a = max(0, (n - max_frames) // 2)
+    used.update(range(a, min(n, a + max_frames)))
+    return sorted(used)
+
+
 def measure_frames(frames: np.ndarray, path: str = "", indices: Sequence[int] | None = None,
                    max_frames: int = MAX_FRAMES, max_side: int = MAX_SIDE,
                    native: Sequence[np.ndarray] | None = None) -> VideoMeasures:
@@ -491,7 +505,6 @@ def measure_frames(frames: np.ndarray, path: str = "", indices: Sequence[int] | 
 
     `native`: luma crops at the video's own resolution for the native-grid measures (dqa.nr); when None
     they are taken from `frames` before any resize (so in-memory frames at full size need nothing else)."""
-    t0 = time.perf_counter()
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
@@ -499,20 +512,31 @@ def measure_frames(frames: np.ndarray, path: str = "", indices: Sequence[int] | 
         raise VideoError(path, f"only {len(frames)} frames; at least {MIN_FRAMES} are needed to judge motion")
     if native is None:
         native = [nr.native_crop(y) for y in _luma(frames[_spread(len(frames), DETAIL_FRAMES)])]
-    frames = _resize(frames, max_side)
-    idx = np.arange(len(frames)) if indices is None else np.asarray(indices, dtype=np.int64)
+    return _measure(dict(enumerate(frames)), len(frames), path, indices, max_frames, max_side, native)
+
+
+def _measure(frames: Mapping[int, np.ndarray], n: int, path, indices, max_frames: int, max_side: int,
+             native: Sequence[np.ndarray]) -> VideoMeasures:
+    """measure_frames over `frames`, position -> RGB frame, holding at least used_positions(n)."""
+    t0 = time.perf_counter()
+    used = used_positions(n, max_frames)
+    rgb = dict(zip(used, _resize(np.stack([frames[i] for i in used]), max_side)))
+    idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
     notes = []
-    n = len(frames)
-    pick = _spread(n, SPATIAL_FRAMES)
-    raw = spatial_measures(frames[pick])
+    raw = spatial_measures(np.stack([rgb[i] for i in _spread(n, SPATIAL_FRAMES)]))
     raw.update(nr.picture_measures(list(native)))
-    ys = _luma(frames)
+    ys = dict(zip(used, _luma(np.stack([rgb[i] for i in used]))))
+    size = next(iter(rgb.values())).shape[:2]
+
+    def run(a: int, b: int) -> np.ndarray:
+        return np.stack([ys[i] for i in range(a, b)])
+
     acc = _Motion()
     for a, b in _windows(n, max_frames):
-        _window_motion(ys[a:b], np.maximum(np.diff(idx[a:b]), 1).astype(np.float32), acc)
+        _window_motion(run(a, b), np.maximum(np.diff(idx[a:b]), 1).astype(np.float32), acc)
     a = max(0, (n - max_frames) // 2)  # the middle run of up to max_frames frames
-    raw["echo"] = echo(ys[a:a + max_frames], np.diff(idx[a:a + max_frames]))
-    raw.update(motion_measures(acc, max(frames.shape[1:3])))
+    raw["echo"] = echo(run(a, min(n, a + max_frames)), np.diff(idx[a:a + max_frames]))
+    raw.update(motion_measures(acc, max(size)))
     scores, vq, mq, worst = score_measures(raw)
     if math.isnan(raw["accel_ratio"]):
         notes.append(f"static: no visible motion; motion scores set to the neutral {NEUTRAL}")
@@ -521,7 +545,7 @@ def measure_frames(frames: np.ndarray, path: str = "", indices: Sequence[int] | 
                      "be missed; motion is normalised per source frame")
     return VideoMeasures(path=str(path), measures=raw, scores=scores, vq=vq, mq=mq,
                          seconds=time.perf_counter() - t0, notes=tuple(notes), frames=n,
-                         size=(frames.shape[2], frames.shape[1]), worst=worst)
+                         size=(size[1], size[0]), worst=worst)
 
 
 def _spread(n: int, k: int) -> np.ndarray:
@@ -529,25 +553,27 @@ def _spread(n: int, k: int) -> np.ndarray:
     return np.unique(np.linspace(0, n - 1, min(k, n)).round().astype(int))
 
 
-def decode(path, max_side: int = MAX_SIDE):
-    """One pass over `path`: up to DECODE_CAP frames capped at `max_side` (RGB uint8), native-resolution luma
+def decode(path, max_side: int = MAX_SIDE, max_frames: int = MAX_FRAMES):
+    """One pass over `path`: the positions of up to DECODE_CAP frames, RGB uint8 frames capped at `max_side`
+    for the positions the measures use (used_positions; the rest are only grabbed), native-resolution luma
     crops of DETAIL_FRAMES of them (dqa.nr), and the VideoInfo. Raises VideoError like the decoder."""
     import cv2
 
     from vrthinker.video import VideoInfo, capped_size, decode_frames
 
-    chosen: dict[int, set] = {}
+    chosen: dict[int, tuple[list[int], set]] = {}
 
     def pick(total: int) -> list[int]:
         idx = sorted(set(np.linspace(0, total - 1, min(DECODE_CAP, total)).round().astype(int).tolist()))
-        chosen[total] = {idx[i] for i in _spread(len(idx), DETAIL_FRAMES)}
-        return idx
+        detail = {idx[i] for i in _spread(len(idx), DETAIL_FRAMES)}
+        chosen[total] = (idx, detail)
+        return sorted({idx[i] for i in used_positions(len(idx), max_frames)} | detail)
 
     def convert(bgr: np.ndarray, n: int):
         rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         h, w = rgb.shape[:2]
         crop = None
-        if any(n in c for c in chosen.values()):
+        if any(n in c[1] for c in chosen.values()):
             crop = nr.native_crop(_luma(rgb[None])[0])
         nh, nw = capped_size(w, h, max_side)
         if (nh, nw) != (h, w):
@@ -555,12 +581,13 @@ def decode(path, max_side: int = MAX_SIDE):
         return rgb, crop
 
     d = decode_frames(path, pick, convert, 1)
-    idx = tuple(d.frames)
-    arr = np.stack([d.frames[k][0] for k in idx])
-    crops = [d.frames[k][1] for k in idx if d.frames[k][1] is not None]
+    idx = tuple(chosen[d.total_frames][0]) if d.total_frames in chosen else tuple(d.frames)
+    pos = {k: i for i, k in enumerate(idx)}
+    frames = {pos[k]: v[0] for k, v in d.frames.items() if k in pos}
+    crops = [d.frames[k][1] for k in sorted(d.frames) if d.frames[k][1] is not None]
     crops = [crops[i] for i in _spread(len(crops), DETAIL_FRAMES)] if crops else []
     info = VideoInfo(os.fspath(path), d.total_frames, d.fps, d.width, d.height, idx, d.count_note)
-    return arr, crops, info
+    return frames, crops, info
 
 
 def measure_video(path, max_frames: int = MAX_FRAMES, max_side: int = MAX_SIDE) -> VideoMeasures:
@@ -568,9 +595,13 @@ def measure_video(path, max_frames: int = MAX_FRAMES, max_side: int = MAX_SIDE) 
     (`decode`), then `measure_frames`. Raises VideoError for a missing, corrupt or too-short video (fewer
     than MIN_FRAMES frames)."""
     t0 = time.perf_counter()
-    frames, crops, info = decode(path, max_side=max_side)
-    m = measure_frames(frames, path=str(path), indices=info.indices or None, max_frames=max_frames,
-                       max_side=max_side, native=crops or None)
+    frames, crops, info = decode(path, max_side=max_side, max_frames=max_frames)
+    n = len(info.indices)
+    if n < MIN_FRAMES:
+        raise VideoError(path, f"only {n} frames; at least {MIN_FRAMES} are needed to judge motion")
+    if not crops:
+        crops = [nr.native_crop(_luma(frames[i][None])[0]) for i in _spread(n, DETAIL_FRAMES)]
+    m = _measure(frames, n, str(path), info.indices or None, max_frames, max_side, crops)
     notes = m.notes + ((info.count_note,) if info.count_note else ())
     return dataclasses.replace(m, seconds=time.perf_counter() - t0, notes=notes,
                                info={"total_frames": info.total_frames, "fps": info.fps, "width": info.width,

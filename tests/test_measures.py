@@ -152,3 +152,40 @@ def test_metrics_judge_lives_in_dqa_and_is_registered_by_name():
 
     assert type(Judge.from_pretrained(backend="metrics")) is MetricsJudge
     assert MetricsJudge.__module__ == "dqa.pairwise"
+
+
+def test_long_video_reads_only_what_it_measures_and_measures_the_same(tmp_path, monkeypatch):
+    """A video longer than MAX_FRAMES: measure_video converts only used_positions (plus the detail frames),
+    yet every raw measure equals measure_frames over all of its frames."""
+    import cv2
+
+    from dqa import measures as M
+
+    clip = render_scene("pan", 160, 96, 150, seed=5)
+    path = write_video(tmp_path / "long.mp4", clip)
+    cap = cv2.VideoCapture(str(path))
+    every = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        every.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    cap.release()
+    full = measure_frames(np.stack(every))
+    used = M.used_positions(len(every))
+    assert len(used) < len(every)  # the point: fewer frames converted than decoded
+    converted = []
+    real_convert = M.cv2.cvtColor
+
+    def counting(img, code, *a, **k):
+        if code == cv2.COLOR_BGR2RGB:
+            converted.append(1)
+        return real_convert(img, code, *a, **k)
+
+    monkeypatch.setattr(M.cv2, "cvtColor", counting)
+    sparse = measure_video(path)
+    assert len(converted) <= len(used) + M.DETAIL_FRAMES
+    assert sparse.frames == full.frames == len(every)
+    for k, v in full.measures.items():
+        w = sparse.measures[k]
+        assert (math.isnan(v) and math.isnan(w)) or w == pytest.approx(v, rel=1e-5, abs=1e-7), k
