@@ -440,3 +440,153 @@ def test_dqa_score_backend_flags_are_checked():
     r = subprocess.run([sys.executable, "-m", "dqa.cli", "score", "x.mp4", "--backend", "openai"], env=_env(),
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "--server" in r.stderr
+
+
+# ----------------------------------------------------------------------------------------------------------
+# --concurrency N: N conversations in flight at most, the same judgments at any N
+
+
+def _two_turn_answer(body: dict) -> str:
+    """Turn 1 asks for two frames, turn 2 answers as `_ordered_answer` (which video looks better)."""
+    if not any(m["role"] == "assistant" for m in body["messages"]):
+        return '<tool_call>{"name": "select_frames", "arguments": {"frame_indices": [20, 90]}}</tool_call>'
+    return _ordered_answer(body)
+
+
+def _labels(store, job: str) -> dict:
+    from vrthinker.batch import judged_items
+
+    return {it.item.item_id: (dict(it.forward.labels), dict(it.reverse.labels)) for it in judged_items(store, job)}
+
+
+@pytest.mark.parametrize("concurrency, low, high", [(1, 1, 1), (2, 2, 2), (3, 2, 3), (4, 3, 4)])
+def test_fake_concurrency_caps_the_conversations_in_flight(fake, tmp_path, concurrency, low, high):
+    """Both orders of every pair, two turns each: at N the server never sees more than N requests at once,
+    and sees more than one as soon as N allows (at 1 the pair's two orders take turns)."""
+    from eval.synth import render_scene, write_video
+    from vrthinker.backends.openai import OpenAIBackend
+    from vrthinker.batch import read_pairs, run_batch
+    from vrthinker.judge import Judge
+    from vrthinker.store import Store
+
+    rows = []
+    for i in range(4):
+        a = write_video(tmp_path / f"a{i}.mp4", render_scene("shapes", 160, 96, 12, seed=10 + i), fps=12)
+        b = write_video(tmp_path / f"b{i}.mp4", render_scene("pan", 160, 96, 12, seed=20 + i), fps=12)
+        rows.append({"id": f"p{i}", "video1": str(a), "video2": str(b), "prompt": f"scene {i}"})
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rows = read_pairs(tmp_path / "pairs.jsonl")
+    f = fake([], answer=_two_turn_answer, delay_s=0.15)
+    b = OpenAIBackend([f.url], backoff_s=0.01)  # its own concurrency 1: run_batch's N is the one that counts
+    judge = Judge(b, b.resolve_profile("card")[0], max_turns=2, max_new_tokens=64)
+    with Store(tmp_path / "j.sqlite") as store:
+        s = run_batch(judge, rows, store, job="j", concurrency=concurrency)
+        assert s.judged == 4 and s.judgments_written == 8 and s.incomplete == 0
+        got = _labels(store, "j")
+    assert len(f.calls) == 16  # 4 pairs x 2 orders x 2 turns
+    assert low <= f.max_in_flight <= high, f.max_in_flight
+    assert b.concurrency == 1 and b.slot()._value == 1  # the batch's cap is undone after it
+    # the judgments do not depend on N: the same as one conversation at a time, each order on its own
+    g = fake([], answer=_two_turn_answer)
+    ref = OpenAIBackend([g.url])
+    ref_judge = Judge(ref, ref.resolve_profile("card")[0], max_turns=2, max_new_tokens=64)
+    for r in rows:
+        fwd = ref_judge.compare(r.video1, r.video2, r.prompt, orders="one")
+        rev = ref_judge.compare(r.video2, r.video1, r.prompt, orders="one")
+        assert got[r.item_id] == (dict(fwd.labels), dict(rev.labels))
+    assert g.max_in_flight == 1
+
+
+def test_fake_single_judge_both_orders_takes_turns_at_concurrency_1(fake, clips):
+    from vrthinker.backends.openai import OpenAIBackend
+    from vrthinker.judge import Judge
+
+    peaks = {}
+    for c in (1, 2):
+        f = fake([], answer=_two_turn_answer, delay_s=0.2)
+        b = OpenAIBackend([f.url], concurrency=c)
+        v = Judge(b, b.resolve_profile("card")[0], max_turns=2, max_new_tokens=64).compare(
+            clips["a"], clips["b"], "p", orders="both")
+        assert v.complete and len(v.per_order) == 2 and len(f.calls) == 4
+        peaks[c] = f.max_in_flight
+    assert peaks == {1: 1, 2: 2}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the client's own work: lossless PNG, one encoding per frame, the body as json.dumps makes it, token counts
+
+
+def test_png_data_urls_give_back_the_very_pixels():
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from vrthinker.backends.openai import png_base64, png_bytes, png_data_url
+
+    rng = np.random.default_rng(0)
+    for h, w in ((448, 448), (1, 1), (3, 17), (29, 5)):
+        a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        a[: h // 2] = a[0]  # flat rows too (the Up filter's zero differences)
+        for data in (png_bytes(a), base64.b64decode(png_base64(Image.fromarray(a, "RGB")))):
+            back = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+            assert back.shape == a.shape and np.array_equal(back, a)
+        url = png_data_url(Image.fromarray(a, "RGB"))
+        assert url.startswith("data:image/png;base64,")
+        back = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
+        assert np.array_equal(back, a)
+    # another object with the same pixels is not encoded again; a different image is never confused with it
+    a = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    im1, im2 = Image.fromarray(a, "RGB"), Image.fromarray(a.copy(), "RGB")
+    assert png_data_url(im1) is png_data_url(im2)
+    b = a.copy()
+    b[5, 5, 1] ^= 1
+    assert png_base64(Image.fromarray(b, "RGB")) != png_base64(im1)
+    # RGBA / L go as RGB, as before
+    la = Image.fromarray(a[..., 0], "L")
+    back = Image.open(io.BytesIO(base64.b64decode(png_base64(la))))
+    assert np.array_equal(np.asarray(back.convert("RGB")), np.asarray(la.convert("RGB")))
+
+
+def test_request_body_is_exactly_json_dumps(clips):
+    from vrthinker.backends.openai import openai_messages, request_json
+    from vrthinker.judge import load_videos
+    from vrthinker.protocol import Conversation, Profile
+
+    for name in ("card", "training"):
+        p = Profile.load(name)
+        grids = list(load_videos(p, clips["a"], clips["b"]))
+        conv = Conversation(p, "a \"quoted\" prompt \\ with \u00fcn\u00efcode and \x00", grids)
+        conv.add_reply("<think>x</think>")
+        conv.add_tool_response([p.index_range[0] + 3, p.index_range[1]])
+        messages, media = conv.request()
+        body = {"model": "m", "messages": openai_messages(messages, media, video=True), "max_tokens": 9,
+                "structured_outputs": {"regex": r'<A>"\d"</A>'}}
+        assert request_json(body) == json.dumps(body).encode()
+    # data URLs made elsewhere are serialized by json.dumps, whatever they hold
+    body = {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": 'data:x"\\'}}]}]}
+    assert request_json(body) == json.dumps(body).encode()
+
+
+def test_piecewise_token_count_is_the_whole_renderings(processor, clips):
+    """Our count of every turn, made piece by piece with cached pieces, equals tokenizing the whole
+    expanded rendering at once, for both profiles over a conversation of several turns."""
+    from vrthinker.backends.openai import _PADS, Renderer
+    from vrthinker.judge import load_videos
+    from vrthinker.protocol import Conversation, Profile
+
+    r = Renderer(processor)
+    assert r._piecewise
+    for name in ("card", "training"):
+        p = Profile.load(name)
+        conv = Conversation(p, "a cat  jumps\n over  ", list(load_videos(p, clips["a"], clips["b"])))
+        lo, hi = p.index_range
+        for turn, indices in enumerate(([lo + 3, (lo + hi) // 2], [hi, lo + 7, hi - 1], [lo])):
+            messages, media = conv.request()
+            text, ids = r.render(messages, media)
+            whole = r.whole_ids(_PADS.split(text), _PADS.findall(text), media)
+            assert ids == whole and len(ids) > 500
+            conv.add_reply(f"<think> step {turn} </think>\n<tool_call>{{\"name\": \"select_frames\", "
+                           f"\"arguments\": {{\"frame_indices\": {indices}}}}}</tool_call>")
+            conv.add_tool_response(indices)

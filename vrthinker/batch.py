@@ -7,6 +7,7 @@ missing, unreadable or undecodable is recorded as 'bad' with its reason and the 
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import sys
@@ -238,9 +239,9 @@ def run_batch(judge: Any, rows: Sequence[PairRow], store: Store, *, job: str, or
 
     `on_item` is called after each row (a progress bar). Safe to kill at any moment: each row's
     judgments and item are one transaction, so at most the rows in flight are lost. With a backend that
-    takes several conversations at once (`backend.concurrent`, a served model), `concurrency` conversations
-    are in flight (rows judged in threads, both orders of a row together); the store is read and written
-    by this thread only, rows recorded as they finish.
+    takes several conversations at once (`backend.concurrent`, a served model), at most `concurrency`
+    conversations are in flight (rows judged in threads, both orders of a row stepped together; at 1 they
+    take turns); the store is read and written by this thread only, rows recorded as they finish.
     """
     if orders not in ("one", "both"):
         raise UsageError(f"orders must be 'one' or 'both', not {orders!r}")
@@ -249,11 +250,29 @@ def run_batch(judge: Any, rows: Sequence[PairRow], store: Store, *, job: str, or
     counts = {"judged": 0, "reused": 0, "bad": 0, "written": 0, "incomplete": 0}
     per_dim = {d: [0, 0] for d in DIMENSIONS}
     bad_rows: list[ItemOutcome] = []
-    # `concurrency` counts conversations; a row judged in both orders keeps its two in flight together
-    workers = (max(1, concurrency // (2 if orders == "both" else 1))
-               if getattr(getattr(judge, "backend", None), "concurrent", False) else 1)
-    for out in (_run_many(judge, rows, store, job, orders, ident, counts, workers) if workers > 1 else
-                (_run_one(judge, row, store, job, orders, ident, counts) for row in rows)):
+    # `concurrency` counts conversations in flight, exactly: the backend holds one slot per request it has
+    # at a server (backend.limit); a row judged in both orders steps its two conversations together, so
+    # ceil(N / 2) rows keep N conversations going (at N = 1 the two orders take turns, one request at a time)
+    backend = getattr(judge, "backend", None)
+    served = getattr(backend, "concurrent", False)
+    concurrency = max(1, int(concurrency))
+    workers = -(-concurrency // (2 if orders == "both" else 1)) if served else 1
+    limit = backend.limit(concurrency) if served and hasattr(backend, "limit") else contextlib.nullcontext()
+    with limit:
+        results = (_run_many(judge, rows, store, job, orders, ident, counts, workers) if workers > 1 else
+                   (_run_one(judge, row, store, job, orders, ident, counts) for row in rows))
+        _consume(results, bad_rows, per_dim, on_item)
+    agreed = sum(a for a, _ in per_dim.values())
+    compared = sum(c for _, c in per_dim.values())
+    return BatchSummary(job=job, items=len(rows), judged=counts["judged"], reused=counts["reused"],
+                        bad=counts["bad"], judgments_written=counts["written"], incomplete=counts["incomplete"],
+                        agreed=agreed, compared=compared, per_dimension={d: tuple(v) for d, v in per_dim.items()},
+                        seconds=round(time.perf_counter() - t0, 3), bad_rows=tuple(bad_rows))
+
+
+def _consume(outs: Iterable[ItemOutcome], bad_rows: list, per_dim: dict,
+             on_item: Callable[[ItemOutcome], None] | None) -> None:
+    for out in outs:
         if out.status == "bad":
             bad_rows.append(out)
         for d, ok in out.agreement.items():
@@ -261,12 +280,6 @@ def run_batch(judge: Any, rows: Sequence[PairRow], store: Store, *, job: str, or
             per_dim[d][0] += ok
         if on_item is not None:
             on_item(out)
-    agreed = sum(a for a, _ in per_dim.values())
-    compared = sum(c for _, c in per_dim.values())
-    return BatchSummary(job=job, items=len(rows), judged=counts["judged"], reused=counts["reused"],
-                        bad=counts["bad"], judgments_written=counts["written"], incomplete=counts["incomplete"],
-                        agreed=agreed, compared=compared, per_dimension={d: tuple(v) for d, v in per_dim.items()},
-                        seconds=round(time.perf_counter() - t0, 3), bad_rows=tuple(bad_rows))
 
 
 def _run_many(judge, rows: Sequence[PairRow], store: Store, job: str, orders: str, ident: ModelIdentity,

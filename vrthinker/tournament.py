@@ -81,13 +81,14 @@ class StoreCompare:
     """`compare(a, b)` for one group, through the judgment store: a judgment stored before (same videos by
     content, prompt and judge identity) is reused, a new one is judged and stored (`batch.run_batch`)."""
 
-    def __init__(self, judge, store, ident, orders: str, job: str, prompt: str):
+    def __init__(self, judge, store, ident, orders: str, job: str, prompt: str, concurrency: int = 1):
         self.judge, self.store, self.ident = judge, store, ident
         self.orders, self.job, self.prompt = orders, job, prompt
+        self.concurrency = concurrency  # conversations in flight, also for one pair (its two orders together)
         self.judged = self.reused = self.incomplete = 0
 
     def __call__(self, a: str, b: str) -> dict:
-        return self.many([(a, b)])[0]
+        return self.many([(a, b)], self.concurrency)[0]
 
     def many(self, pairs, concurrency: int = 1) -> list[dict]:
         """Labels for each (a, b), in order; with a served judge `concurrency` of them are judged at once.
@@ -130,7 +131,7 @@ def rank_group(judge: Any, store: Any, ident: Any, group: Group, *, orders: str 
     With a served judge (`backend.concurrent`) and `concurrency` > 1, each round's pairs are judged with that
     many in flight; the pairs and the ranking are the ones judging them one by one gives."""
     job, prompt = job_name(group), group.prompt.strip()
-    compare = StoreCompare(judge, store, ident, orders, job, prompt)
+    compare = StoreCompare(judge, store, ident, orders, job, prompt, concurrency)
     served = concurrency > 1 and getattr(getattr(judge, "backend", None), "concurrent", False)
     many = (lambda pairs: compare.many(pairs, concurrency)) if served else None
     # with both orders each judgment already covers both positions: one per pair is all there is

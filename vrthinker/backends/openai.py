@@ -15,16 +15,22 @@ shows up in the trace.
 from __future__ import annotations
 
 import base64
-import io
+import contextlib
+import hashlib
+import json
 import math
 import os
 import random
 import re
+import struct
 import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Sequence
+
+import numpy as np
 
 from ..errors import ModelLoadError, ServerError, UsageError
 from ..lru import ByteLRU
@@ -124,19 +130,117 @@ class ServerPool:
 # rendering: messages for the server, and our own token count
 
 
-_PNG_CACHE: ByteLRU[int, tuple[Any, str]] = ByteLRU(1024, size=lambda v: 1)
+_PNG_BY_OBJECT: ByteLRU[int, tuple[Any, str]] = ByteLRU(1024, size=lambda v: 1)
+# base64 PNG by the frame's pixels: the same frame shown again in another object (the other order of a pair,
+# another pair of the same video) is not encoded again
+_PNG_BY_PIXELS: ByteLRU[tuple, str] = ByteLRU(512 * 2**20, size=len)
+
+
+def clear_media_caches() -> None:
+    """Forget every encoded image and data URL (benchmarks start each run cold)."""
+    for cache in (_PNG_BY_OBJECT, _PNG_BY_PIXELS, _URLS, _CLIP_URLS, _OURS):
+        cache.clear()
+
+
+def png_bytes(rgb: Any) -> bytes:
+    """A lossless PNG of an RGB uint8 array [h, w, 3]: each row but the first filtered 'Up' (its difference
+    from the row above, PNG filter 2), then deflate level 1. About twice as fast as PIL's PNG at level 1
+    (which tries every filter on every row) and no larger; any PNG decoder gives back exactly these pixels."""
+    a = np.ascontiguousarray(rgb, dtype=np.uint8)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"png_bytes takes an RGB array [h, w, 3], got shape {a.shape}")
+    h, w, _ = a.shape
+    rows = a.reshape(h, w * 3)
+    data = np.empty((h, w * 3 + 1), np.uint8)
+    data[0, 0], data[1:, 0] = 0, 2  # filter: none for the first row, Up for the others
+    data[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=data[1:, 1:])  # modulo 256, as the filter is defined
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(data.tobytes(), 1)) + chunk(b"IEND", b""))
 
 
 def png_base64(im: Any) -> str:
-    """The image as base64 PNG (lossless), cached per image object (every turn re-sends every image)."""
-    hit = _PNG_CACHE.get(id(im))
+    """The image as base64 PNG (lossless), cached per image object (every turn re-sends every image) and per
+    pixels (the same frame in another object: the pair's other order, another pair of the same video)."""
+    hit = _PNG_BY_OBJECT.get(id(im))
     if hit is not None and hit[0] is im:
         return hit[1]
-    buf = io.BytesIO()
-    im.convert("RGB").save(buf, format="PNG", compress_level=1)
-    b64 = base64.b64encode(buf.getvalue()).decode("ascii")
-    _PNG_CACHE.put(id(im), (im, b64))  # the image is held so its id is not reused while cached
+    rgb = np.ascontiguousarray(np.asarray(im if im.mode == "RGB" else im.convert("RGB")))
+    key = (rgb.shape, hashlib.sha256(rgb.data).digest())
+    b64 = _PNG_BY_PIXELS.get(key)
+    if b64 is None:
+        b64 = _PNG_BY_PIXELS.put(key, base64.b64encode(png_bytes(rgb)).decode("ascii"))
+    _PNG_BY_OBJECT.put(id(im), (im, b64))  # the image is held so its id is not reused while cached
     return b64
+
+
+def png_data_url(im: Any) -> str:
+    """`data:image/png;base64,...` of the image, the same string object each time (see `request_json`)."""
+    b64 = png_base64(im)
+    return _URLS.get_or_load(b64, lambda: _ours("data:image/png;base64," + b64))
+
+
+def video_data_url(clip: Any) -> str:
+    """A clip's frames as vLLM takes them: `data:video/jpeg;base64,` then each frame's base64 PNG, by commas."""
+    hit = _CLIP_URLS.get(id(clip))
+    if hit is not None and hit[0] is clip:
+        return hit[1]
+    url = _ours("data:video/jpeg;base64," + ",".join(png_base64(f) for f in clip.frames))
+    _CLIP_URLS.put(id(clip), (clip, url))
+    return url
+
+
+# data URLs we made, and their ASCII bytes for the request body, kept while their base64 is cached
+_URLS: ByteLRU[str, str] = ByteLRU(256 * 2**20, size=len)
+_CLIP_URLS: ByteLRU[int, tuple[Any, str]] = ByteLRU(64, size=lambda v: 1)
+_OURS: ByteLRU[int, tuple[str, bytes]] = ByteLRU(512 * 2**20, size=lambda v: len(v[1]))
+_MEDIA = "\x00vrthinker-media\x00"  # in place of each of our data URLs while the rest of the body is serialized
+_MEDIA_JSON = json.dumps(_MEDIA)
+
+
+def _ours(url: str) -> str:
+    """Register a data URL we made (base64 and a `data:` prefix: nothing JSON escapes) with its bytes."""
+    _OURS.put(id(url), (url, url.encode("ascii")))
+    return url
+
+
+def _our_bytes(url: Any) -> bytes | None:
+    hit = _OURS.get(id(url)) if isinstance(url, str) else None
+    return hit[1] if hit is not None and hit[0] is url else None
+
+
+def request_json(body: dict) -> bytes:
+    """`body` as JSON bytes, the same as json.dumps(body) encoded, with the data URLs we made spliced in as
+    bytes made once instead of scanned for escapes and encoded again every turn (megabytes a request).
+    Any other string is serialized by json.dumps; where the marker shows elsewhere, the whole body is."""
+    media: list[bytes] = []
+    messages = []
+    for m in body.get("messages") or ():
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, list):
+            parts = []
+            for c in content:
+                kind = c.get("type") if isinstance(c, dict) else None
+                data = _our_bytes((c.get(kind) or {}).get("url")) if kind in ("image_url", "video_url") else None
+                if data is not None:
+                    media.append(data)
+                    c = {**c, kind: {**c[kind], "url": _MEDIA}}
+                parts.append(c)
+            m = {**m, "content": parts}
+        messages.append(m)
+    if not media:
+        return json.dumps(body).encode()
+    pieces = json.dumps({**body, "messages": messages}).split(_MEDIA_JSON)
+    if len(pieces) != len(media) + 1:
+        return json.dumps(body).encode()
+    out = [pieces[0].encode()]
+    for data, rest in zip(media, pieces[1:]):
+        out += [b'"', data, b'"', rest.encode()]
+    return b"".join(out)
 
 
 def is_clip(x: Any) -> bool:
@@ -163,14 +267,12 @@ def openai_messages(messages: list[dict], media: Sequence[Any], video: bool) -> 
             if kind == "text":
                 parts.append({"type": "text", "text": c["text"]})
             elif kind == "image":
-                parts.append({"type": "image_url",
-                              "image_url": {"url": "data:image/png;base64," + png_base64(next(items))}})
+                parts.append({"type": "image_url", "image_url": {"url": png_data_url(next(items))}})
             elif kind == "video":
                 clip = next(items)
                 if not video:
                     raise UsageError("this server cannot take a video item as pre-extracted frames")
-                frames = ",".join(png_base64(f) for f in clip.frames)
-                parts.append({"type": "video_url", "video_url": {"url": "data:video/jpeg;base64," + frames}})
+                parts.append({"type": "video_url", "video_url": {"url": video_data_url(clip)}})
             else:
                 raise ValueError(f"unknown content item {kind!r}")
         out.append({"role": m["role"], "content": parts})
@@ -189,6 +291,14 @@ class Renderer:
         size = getattr(ip, "size", None) or {}
         self.image_bounds = (size.get("shortest_edge", getattr(ip, "min_pixels", 3136)),
                              size.get("longest_edge", getattr(ip, "max_pixels", 12845056)))
+        tok = processor.tokenizer
+        self.pad_ids = {p: tok.convert_tokens_to_ids(p) for p in (IMAGE_PAD, VIDEO_PAD)}
+        added = {t.content: t for t in getattr(tok, "added_tokens_decoder", {}).values()}
+        # piece by piece only where that gives the same ids: each pad one special token that keeps the
+        # whitespace beside it (an lstrip/rstrip token would take it from the text around it)
+        self._piecewise = all(p in added and added[p].special and not added[p].lstrip and not added[p].rstrip
+                              and tok.convert_ids_to_tokens(self.pad_ids[p]) == p for p in self.pad_ids)
+        self._pieces: ByteLRU[str, tuple[int, ...]] = ByteLRU(8 * 2**20, size=lambda v: 8 * len(v) + 64)
 
     def _grid(self, w: int, h: int, bounds: tuple[int, int]) -> int:
         from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
@@ -206,15 +316,39 @@ class Renderer:
         return self._grid(w, h, self.image_bounds) // m2
 
     def ids(self, messages: list[dict], media: Sequence[Any]) -> list[int]:
-        rendered = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.render(messages, media)[1]
+
+    def render(self, messages: list[dict], media: Sequence[Any]) -> tuple[str, list[int]]:
+        """(the rendered conversation, its token ids with each placeholder expanded to its pad tokens).
+
+        The text between placeholders is tokenized piece by piece, each piece once per renderer (a later
+        turn re-tokenizes only what it added): the pads are special tokens, which the tokenizer splits off
+        before tokenizing the text around them, so the ids are those of tokenizing the whole expanded text at
+        once (`whole_ids`, still used for a tokenizer whose pad tokens would strip the whitespace beside them)."""
+        rendered = self.rendered(messages)
         parts = _PADS.split(rendered)
         pads = _PADS.findall(rendered)
         if len(pads) != len(media):
             raise ValueError(f"{len(pads)} placeholders for {len(media)} media")
+        if not self._piecewise:
+            return rendered, self.whole_ids(parts, pads, media)
+        ids = list(self._piece(parts[0]))
+        for pad, item, rest in zip(pads, media, parts[1:]):
+            ids += [self.pad_ids[pad]] * self.pads(item)
+            ids += self._piece(rest)
+        return rendered, ids
+
+    def whole_ids(self, parts: list[str], pads: list[str], media: Sequence[Any]) -> list[int]:
         pieces = [parts[0]]
         for pad, item, rest in zip(pads, media, parts[1:]):
             pieces += [pad * self.pads(item), rest]
         return self.processor.tokenizer("".join(pieces), add_special_tokens=False)["input_ids"]
+
+    def _piece(self, text: str) -> list[int]:
+        ids = self._pieces.get(text)
+        if ids is None:
+            ids = self._pieces.put(text, tuple(self.processor.tokenizer(text, add_special_tokens=False)["input_ids"]))
+        return ids
 
     def rendered(self, messages: list[dict]) -> str:
         return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -294,6 +428,7 @@ class OpenAIBackend:
             [processor_source or "", self.model.root, self.model.id])
         # the other orders of pairs whose first order runs in the caller's thread (threads start when needed)
         self.pool_exec = ThreadPoolExecutor(max_workers=max(32, 4 * self.concurrency), thread_name_prefix="openai")
+        self._slots = threading.BoundedSemaphore(self.concurrency)  # see slot() and limit()
         self._checked = False
         self._check_lock = threading.Lock()
         self.extra_body: dict = {}  # more request fields (e.g. vLLM's cache_salt), for benchmarks and tools
@@ -356,7 +491,8 @@ class OpenAIBackend:
             s = self.pool.acquire(server, avoid)
             ok = False
             try:
-                r = self.client.post((s.root if root else s.url) + path, json=body)
+                r = self.client.post((s.root if root else s.url) + path, content=request_json(body),
+                                     headers={"Content-Type": "application/json"})
                 if 400 <= r.status_code < 500:
                     ok = True  # the server is well; the request is not
                     raise ServerError(f"{s.url}{path}: HTTP {r.status_code}: {r.text[:500]}")
@@ -429,9 +565,26 @@ class OpenAIBackend:
     def new_session(self) -> "OpenAISession":
         return OpenAISession(self)
 
+    def slot(self) -> threading.Semaphore:
+        """Held while a conversation's request is at a server: `concurrency` of them at most."""
+        return self._slots
+
+    @contextlib.contextmanager
+    def limit(self, concurrency: int):
+        """`concurrency` conversations in flight at most while inside (vrthinker.batch sets its own)."""
+        n = max(1, int(concurrency))
+        saved = self.concurrency, self._slots
+        self.concurrency, self._slots = n, threading.BoundedSemaphore(n)
+        try:
+            yield self
+        finally:
+            self.concurrency, self._slots = saved
+
     def generate_many(self, sessions, requests, max_new_tokens) -> list[Reply]:
-        """The conversations' next turns, all in flight together."""
+        """The conversations' next turns, in flight together up to `concurrency` (at 1: one after the other)."""
         calls = list(zip(sessions, requests, max_new_tokens))
+        if self.concurrency == 1:
+            return [s.generate(m, im, n) for s, (m, im), n in calls]
         futures = [self.pool_exec.submit(s.generate, m, im, n) for s, (m, im), n in calls[1:]]
         s, (m, im), n = calls[0]
         first = s.generate(m, im, n)
@@ -508,7 +661,7 @@ class OpenAISession:
         b = self.b
         video = b.caps["video"]
         api = openai_messages(messages, images, video)
-        ours = b.renderer.ids(messages, images) if b.renderer is not None else None
+        rendered, ours = b.renderer.render(messages, images) if b.renderer is not None else (None, None)
         if b.check_rendering and not b._checked:
             b.check(api, ours, self.server or b.pool.servers[0])
         body = {"model": b.model_id, "messages": api, "max_tokens": int(max_new_tokens), "stream": False,
@@ -521,7 +674,8 @@ class OpenAISession:
         if b.on_request is not None:
             b.on_request(self, body)
         try:
-            data, self.server = b.post("/chat/completions", body, prefer=self.server)
+            with b.slot():  # at most `concurrency` requests at the servers
+                data, self.server = b.post("/chat/completions", body, prefer=self.server)
         except ServerError as e:
             if "media_io_kwargs" in str(e) and "trust-request-mm-kwargs" in str(e):
                 raise UsageError("this profile's video item needs its fps and frames kept per request: start "
@@ -539,7 +693,6 @@ class OpenAISession:
         new_tokens = usage.get("completion_tokens")
         if new_tokens is None and b.renderer is not None:
             new_tokens = len(b.renderer.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
-        rendered = b.renderer.rendered(messages) if b.renderer is not None else None
         prompt = server_prompt if server_prompt is not None else (len(ours) if ours is not None else 0)
         return Reply(text=text, new_tokens=int(new_tokens or 0), stopped="length" if finish == "length" else "eos",
                      rendered=rendered, prefill_tokens=int(prompt) - int(cached), reused_tokens=int(cached),
