@@ -99,15 +99,31 @@ def _baseline_module(rev: str):
     import importlib.util
     import subprocess
 
-    src = subprocess.run(["git", "show", f"{rev}:dqa/measures.py"], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1]).stdout
-    path = Path(tempfile.mkdtemp(prefix="baseline_")) / "measures_baseline.py"
-    path.write_text(src.replace("from . import nr\n", ""))
-    spec = importlib.util.spec_from_file_location("measures_baseline", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["measures_baseline"] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+    def show(name: str) -> str | None:
+        r = subprocess.run(["git", "show", f"{rev}:dqa/{name}.py"], capture_output=True, text=True,
+                           cwd=Path(__file__).resolve().parents[1])
+        return r.stdout if r.returncode == 0 else None
+
+    def load(name: str, src: str):
+        path = Path(tempfile.mkdtemp(prefix="baseline_")) / f"{name}.py"
+        path.write_text(src)
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod  # dataclasses look their module up
+        spec.loader.exec_module(mod)
+        return mod
+
+    src = show("measures")
+    if src is None:
+        raise SystemExit(f"bench_metrics: error: no dqa/measures.py at revision {rev}")
+    nr_src = show("nr")  # the no-reference measures the baseline used, as they were then
+    if nr_src is not None:
+        from dqa import nr
+
+        old_nr = load("nr_baseline", nr_src)
+        if hasattr(old_nr, "PARAMS_FILE"):  # its data file sits beside the package, not the copy
+            old_nr.PARAMS_FILE = nr.PARAMS_FILE
+    return load("measures_baseline", src.replace("from . import nr\n", "import nr_baseline as nr\n"))
 
 
 def _scorer(baseline):
@@ -120,8 +136,11 @@ def _scorer(baseline):
 
     def old(p):
         t = time.perf_counter()
-        frames, info = read_frames(p, max_frames=baseline.DECODE_CAP, max_side=baseline.MAX_SIDE)
-        m = baseline.measure_frames(frames, path=str(p), indices=info.indices or None)
+        if hasattr(baseline, "measure_video"):  # the baseline's own decode and measures, end to end
+            m = baseline.measure_video(p)
+        else:
+            frames, info = read_frames(p, max_frames=baseline.DECODE_CAP, max_side=baseline.MAX_SIDE)
+            m = baseline.measure_frames(frames, path=str(p), indices=info.indices or None)
         return m.vq, m.mq, time.perf_counter() - t, {}
     return old
 
