@@ -185,7 +185,8 @@ def run_real(cache: Path, frames: int, max_side: int, tie_margin: float, baselin
                 seen = (c in rf.CAL_CLIPS, fault in rf.CAL_FAULTS, sname == "cal")
                 split = "calibration" if all(seen) else ("held-out clip+kind" if not seen[0] and not seen[1]
                                                          else "held-out (some)")
-                for key in (split, "all"):
+                # "unseen kind" overlaps the splits (it is not counted again in heldout_accuracy)
+                for key in (split, "all") + (("unseen kind",) if fault not in rf.CAL_FAULTS else ()):
                     g = groups[key]
                     g[0] += d_ok
                     g[1] += oa == 1
