@@ -108,7 +108,7 @@ class MetricsJudge:
         labels = {"TA": None, "VQ": vq, "MQ": mq, "OA": _overall(vq, mq, m1, m2, self.tie_margin)}
         timings["total_s"] = time.perf_counter() - t0
         reasoning = (f"VQ {m1.vq:.3f} vs {m2.vq:.3f}, MQ {m1.mq:.3f} vs {m2.mq:.3f} "
-                     f"(tie within {self.tie_margin:g})")
+                     f"(a difference under {self.tie_margin:g} is a tie)")
         return Verdict(labels=labels, reason="needs_vlm",
                        detail="Text Alignment needs a vision-language model", reasoning=reasoning,
                        timings=timings,
