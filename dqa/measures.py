@@ -592,8 +592,8 @@ def decode(path, max_side: int = MAX_SIDE, max_frames: int = MAX_FRAMES):
 
 def measure_video(path, max_frames: int = MAX_FRAMES, max_side: int = MAX_SIDE) -> VideoMeasures:
     """THE weight-free measurement of a file, shared by `judge --backend metrics` and `dqa score`: one decode
-    (`decode`), then `measure_frames`. Raises VideoError for a missing, corrupt or too-short video (fewer
-    than MIN_FRAMES frames)."""
+    (`decode`), then what `measure_frames` does, on the frames it uses. Raises VideoError for a missing,
+    corrupt or too-short video (fewer than MIN_FRAMES frames)."""
     t0 = time.perf_counter()
     frames, crops, info = decode(path, max_side=max_side, max_frames=max_frames)
     n = len(info.indices)
