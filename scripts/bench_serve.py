@@ -5,7 +5,11 @@ The same N distinct pairs (distinct synthetic clips and prompts) are judged, eac
 - our client (`judge batch` code: vrthinker.batch.run_batch) at --concurrency 1, then 8;
 - the server's limit: the very requests the concurrency-8 run sent, pre-rendered, replayed by a bare httpx
   client with 8 conversations in flight (each conversation's turns in order);
-- the in-process HF backend on the same pairs (--hf-model; skipped without it).
+- the in-process HF backend on the same pairs (--hf-model; skipped without it), doing the same work: each of
+  its turns is forced (a LogitsProcessor through HFBackend.generate_hook) to emit exactly the token ids the
+  concurrency-8 served run got for that conversation and turn (vLLM's `return_token_ids`, asked in every
+  served run), so it runs the same turns with the same reply lengths, decoding token by token with its KV
+  cache as usual; its prompt ids are checked against vLLM's `prompt_token_ids` for the same turn.
 
 Replies are made realistic on vLLM: structured outputs (a regex per turn) force every turn but the last
 into a tool call (snapshot, thinking, two frame indices) and the last into an answer, each of about
@@ -14,7 +18,7 @@ conversation runs --max-turns turns of a few hundred tokens as VR-Thinker's do; 
 `--make-model DIR` builds the tiny random Qwen2.5-VL that vLLM's CPU build can serve (head_dim 32).
 Other servers get plain max_tokens (a random model then runs into the cap). Each run
 reports its turns per conversation and new tokens per turn, so the work compared is visible.
-The last line reads
+With --hf-model the line before it reads `hf_pairs_per_hour=H hf_vs_c1=H/X hf_vs_c8=H/Y (...)`; the last line reads
 `serve_pairs_per_hour_c1=X serve_pairs_per_hour_c8=Y ratio=Z server_limit_pairs_per_hour=L efficiency=E`,
 E = Y / L.
 """
@@ -71,6 +75,95 @@ def calibrate(judge, rows, target: int, max_tokens: int) -> int:
     return chars
 
 
+def _pixels_key(items) -> str:
+    """sha256 of the first two media items' RGB pixels (a clip: its first frame): which pair and order."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for x in list(items)[:2]:
+        x = x.frames[0] if hasattr(x, "frames") else x
+        a = np.ascontiguousarray(np.asarray(x if x.mode == "RGB" else x.convert("RGB")))
+        h.update(repr(a.shape).encode() + a.tobytes())
+    return h.hexdigest()
+
+
+def request_key(messages: list[dict], media) -> tuple[str, int]:
+    """(the conversation's first two media items' pixels, turn number): the same for the in-process request
+    and the chat-completions body sent for it (see `body_key`)."""
+    return _pixels_key(media), 1 + sum(m["role"] == "assistant" for m in messages)
+
+
+def body_key(body: dict) -> tuple[str, int]:
+    """`request_key` of a chat-completions body: its first two images decoded from their PNG data URLs."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    urls = [c[c["type"]]["url"] for m in body["messages"] if isinstance(m.get("content"), list)
+            for c in m["content"] if c.get("type") in ("image_url", "video_url")]
+    images = [Image.open(io.BytesIO(base64.b64decode(u.split(",")[1]))) for u in urls[:2]]
+    return _pixels_key(images), 1 + sum(m["role"] == "assistant" for m in body["messages"])
+
+
+class ForceServed:
+    """Makes the in-process HF backend emit, at each turn, exactly the token ids a served run got for the
+    same conversation and turn. `table`: request_key -> (the server's prompt ids or None, its reply ids).
+
+    `hook` is an HFBackend.generate_hook: for each generate call (one conversation, or a batch's rows) it looks
+    up every row's reply and passes a LogitsProcessor that, at step i, leaves only row b's token i (then an
+    end-of-sequence id) with a finite score, after the checkpoint's own processors ran; the model still runs
+    every step with its KV cache, only the choice is forced. Prompts are compared with the server's:
+    `prompts_equal` / `prompts_differ` count turns; a request missing from the table raises KeyError."""
+
+    def __init__(self, table: dict, eos_id: int):
+        self.table = dict(table)
+        self.eos_id = int(eos_id)
+        self.prompts_equal = self.prompts_differ = self.calls = 0
+
+    @classmethod
+    def from_served(cls, exchanges, eos_id: int) -> "ForceServed":
+        """From (body, response) pairs of a vLLM run asked with `return_token_ids`."""
+        table = {}
+        for body, data in exchanges:
+            ids = data["choices"][0].get("token_ids")
+            if ids is None:
+                raise ValueError("the server returned no token_ids: ask with return_token_ids (vLLM)")
+            table[body_key(body)] = (data.get("prompt_token_ids"), list(ids))
+        return cls(table, eos_id)
+
+    def hook(self, sessions, requests) -> dict:
+        from transformers import LogitsProcessorList
+
+        rows = [self.table[request_key(m, media)] for m, media in requests]
+        self.calls += 1
+        return {"logits_processor": LogitsProcessorList([_Force(self, rows)])}
+
+
+class _Force:
+    """One generate call's forcing (see ForceServed); a transformers LogitsProcessor."""
+
+    def __init__(self, owner: ForceServed, rows: list):
+        self.owner, self.rows, self.start = owner, rows, None
+
+    def __call__(self, input_ids, scores):
+        if self.start is None:  # the first step: input_ids is the prompt
+            self.start = input_ids.shape[1]
+            for b, (prompt, _) in enumerate(self.rows):
+                if prompt is not None:
+                    same = input_ids[b].tolist() == list(prompt)
+                    self.owner.prompts_equal += same
+                    self.owner.prompts_differ += not same
+        i = input_ids.shape[1] - self.start
+        for b, (_, reply) in enumerate(self.rows):
+            target = reply[i] if i < len(reply) else self.owner.eos_id
+            scores[b] = float("-inf")
+            scores[b, target] = 0.0
+        return scores
+
+
 def make_model(out: Path) -> Path:
     """The tiny random Qwen2.5-VL vLLM's CPU build can run (head_dim 32: its CPU attention takes no 16):
     2 layers, hidden 128, 4 heads, mrope_section [4, 6, 6], the real processor files; never downloaded."""
@@ -105,18 +198,29 @@ def make_pairs(folder: Path, n: int) -> Path:
     return path
 
 
+def conversations(db: Path) -> dict[tuple[str, str], list[tuple[str, int]]]:
+    """(pair id, order) -> [(reply, new tokens) per turn] of a run's store."""
+    from vrthinker.batch import judged_items
+    from vrthinker.store import Store
+
+    with Store(db) as store:
+        return {(it.item.item_id, order): [(t.get("reply"), t.get("new_tokens") or 0)
+                                           for t in j.verdict.get("turns") or []]
+                for it in judged_items(store, "bench")
+                for order, j in (("forward", it.forward), ("reverse", it.reverse)) if j is not None}
+
+
 def run_client(judge, rows, concurrency: int, db: Path) -> float:
-    from vrthinker.batch import judged_items, run_batch
+    from vrthinker.batch import run_batch
     from vrthinker.store import Store
 
     t0 = time.perf_counter()
     with Store(db) as store:
         s = run_batch(judge, rows, store, job="bench", concurrency=concurrency)
         dt = time.perf_counter() - t0
-        turns = [t for it in judged_items(store, "bench") for j in (it.forward, it.reverse) if j is not None
-                 for t in [j.verdict.get("turns") or []]]
+    turns = list(conversations(db).values())
     n_conv, n_turns = len(turns), sum(map(len, turns))
-    new = [t.get("new_tokens") or 0 for ts in turns for t in ts]
+    new = [n for ts in turns for _, n in ts]
     print(f"  {s.judged} pairs judged ({s.bad} bad) in {dt:.1f}s; {n_conv} conversations, "
           f"{n_turns / max(1, n_conv):.2f} turns each, {sum(new) / max(1, len(new)):.0f} new tokens per turn",
           file=sys.stderr)
@@ -171,7 +275,17 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_serve_"))
     rows = read_pairs(make_pairs(work, a.pairs))
     recorded: dict[int, list[dict]] = {}
+    exchanges: list[tuple[dict, dict]] = []  # (body, response) of every request of the concurrency-8 run
     lock = threading.Lock()
+
+    def recording(post, record: bool):
+        def wrapped(path: str, body: dict, prefer=None, root: bool = False):
+            data, server = post(path, body, prefer=prefer, root=root)
+            if record and path == "/chat/completions":
+                with lock:
+                    exchanges.append((body, data))
+            return data, server
+        return wrapped
 
     def hook(record: bool):
         def on_request(session, body: dict) -> None:
@@ -193,9 +307,10 @@ def main() -> None:
         kind = b.kind
         if kind == "vllm" and not regexes[0]:
             regexes = reply_regexes(calibrate(judge, rows, a.reply_tokens, a.max_tokens))
-        if kind == "vllm":
-            b.extra_body = {"cache_salt": f"bench-c{c}-{time.time()}"}  # cold prefix cache per run
+        if kind == "vllm":  # cold prefix cache per run; the reply's token ids (for the HF run), in every run
+            b.extra_body = {"cache_salt": f"bench-c{c}-{time.time()}", "return_token_ids": True}
         b.on_request = hook(record=c == 8)
+        b.post = recording(b.post, record=c == 8)
         clear_media_caches()  # cold on our side too: no frame encoded by the run before
         print(f"our client, concurrency {c} ({kind} server, model {b.model_id}):", file=sys.stderr)
         rates[c] = a.pairs * 3600 / run_client(judge, rows, c, work / f"c{c}.sqlite")
@@ -208,11 +323,25 @@ def main() -> None:
     if a.hf_model:
         from vrthinker.backends.hf import HFBackend
 
-        judge = Judge(HFBackend.from_pretrained(a.hf_model, device=a.device), "card", max_turns=a.max_turns,
-                      max_new_tokens=a.max_tokens)
-        print(f"in-process HF backend ({a.device}):", file=sys.stderr)
+        backend = HFBackend.from_pretrained(a.hf_model, device=a.device)
+        judge = Judge(backend, "card", max_turns=a.max_turns, max_new_tokens=a.max_tokens)
+        forced = None
+        if kind == "vllm":  # the same work: every turn emits the concurrency-8 run's reply for it
+            forced = ForceServed.from_served(exchanges, backend.processor.tokenizer.convert_tokens_to_ids("<|im_end|>"))
+            backend.generate_hook = forced.hook
+        print(f"in-process HF backend ({a.device}{', replies forced to the served ones' if forced else ''}):",
+              file=sys.stderr)
         hf = a.pairs * 3600 / run_client(judge, rows, 1, work / "hf.sqlite")
-        print(f"hf_pairs_per_hour={hf:.1f} (replies differ: no structured outputs in-process)")
+        if forced is not None:
+            served, ours = conversations(work / "c8.sqlite"), conversations(work / "hf.sqlite")
+            same = sum(ours.get(k) == v for k, v in served.items())
+            print(f"  {same} of {len(served)} conversations with the served run's replies and token counts, turn "
+                  f"for turn; prompt ids equal to vLLM's at {forced.prompts_equal} of "
+                  f"{forced.prompts_equal + forced.prompts_differ} turns", file=sys.stderr)
+            note = f"same replies as the served concurrency-8 run: {same}/{len(served)} conversations"
+        else:
+            note = "replies differ: no structured outputs in-process"
+        print(f"hf_pairs_per_hour={hf:.1f} hf_vs_c1={hf / rates[1]:.2f} hf_vs_c8={hf / rates[8]:.2f} ({note})")
     print(f"serve_pairs_per_hour_c1={rates[1]:.1f} serve_pairs_per_hour_c8={rates[8]:.1f} "
           f"ratio={rates[8] / rates[1]:.2f} server_limit_pairs_per_hour={limit:.1f} efficiency={rates[8] / limit:.2f}")
 

@@ -42,6 +42,11 @@ class HFBackend:
         self.adapter = adapter or ""
         self.reuse_cache = reuse_cache
         self.generate_kwargs = dict(generate_kwargs or {})
+        # Benchmarks and tests only: called as generate_hook(sessions, requests) before each `generate`, with
+        # the call's sessions (one, or a batch's rows in order) and their (messages, media); it returns more
+        # keyword arguments for that call only (e.g. a logits_processor forcing each row's reply: see
+        # scripts/bench_serve.py). None: nothing more.
+        self.generate_hook = None
         self.batch = True  # run fresh conversations of equal length (both orders) as one batch
         self.features = FeatureCache(self)
         gen = model.generation_config
@@ -93,6 +98,12 @@ class HFBackend:
 
     def new_session(self) -> "HFSession":
         return HFSession(self)
+
+    def call_kwargs(self, sessions: Sequence["HFSession"], requests: Sequence[tuple[list, list]]) -> dict:
+        """`generate_kwargs`, with what `generate_hook` adds for this call."""
+        if self.generate_hook is None:
+            return self.generate_kwargs
+        return {**self.generate_kwargs, **self.generate_hook(list(sessions), list(requests))}
 
     def generate_many(self, sessions, requests, max_new_tokens) -> list[Reply]:
         return generate_many(self, sessions, requests, max_new_tokens)
@@ -255,7 +266,7 @@ class HFSession:
         # The model keeps rope deltas as state, valid only for the sequence they came from (another
         # session's, or this one before window memory dropped images): generate recomputes them.
         m.model.rope_deltas = None
-        out = m.generate(**kwargs, **self.b.generate_kwargs)
+        out = m.generate(**kwargs, **self.b.call_kwargs([self], [(messages, images)]))
         self.rope_deltas = m.model.rope_deltas
         seq = out.sequences[0].tolist()
         self.prefix.hold(out.past_key_values, seq)
@@ -271,7 +282,7 @@ class HFSession:
         inputs = proc(text=[rendered], images=images or None, return_tensors="pt", padding=True,
                       **(self.b.video_inputs(clips) if clips else {})).to(m.device)
         out = m.generate(**inputs, generation_config=self.b.config_for(max_new_tokens, self.generation),
-                         **self.b.generate_kwargs)
+                         **self.b.call_kwargs([self], [(messages, media)]))
         n = inputs["input_ids"].shape[1]
         return self._reply(out.sequences[0, n:].tolist(), max_new_tokens, rendered, n, 0, t0)
 
@@ -339,7 +350,7 @@ def generate_many(backend: HFBackend, sessions: Sequence[HFSession], requests: S
         mm_token_type_ids=sessions[0].token_types(input_ids),
         **vision_kwargs([v for s in sessions for v in s.vision], 0, m.device),
         generation_config=backend.config_for(max_new_tokens[0], sessions[0].generation),
-        **backend.generate_kwargs)
+        **backend.call_kwargs(sessions, requests))
     seconds = (time.perf_counter() - t0) / len(sessions)
     n = input_ids.shape[1]
     replies = []
