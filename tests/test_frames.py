@@ -11,6 +11,7 @@ from eval import synth
 from vrthinker.errors import VideoError
 from vrthinker.frames import FrameGrid, grid_to_real, load_grid, load_pair
 from vrthinker.video import VideoInfo, read_frames
+from video_helpers import sequential_rgb
 
 INITIAL = [16, 48, 80, 112]
 OTHERS = [0, 1, 5, 31, 33, 47, 63, 64, 77, 99, 100, 121, 126, 127]
@@ -29,18 +30,6 @@ def clips(tmp_path_factory):
         "faststart": synth.write_clip(d / "fast.mp4", "shapes", 320, 240, seconds=2, fps=24, seed=6,
                                       faststart=True),
     }
-
-
-def _sequential_rgb(path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    out = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        out.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    cap.release()
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- grid mapping
@@ -104,7 +93,7 @@ def test_grid_attributes_and_other_sizes(clips):
     grid = load_grid(clips["text"], grid_size=16, side=64)
     assert (grid.width, grid.height, grid.fps, grid.total_frames) == (256, 144, 24.0, 24)
     assert grid.array(15).shape == (64, 64, 3) and grid.array(15).dtype == np.uint8
-    seq = _sequential_rgb(clips["text"])
+    seq = sequential_rgb(clips["text"])
     for i in range(16):
         want = np.asarray(Image.fromarray(seq[grid_to_real(i, 24, 16)]).resize((64, 64)))
         assert np.array_equal(grid.array(i), want)
@@ -166,7 +155,7 @@ def test_wrong_header_count_uses_decodable_frames(clips, tmp_path):
     # moov first, then cut: the header still claims 48 frames but only the first few decode
     cut = synth.write_truncated(clips["faststart"], tmp_path / "cut.mp4", fraction=0.6)
     header = int(cv2.VideoCapture(str(cut)).get(cv2.CAP_PROP_FRAME_COUNT))
-    seq = _sequential_rgb(cut)
+    seq = sequential_rgb(cut)
     assert header == 48 and 4 <= len(seq) < 48
     grid = load_grid(cut)
     assert grid.total_frames == len(seq) and grid.header_frames == 48
@@ -217,7 +206,7 @@ def test_load_pair_order_and_hashes(clips):
 # -------------------------------------------------------------------------------------------------- read_frames
 
 def test_read_frames(clips):
-    seq = _sequential_rgb(clips["shapes"])
+    seq = sequential_rgb(clips["shapes"])
     arr, info = read_frames(clips["shapes"])
     assert isinstance(info, VideoInfo)
     assert arr.shape == (48, 240, 320, 3) and arr.dtype == np.uint8

@@ -16,6 +16,7 @@ from eval.defects import DEFECT_DIMENSION, DEFECTS, apply_defect
 from eval.synth import render_scene, write_corrupt, write_video
 from dqa.pairwise import MetricsJudge
 from vrthinker.errors import VideoError
+from video_helpers import sequential_rgb
 
 W, H, T = 320, 192, 48
 SCENES = (("shapes", 21), ("pan", 22), ("text", 23))
@@ -163,14 +164,7 @@ def test_long_video_reads_only_what_it_measures_and_measures_the_same(tmp_path, 
 
     clip = render_scene("pan", 160, 96, 150, seed=5)
     path = write_video(tmp_path / "long.mp4", clip)
-    cap = cv2.VideoCapture(str(path))
-    every = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        every.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    cap.release()
+    every = sequential_rgb(path)
     full = measure_frames(np.stack(every))
     used = M.used_positions(len(every))
     assert len(used) < len(every)  # the point: fewer frames converted than decoded
