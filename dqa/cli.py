@@ -70,11 +70,11 @@ def parser() -> argparse.ArgumentParser:
                         "(default: the profile's max_context_tokens, else 16384)")
     add_model_args(t)
 
-    from .score_cli import add_parser as add_score
+    from dqa.score.cli import add_parser as add_score
 
     add_score(sub)
 
-    from .serve.command import add_parser as add_serve
+    from dqa.serve.command import add_parser as add_serve
 
     add_serve(sub)
 
@@ -91,7 +91,7 @@ def _print_outcomes(outcomes) -> int:
 
 
 def _select(a) -> int:
-    from .selections import add, normalize, open_store
+    from dqa.tune.selections import add, normalize, open_store
 
     rec = normalize(a.prompt, a.a, a.b, a.chosen, a.dimension, a.user, a.time)
     with open_store(a.db) as store:
@@ -99,7 +99,7 @@ def _select(a) -> int:
 
 
 def _import(a) -> int:
-    from .selections import add, open_store, read_jsonl
+    from dqa.tune.selections import add, open_store, read_jsonl
 
     records, lines = read_jsonl(a.file)
     with open_store(a.db) as store:
@@ -118,7 +118,7 @@ def _tune(a) -> int:
     from vrthinker.cliutil import quiet_libraries
     from vrthinker.judge import DEFAULT_MODEL
 
-    from .tune import TuneSettings, tune
+    from dqa.tune.train import TuneSettings, tune
 
     if a.backend != "hf":
         raise JudgeError("dqa tune trains the hf (Qwen2.5-VL) judge; --backend must be hf")
@@ -157,8 +157,8 @@ def _agreement(a) -> int:
     from vrthinker.cliutil import load_judge, quiet_libraries
     from vrthinker.verdict import DIMENSIONS
 
-    from .agreement import compare_with_adapter, held_out
-    from .selections import open_store
+    from dqa.tune.agreement import compare_with_adapter, held_out
+    from dqa.tune.selections import open_store
 
     quiet_libraries()
     with open_store(a.db) as store:
@@ -186,8 +186,8 @@ def _agreement(a) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    from .score_cli import run as _score
-    from .serve.command import run as _serve
+    from dqa.score.cli import run as _score
+    from dqa.serve.command import run as _serve
 
     commands = {"select": _select, "import-selections": _import, "tune": _tune, "agreement": _agreement,
                 "score": _score, "serve": _serve}

@@ -1,1 +1,2 @@
-"""eval: the field's benchmarks (loaders, metrics, the join with judgments), and synthetic and real test footage."""
+"""vrthinker_eval (the eval/ folder): the field's benchmarks (loaders, metrics, the join with judgments), and
+synthetic and real test footage."""

@@ -1,6 +1,6 @@
 """Judge a loaded benchmark through the judgment store and join each example with its judgments.
 
-The join gives `eval.metrics.evaluate` its inputs: human labels, the judge's (combined) labels, the
+The join gives `vrthinker_eval.metrics.evaluate` its inputs: human labels, the judge's (combined) labels, the
 forward and reverse judgments for position consistency, and score differences for score judges. Pairs
 whose video could not be decoded are a data problem, not the judge's: they are left out and listed.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 from vrthinker.batch import PairRow, run_batch
 
-from .benchmarks import Example, Loaded
+from vrthinker_eval.benchmarks import Example, Loaded
 
 
 @dataclass(frozen=True)

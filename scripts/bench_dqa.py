@@ -19,13 +19,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from dqa.scheduler import Item, Scheduler  # noqa: E402
-from dqa.scoring import build_workers, resolve_components  # noqa: E402
-from eval.defects import apply_defect  # noqa: E402
-from eval.synth import SCENES, render_scene, write_video  # noqa: E402
+from dqa.score.scheduler import Item, Scheduler  # noqa: E402
+from dqa.score.scoring import build_workers, resolve_components  # noqa: E402
+from vrthinker_eval.defects import apply_defect  # noqa: E402
+from vrthinker_eval.synth import SCENES, render_scene, write_video  # noqa: E402
 from make_tiny_dqa_models import build_all  # noqa: E402
 from vrthinker.cli import quiet_libraries  # noqa: E402
-from vrthinker.video import VideoCache  # noqa: E402
+from vrthinker.media.decode import VideoCache  # noqa: E402
 
 PROMPTS = ("a red ball to the left of a blue box", "a boat above the water", "a cat next to a dog",
            "a car in front of a house", "two birds and a tree", "a robot below a lamp")

@@ -1,4 +1,4 @@
-"""Benchmark frame access for one judged pair: the reference's open-and-seek per frame vs vrthinker.frames.
+"""Benchmark frame access for one judged pair: the reference's open-and-seek per frame vs vrthinker.media.frame_grid.
 
 Two generated 1280x720, 5 s, 24 fps, keyint-250 H.264 clips; a 6-turn conversation asks for the 4 initial
 indices and then 5 tool calls of 12 distinct indices (64 indices per video, 128 images in all).
@@ -46,14 +46,14 @@ def _in_reference_order(get1, get2, turns: list[list[int]]):
 
 
 def run_ours(v1: str, v2: str, turns: list[list[int]]):
-    from vrthinker.frames import load_pair
+    from vrthinker.media.frame_grid import load_pair
 
     g1, g2 = load_pair(v1, v2)
     return _in_reference_order(g1.image, g2.image, turns)
 
 
 def run_ours_serial(v1: str, v2: str, turns: list[list[int]]):
-    from vrthinker.frames import load_grid
+    from vrthinker.media.frame_grid import load_grid
 
     g1, g2 = load_grid(v1), load_grid(v2)
     return _in_reference_order(g1.image, g2.image, turns)
@@ -64,7 +64,7 @@ def _decord_grid(path: str, threads: int):
     import numpy as np
     from PIL import Image
 
-    from vrthinker.frames import grid_to_real
+    from vrthinker.media.frame_grid import grid_to_real
 
     vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=threads)
     total = len(vr)
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
     import numpy as np
 
-    from eval import synth
+    from vrthinker_eval import synth
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--width", type=int, default=1280)

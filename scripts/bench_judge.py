@@ -38,7 +38,7 @@ def six_turn_script() -> tuple[list[str], list[list[int]]]:
 
 
 def make_clips(d: Path) -> tuple[str, str]:
-    from eval.synth import render_scene, write_video
+    from vrthinker_eval.synth import render_scene, write_video
 
     a = write_video(d / "v1.mp4", render_scene("shapes", 1280, 720, 120, seed=3), fps=24, gop=250)
     b = write_video(d / "v2.mp4", render_scene("pan", 1280, 720, 120, seed=4), fps=24, gop=250)
@@ -47,7 +47,7 @@ def make_clips(d: Path) -> tuple[str, str]:
 
 def make_pairs(d: Path, n: int, width: int, height: int, frames: int) -> list[tuple[str, str]]:
     """`n` pairs of 2n distinct clips (each its own scene kind and seed), none shared with another pair."""
-    from eval.synth import SCENES, render_scene, write_video
+    from vrthinker_eval.synth import SCENES, render_scene, write_video
 
     d.mkdir(parents=True, exist_ok=True)
     clips = [str(write_video(d / f"p{k:02d}.mp4", render_scene(SCENES[k % len(SCENES)], width, height, frames,
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
     from make_tiny_model import build
     from vrthinker.backends.hf import HFBackend
     from vrthinker.batch import PairRow, run_batch
-    from vrthinker.frames import prefetch
+    from vrthinker.media.frame_grid import prefetch
     from vrthinker.judge import Judge, load_videos
     from vrthinker.store import Store
 

@@ -1,6 +1,7 @@
 """Benchmark the weight-free MetricsJudge on synthetic defects: does the clean clip win?
 
-For each scene/seed, a clean clip is rendered (eval.synth), damaged by every defect (eval.defects) at
+For each scene/seed, a clean clip is rendered (vrthinker_eval.synth), damaged by every defect
+(vrthinker_eval.defects) at
 every strength, all written as H.264, and each clean/damaged pair is judged in both orders. A case is right
 when the clean clip wins on the damaged dimension (VQ or MQ) and, separately, on OA; a tie counts as wrong.
 
@@ -23,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval.defects import DEFECT_DIMENSION, DEFECTS, LEVELS, apply_defect  # noqa: E402
-from eval.synth import render_scene, write_video  # noqa: E402
-from dqa.pairwise import MetricsJudge  # noqa: E402
+from vrthinker_eval.defects import DEFECT_DIMENSION, DEFECTS, LEVELS, apply_defect  # noqa: E402
+from vrthinker_eval.synth import render_scene, write_video  # noqa: E402
+from dqa.measures.pairwise import MetricsJudge  # noqa: E402
 
 DEFAULT_COMBOS = ("shapes:0", "pan:1", "orbit:2", "text:3", "shapes:4", "pan:5")
 
@@ -118,7 +119,7 @@ def _baseline_module(rev: str):
         raise SystemExit(f"bench_metrics: error: no dqa/measures.py at revision {rev}")
     nr_src = show("nr")  # the no-reference measures the baseline used, as they were then
     if nr_src is not None:
-        from dqa import nr
+        from dqa.measures import nr
 
         old_nr = load("nr_baseline", nr_src)
         if hasattr(old_nr, "PARAMS_FILE"):  # its data file sits beside the package, not the copy
@@ -128,8 +129,8 @@ def _baseline_module(rev: str):
 
 def _scorer(baseline):
     """(path -> (vq, mq)) for the current measures, or for a baseline module (decoded as it decoded)."""
-    from dqa.measures import measure_video
-    from vrthinker.video import read_frames
+    from dqa.measures.video import measure_video
+    from vrthinker.media.decode import read_frames
 
     if baseline is None:
         return lambda p: (lambda m: (m.vq, m.mq, m.seconds, dict(m.worst)))(measure_video(p))
@@ -147,8 +148,8 @@ def _scorer(baseline):
 
 def run_real(cache: Path, frames: int, max_side: int, tie_margin: float, baselines) -> list[str]:
     """Build the real-footage suite and judge clean against damaged; return the summary lines."""
-    from dqa.pairwise import _label
-    from eval import real_footage as rf
+    from dqa.measures.pairwise import _label
+    from vrthinker_eval import real_footage as rf
 
     clips = rf.fetch(cache)
     base = [c for c in rf.BASE_CLIPS if c in clips]

@@ -185,7 +185,7 @@ def make_model(out: Path) -> Path:
 
 
 def make_pairs(folder: Path, n: int) -> Path:
-    from eval.synth import render_scene, write_video
+    from vrthinker_eval.synth import render_scene, write_video
 
     scenes = ("shapes", "pan")
     rows = []

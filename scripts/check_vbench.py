@@ -138,8 +138,8 @@ def clips(root: Path, quick: bool = False) -> list[tuple[str, Path]]:
     clip and the 2-frame minimum."""
     import numpy as np
 
-    from eval.defects import apply_defect
-    from eval.synth import render_scene, write_video
+    from vrthinker_eval.defects import apply_defect
+    from vrthinker_eval.synth import render_scene, write_video
 
     n = 8 if quick else 36
     shapes = render_scene("shapes", 320, 240, n, seed=1)
@@ -199,8 +199,8 @@ def compare(wheel: Path, quick: bool = False) -> list[dict]:
     from dqa.vbench.flicker import FlickerWorker
     from dqa.vbench.frames import all_frames
     from dqa.vbench.motion import RAFT_MIN_SIDE, dd_is_dynamic, score_motion
-    from dqa.scheduler import MAX_FRAMES, MAX_SIDE
-    from vrthinker.video import read_sample
+    from dqa.score.scheduler import MAX_FRAMES, MAX_SIDE
+    from vrthinker.media.decode import read_sample
 
     vb = official_modules(wheel)
     ms = vb["motion_smoothness"].MotionSmoothness.__new__(vb["motion_smoothness"].MotionSmoothness)

@@ -15,7 +15,7 @@ Measurements (models are random-init from the real Qwen2.5-VL-7B config, or the 
   checkpoint    that model saved once to the work dir (the reference, NF4, QLoRA and DQA loaders read a dir),
                 then loaded back through HFBackend.from_pretrained: load seconds and peak
   judge_nf4     4-bit NF4 (bitsandbytes): load seconds, peak, the same six-turn conversation
-  qlora_dpo     one DPO step of dqa.tune (QLoRA on CUDA) on a real tuner row (the judge's first turn):
+  qlora_dpo     one DPO step of dqa.tune.train (QLoRA on CUDA) on a real tuner row (the judge's first turn):
                 its token count, peak memory against the 24 GB budget
   dqa_workers   every DQA worker with random-init full-size models, one by one through dqa's Scheduler on
                 one clip: load, score, unload, peak, memory back at baseline after unloading
@@ -296,7 +296,7 @@ class Context:
 
                 self._clips = make_clips(d)
             else:
-                from eval.synth import render_scene, write_video
+                from vrthinker_eval.synth import render_scene, write_video
 
                 a = write_video(d / "v1.mp4", render_scene("shapes", 256, 144, 120, seed=3), fps=24, gop=250)
                 b = write_video(d / "v2.mp4", render_scene("pan", 256, 144, 120, seed=4), fps=24, gop=250)
@@ -579,7 +579,7 @@ def m_judge_nf4(ctx: Context, rec: Recorder) -> None:
 
 
 def _selection(v1: str, v2: str):
-    from dqa.selections import Selection
+    from dqa.tune.selections import Selection
 
     return Selection(id=1, prompt=PROMPT, video_a=v1, video_b=v2, hash_a="a" * 64, hash_b="b" * 64, chosen="a",
                      dimension="OA")
@@ -595,7 +595,7 @@ def _row_tokens(processor, row: dict) -> tuple[int, int]:
 def _dpo_step(ctx: Context, rec: Recorder, row: dict) -> None:
     import torch
 
-    from dqa.tune import TuneSettings, train
+    from dqa.tune.train import TuneSettings, train
 
     path = ctx.need_checkpoint()
     prompt, completion = _row_tokens(ctx.processor(), row)
@@ -624,7 +624,7 @@ def _dpo_step(ctx: Context, rec: Recorder, row: dict) -> None:
 
 def m_qlora_dpo(ctx: Context, rec: Recorder) -> None:
     _import_or_skip("trl", "peft", "datasets", *(("bitsandbytes",) if ctx.cuda else ()))
-    from dqa import dataset as ds
+    from dqa.tune import dataset as ds
     from vrthinker.judge import load_videos
 
     ctx.need_checkpoint()
@@ -640,7 +640,7 @@ def m_qlora_dpo(ctx: Context, rec: Recorder) -> None:
 def m_qlora_dpo_six_turn(ctx: Context, rec: Recorder) -> None:
     _import_or_skip("trl", "peft", "datasets", *(("bitsandbytes",) if ctx.cuda else ()))
     import reference_infer as ref
-    from dqa import dataset as ds
+    from dqa.tune import dataset as ds
 
     ctx.need_checkpoint()
     v1, v2 = ctx.clips()
@@ -717,8 +717,8 @@ def full_size_dqa_models(root: Path, device: str) -> dict[str, str]:
 
 
 def m_dqa_workers(ctx: Context, rec: Recorder) -> None:
-    from dqa.scheduler import Item, Scheduler
-    from dqa.scoring import build_workers, resolve_components
+    from dqa.score.scheduler import Item, Scheduler
+    from dqa.score.scoring import build_workers, resolve_components
 
     root = ctx.work / "dqa-models"
     if ctx.size == "7b":
@@ -739,7 +739,7 @@ def m_dqa_workers(ctx: Context, rec: Recorder) -> None:
     if ctx.size == "7b":
         clip = ctx.clips()[0]
     else:  # a short small clip keeps the CPU rehearsal quick
-        from eval.synth import render_scene, write_video
+        from vrthinker_eval.synth import render_scene, write_video
 
         clip = str(write_video(ctx.work / "clips" / "dqa.mp4", render_scene("shapes", 160, 96, 8, seed=1), fps=8))
     workers = build_workers(comps, device=ctx.device, models=models, **ctx.options())
@@ -801,7 +801,7 @@ MEASUREMENTS = [
     Measurement("judge_bf16", "the judge, bf16, random init, six-turn pair ours vs reference", m_judge_bf16, 0.30),
     Measurement("checkpoint", "the judge saved once, loaded back through HFBackend", m_checkpoint, 0.10),
     Measurement("judge_nf4", "the judge in 4-bit NF4, same six-turn pair", m_judge_nf4, 0.15),
-    Measurement("qlora_dpo", "one QLoRA DPO step of dqa.tune on a real tuner row", m_qlora_dpo, 0.12),
+    Measurement("qlora_dpo", "one QLoRA DPO step of dqa.tune.train on a real tuner row", m_qlora_dpo, 0.12),
     Measurement("dqa_workers", "every DQA worker: load, score one clip, unload", m_dqa_workers, 0.15),
     Measurement("frame_access", "frame access, ours vs the reference's seeks, all cores", m_frame_access, 0.04),
     Measurement("qlora_dpo_six_turn", "the DPO step on a six-turn-sized row (128 frames)", m_qlora_dpo_six_turn,

@@ -1,4 +1,4 @@
-"""Write synthetic H.264 test clips (eval.synth), or the two small bundled example clips.
+"""Write synthetic H.264 test clips (vrthinker_eval.synth), or the two small bundled example clips.
 
     python scripts/make_clips.py OUTDIR --scene pan --seconds 5 --fps 24 --gop 250
     python scripts/make_clips.py OUTDIR --scene all          # one clip per scene kind
@@ -21,7 +21,7 @@ EXAMPLE_SIZE = dict(width=320, height=192, seconds=3.0, fps=12, gop=250, crf=26)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from eval import synth
+    from vrthinker_eval import synth
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("outdir", type=Path)

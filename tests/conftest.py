@@ -50,7 +50,7 @@ def hf_backend(tiny_model_dir):
 @pytest.fixture(scope="session")
 def clips(tmp_path_factory) -> dict[str, Path]:
     """Two small real H.264 clips of different scenes, and a corrupt file."""
-    from eval.synth import render_scene, write_corrupt, write_video
+    from vrthinker_eval.synth import render_scene, write_corrupt, write_video
 
     d = tmp_path_factory.mktemp("clips")
     out = {

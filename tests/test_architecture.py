@@ -10,16 +10,18 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("vrthinker", "dqa", "eval", "judge_prompts")
+# import name -> folder: the benchmarks' code lives in eval/ but installs as vrthinker_eval (no top-level `eval`)
+PACKAGES = {"vrthinker": "vrthinker", "dqa": "dqa", "vrthinker_eval": "eval", "judge_prompts": "judge_prompts"}
 # (importer package, imported package): dqa sits above vrthinker, never the reverse
-FORBIDDEN = (("vrthinker", "dqa"), ("eval", "dqa"))
+FORBIDDEN = (("vrthinker", "dqa"), ("vrthinker_eval", "dqa"))
 
 
 def module_names(root: Path, packages=PACKAGES) -> dict[str, Path]:
     out = {}
-    for pkg in packages:
-        for path in sorted((root / pkg).rglob("*.py")):
-            parts = list(path.relative_to(root).with_suffix("").parts)
+    folders = packages if isinstance(packages, dict) else {p: p for p in packages}
+    for pkg, folder in folders.items():
+        for path in sorted((root / folder).rglob("*.py")):
+            parts = [pkg] + list(path.relative_to(root / folder).with_suffix("").parts)
             if parts[-1] == "__init__":
                 parts = parts[:-1]
             out[".".join(parts)] = path
@@ -125,6 +127,20 @@ def test_the_check_fails_on_a_back_import(tmp_path):
     graph = import_graph(tmp_path, ("vrthinker", "dqa"))
     assert forbidden_edges(graph) == [("vrthinker.a", "dqa.b")]
     assert cycles(graph) == [["dqa.b", "dqa.c", "vrthinker.a"]]
+
+
+def test_every_package_folder_is_installed():
+    """pyproject lists packages by name (eval/ installs as vrthinker_eval): a new folder missing there would be
+    importable from a checkout and absent from every install."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(cfg["packages"])
+    found = {m for m, path in module_names(ROOT).items() if path.name == "__init__.py"}
+    assert found == listed
+    assert cfg["package-dir"] == {"vrthinker_eval": "eval"}
 
 
 if __name__ == "__main__":  # `python tests/test_architecture.py` prints today's violations

@@ -29,7 +29,7 @@ ANSWER = "<Think>the first keeps the cat in frame</Think><Answer>TA=1, VQ=0, MQ=
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory) -> list[str]:
     """Four small real clips (64x48, 10 frames) and a corrupt file (last)."""
-    from eval.synth import render_scene, write_corrupt, write_video
+    from vrthinker_eval.synth import render_scene, write_corrupt, write_video
 
     d = tmp_path_factory.mktemp("videos")
     out = [str(write_video(d / f"v{k}.mp4", render_scene(kind, 64, 48, 10, seed=k), fps=8))
@@ -154,7 +154,7 @@ def test_bad_rows_are_recorded_and_the_batch_goes_on(tmp_path, videos):
 
 
 def test_metrics_judge_has_an_identity_and_both_orders(tmp_path, videos):
-    pytest.importorskip("dqa.measures")
+    pytest.importorskip("dqa.measures.video")
     judge = Judge.from_pretrained(backend="metrics")
     ident = identify(judge)
     assert (ident.model_id, ident.protocol, ident.backend) == ("weight-free-metrics", "metrics/1", "metrics")

@@ -1,4 +1,4 @@
-"""The VisionReward-style checklist (dqa.checklist) and the `vlm` worker that asks it on the tiny Qwen2.5-VL."""
+"""The VisionReward-style checklist (dqa.score.checklist) and the `vlm` worker that asks it on the tiny Qwen2.5-VL."""
 from __future__ import annotations
 
 import copy
@@ -11,10 +11,10 @@ import weakref
 import numpy as np
 import pytest
 
-from dqa.checklist import (ChecklistError, aggregate, default_path, load_checklist, p_yes, parse_checklist,
+from dqa.score.checklist import (ChecklistError, aggregate, default_path, load_checklist, p_yes, parse_checklist,
                            question_score, semantic_questions, yes_no_ids)
 from vrthinker.errors import ModelLoadError
-from vrthinker.video import VideoSample
+from vrthinker.media.decode import VideoSample
 
 SIDE = 224  # small frames keep the tiny model's runs short; the arithmetic is the same at 448
 

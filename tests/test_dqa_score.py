@@ -9,9 +9,9 @@ import sys
 import pytest
 import torch
 
-from dqa.grade import load_config, synthesize
-from dqa.scheduler import Item, Scheduler
-from dqa.scoring import resolve_components, score
+from dqa.score.grade import load_config, synthesize
+from dqa.score.scheduler import Item, Scheduler
+from dqa.score.scoring import resolve_components, score
 from dqa.workers.base import Score, Worker
 from vrthinker.errors import UsageError
 
@@ -65,7 +65,7 @@ class FakeVQ(FakeWorker):
 
 @pytest.fixture(scope="module")
 def videos(clips, tmp_path_factory):
-    from eval.synth import render_scene, write_video
+    from vrthinker_eval.synth import render_scene, write_video
 
     d = tmp_path_factory.mktemp("score")
     paths = [str(clips["a"]), str(clips["b"])]
@@ -103,7 +103,7 @@ def test_over_budget_refused_before_loading(videos):
 
 def test_failures_are_per_video(videos, clips, tmp_path):
     one = tmp_path / "one.mp4"
-    from eval.synth import render_scene, write_video
+    from vrthinker_eval.synth import render_scene, write_video
 
     write_video(one, render_scene("shapes", 64, 48, 1, seed=3), fps=12)
     items = [Item(videos[0], "a ball"), Item(str(clips["corrupt"]), "a ball"), Item(videos[1], ""),

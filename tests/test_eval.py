@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from eval.benchmarks import BENCHMARKS, load
-from eval.metrics import (accuracy_with_ties, accuracy_without_ties, confusion, evaluate, labels_from_scores,
+from vrthinker_eval.benchmarks import BENCHMARKS, load
+from vrthinker_eval.metrics import (accuracy_with_ties, accuracy_without_ties, confusion, evaluate, labels_from_scores,
                           position_consistency, tie_sweep)
 from vrthinker.cli import main
 from vrthinker.errors import UsageError
@@ -23,7 +23,7 @@ ALWAYS_2 = "<Answer>TA=2, VQ=2, MQ=2, OA=2</Answer>"
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory) -> Path:
     """A data dir with videos/m1/{0,1,2}.mp4 and videos/m2/{0,1,2}.mp4 (64x48, 8 frames, 8 fps)."""
-    from eval.synth import render_scene, write_video
+    from vrthinker_eval.synth import render_scene, write_video
 
     root = tmp_path_factory.mktemp("bench")
     for i in range(3):
@@ -332,7 +332,7 @@ def test_command_limit_and_mistakes(videos, script, capsys, tmp_path):
 
 
 def test_command_skips_an_undecodable_video(videos, script, capsys, tmp_path):
-    from eval.synth import write_corrupt
+    from vrthinker_eval.synth import write_corrupt
 
     root = tmp_path / "mj"
     (root / "videos" / "m1").mkdir(parents=True)

@@ -1,4 +1,5 @@
-"""vrthinker.frames and .video: same pixels as the reference's per-frame seek, one open, no seek, clear errors."""
+"""vrthinker.media.frame_grid and .video: same pixels as the reference's per-frame seek, one open, no seek, clear
+errors."""
 from __future__ import annotations
 
 import cv2
@@ -7,10 +8,10 @@ import pytest
 import reference_infer
 from PIL import Image
 
-from eval import synth
+from vrthinker_eval import synth
 from vrthinker.errors import VideoError
-from vrthinker.frames import FrameGrid, grid_to_real, load_grid, load_pair
-from vrthinker.video import VideoInfo, read_frames
+from vrthinker.media.frame_grid import FrameGrid, grid_to_real, load_grid, load_pair
+from vrthinker.media.decode import VideoInfo, read_frames
 from video_helpers import sequential_rgb
 
 INITIAL = [16, 48, 80, 112]
@@ -238,7 +239,7 @@ def test_lazy_eager_and_budget_paths_give_the_same_pixels(clips):
 
 
 def test_grid_cache_decodes_each_video_once_within_a_bound(clips):
-    from vrthinker.frames import GridCache
+    from vrthinker.media.frame_grid import GridCache
 
     cache = GridCache(max_mb=512)
     g1, g2 = load_pair(clips["shapes"], clips["pan"], cache=cache)

@@ -272,7 +272,7 @@ def _clip(tmp_path: Path) -> Path:
     """A red square on the left and a blue disc on the right of a textured background, drifting right."""
     import cv2
 
-    from eval.synth import write_video
+    from vrthinker_eval.synth import write_video
 
     rng = np.random.default_rng(1)
     frames = []
@@ -285,8 +285,8 @@ def _clip(tmp_path: Path) -> Path:
 
 
 def test_worker_end_to_end(tmp_path, tiny):
-    from dqa.scheduler import MAX_FRAMES, MAX_SIDE
-    from vrthinker.video import read_sample
+    from dqa.score.scheduler import MAX_FRAMES, MAX_SIDE
+    from vrthinker.media.decode import read_sample
 
     cls = registry()["proxyclip"]
     assert cls.needs_prompt and cls.components == ("spatial",)
@@ -312,7 +312,7 @@ def test_worker_end_to_end(tmp_path, tiny):
 
 def test_worker_scores_known_masks(tmp_path, tiny):
     """The worker's plumbing from prompt to score, with the segmenter replaced by known label maps."""
-    from vrthinker.video import VideoSample
+    from vrthinker.media.decode import VideoSample
 
     class Known:
         def segment(self, frames, classes):

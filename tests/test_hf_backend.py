@@ -245,7 +245,7 @@ def test_no_cuda_and_no_device_refuses_before_loading(tiny_model_dir, tmp_path, 
     from vrthinker.cli import main
 
     a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
-    from eval.synth import render_scene, write_video
+    from vrthinker_eval.synth import render_scene, write_video
 
     write_video(a, render_scene("shapes", 64, 48, 8, seed=1), fps=8)
     write_video(b, render_scene("pan", 64, 48, 8, seed=2), fps=8)

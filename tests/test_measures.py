@@ -11,10 +11,10 @@ import math
 import numpy as np
 import pytest
 
-from dqa.measures import MQ_WEIGHTS, NEUTRAL, VQ_FAULTS, VQ_WEIGHTS, measure_frames, measure_video
-from eval.defects import DEFECT_DIMENSION, DEFECTS, apply_defect
-from eval.synth import render_scene, write_corrupt, write_video
-from dqa.pairwise import MetricsJudge
+from dqa.measures.video import MQ_WEIGHTS, NEUTRAL, VQ_FAULTS, VQ_WEIGHTS, measure_frames, measure_video
+from vrthinker_eval.defects import DEFECT_DIMENSION, DEFECTS, apply_defect
+from vrthinker_eval.synth import render_scene, write_corrupt, write_video
+from dqa.measures.pairwise import MetricsJudge
 from vrthinker.errors import VideoError
 from video_helpers import sequential_rgb
 
@@ -138,7 +138,7 @@ def test_defects_api():
 def test_metrics_judge_config_names_what_shapes_its_verdicts():
     import json
 
-    from dqa.measures import MEASURES_VERSION
+    from dqa.measures.video import MEASURES_VERSION
 
     a = MetricsJudge(tie_margin=0.02).config()
     assert json.loads(json.dumps(a)) == a
@@ -152,7 +152,7 @@ def test_metrics_judge_lives_in_dqa_and_is_registered_by_name():
     from vrthinker.judge import Judge
 
     assert type(Judge.from_pretrained(backend="metrics")) is MetricsJudge
-    assert MetricsJudge.__module__ == "dqa.pairwise"
+    assert MetricsJudge.__module__ == "dqa.measures.pairwise"
 
 
 def test_long_video_reads_only_what_it_measures_and_measures_the_same(tmp_path, monkeypatch):
@@ -160,7 +160,7 @@ def test_long_video_reads_only_what_it_measures_and_measures_the_same(tmp_path, 
     yet every raw measure equals measure_frames over all of its frames."""
     import cv2
 
-    from dqa import measures as M
+    from dqa.measures import video as M
 
     clip = render_scene("pan", 160, 96, 150, seed=5)
     path = write_video(tmp_path / "long.mp4", clip)

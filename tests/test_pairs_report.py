@@ -131,7 +131,7 @@ def test_cli_pairs(db, tmp_path, capsys):
 def judged(tmp_path_factory):
     """A real batch: two good pairs (both orders, a tool call each), a bad row, a video deleted afterwards,
     and a stored ranking."""
-    from eval.synth import render_scene, write_corrupt, write_video
+    from vrthinker_eval.synth import render_scene, write_corrupt, write_video
 
     d = tmp_path_factory.mktemp("report")
     v = [str(write_video(d / f"v{k}.mp4", render_scene(kind, 64, 48, 10, seed=k), fps=8))
@@ -182,7 +182,7 @@ def test_report_shows_the_frames_the_vlm_asked_for(judged, tmp_path):
 
 
 def test_report_of_a_weight_free_batch_has_thumbnails_for_every_pair(tmp_path):
-    from eval.synth import render_scene, write_video
+    from vrthinker_eval.synth import render_scene, write_video
 
     v = [str(write_video(tmp_path / f"m{k}.mp4", render_scene(kind, 64, 48, 10, seed=k), fps=8))
          for k, kind in enumerate(("shapes", "pan", "orbit"))]

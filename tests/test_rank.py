@@ -173,7 +173,7 @@ def test_bad_labels_are_refused():
 
 @pytest.fixture(scope="module")
 def small_clips(tmp_path_factory):
-    from eval.synth import render_scene, write_video
+    from vrthinker_eval.synth import render_scene, write_video
 
     d = tmp_path_factory.mktemp("rank-clips")
     return [str(write_video(d / f"v{k}.mp4", render_scene(kind, 64, 48, 8, seed=k), fps=8))

@@ -113,7 +113,7 @@ def test_choosing_flicker_imports_its_module_only(clips, tmp_path):
     """The control: a chosen VBench worker is imported, the others stay unloaded."""
     code = (
         "import sys\n"
-        "from dqa.scoring import build_workers, resolve_components\n"
+        "from dqa.score.scoring import build_workers, resolve_components\n"
         "print([w.name for w in build_workers(resolve_components(['temporal_flickering']))])\n"
         "print(sorted(m for m in sys.modules if m.startswith(('dqa.vbench.', 'dqa.workers.'))))\n"
     )

@@ -22,7 +22,7 @@ PROMPT = "a red square glides over a textured field"
 @pytest.fixture(scope="module")
 def media(tmp_path_factory):
     """A media root with two clips, a corrupt file, and escapes: a symlink out and a file just outside."""
-    from eval.synth import render_scene, write_corrupt, write_video
+    from vrthinker_eval.synth import render_scene, write_corrupt, write_video
 
     base = tmp_path_factory.mktemp("serve")
     root = base / "media"
@@ -189,7 +189,7 @@ def test_media_is_served_with_ranges_and_only_from_the_roots(client, media):
 
 
 def test_ab_question_answers_become_selections_and_the_verdict_comes_after(client, server, media):
-    from dqa.selections import open_store, usable
+    from dqa.tune.selections import open_store, usable
 
     r = client.post("/v1/ab", json={"prompt": PROMPT + " (ab)", "a": "a.mp4", "b": "sub/b.mp4"})
     assert r.status_code == 201, r.text
@@ -364,7 +364,7 @@ def test_non_loopback_host_without_token_is_refused_at_start(media, tmp_path):
 
 
 def test_kill_9_mid_job_then_a_restart_finishes_it(media, tmp_path):
-    from eval.synth import render_scene, write_video
+    from vrthinker_eval.synth import render_scene, write_video
 
     root = tmp_path / "clips"
     root.mkdir()

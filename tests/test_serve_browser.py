@@ -18,8 +18,8 @@ PROMPT = "a red square glides over a <textured> field"
 def test_ab_page_plays_both_videos_takes_keyboard_answers_then_shows_the_verdict(tmp_path):
     from playwright.sync_api import sync_playwright
 
-    from dqa.selections import open_store, usable
-    from eval.synth import render_scene, write_video
+    from dqa.tune.selections import open_store, usable
+    from vrthinker_eval.synth import render_scene, write_video
 
     root = tmp_path / "media"
     root.mkdir()

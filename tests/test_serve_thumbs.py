@@ -10,7 +10,7 @@ from dqa.serve.thumbs import FrameCache, judge_frames
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    from eval.synth import render_scene, write_video
+    from vrthinker_eval.synth import render_scene, write_video
 
     root = tmp_path_factory.mktemp("thumbs")
     a = write_video(root / "a.mp4", render_scene("shapes", 96, 64, 20, seed=1), fps=10)
@@ -27,7 +27,7 @@ def cells(doc: dict, group: int) -> list[list[tuple[str, int]]]:
 
 
 def test_a_vlm_verdict_shows_its_initial_frames_then_each_tool_calls_frames_both_videos(clips):
-    from vrthinker.frames import grid_to_real
+    from vrthinker.media.frame_grid import grid_to_real
 
     verdict = {"protocol": "card/1", "turns": [{"index": 0, "action": "tool_call", "requested": [5, 70]},
                                                {"index": 1, "action": "tool_call", "requested": [9]},

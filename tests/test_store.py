@@ -124,15 +124,15 @@ def test_a_new_file_holds_every_table_at_the_current_version(tmp_path):
 
 
 def test_dqa_modules_create_no_tables():
-    import dqa.score_store
-    import dqa.selections
+    import dqa.score.store
+    import dqa.tune.selections
 
-    for mod in (dqa.selections, dqa.score_store):
+    for mod in (dqa.tune.selections, dqa.score.store):
         assert "CREATE TABLE" not in Path(mod.__file__).read_text().upper()
 
 
 def test_an_old_file_opens_migrates_and_keeps_its_rows(tmp_path):
-    from dqa.selections import all_selections, open_store
+    from dqa.tune.selections import all_selections, open_store
     from vrthinker.batch import judged_items
 
     path = old_file(tmp_path / "old.sqlite")
@@ -207,7 +207,7 @@ def _open_at(path: str, start, kind: str, results) -> None:
     try:
         start.wait(10)
         if kind == "selections":
-            from dqa.selections import open_store
+            from dqa.tune.selections import open_store
 
             store = open_store(path)
         else:
@@ -300,8 +300,8 @@ def test_a_local_checkpoint_is_named_by_content_not_by_time(tmp_path):
 
 
 def test_a_changed_worker_version_is_not_served_from_the_score_store(tmp_path, clips):
-    from dqa.scheduler import Item
-    from dqa.score_store import ScoreStore
+    from dqa.score.scheduler import Item
+    from dqa.score.store import ScoreStore
     from dqa.workers.base import Score, Worker
 
     class Brightness(Worker):

@@ -227,7 +227,7 @@ def test_recommendation_is_kept(profile):
 
 
 def test_frames_keep_their_aspect_within_the_pixel_bounds(clips, profile):
-    from vrthinker import frames
+    from vrthinker.media import frame_grid as frames
 
     g = frames.load_grid(clips["a"], profile.grid_size, profile.image_side, **profile.frame_options())
     assert g.array(0).shape == (84, 168, 3)  # 96 x 160: sides rounded to multiples of 28, aspect kept

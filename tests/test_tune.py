@@ -4,9 +4,9 @@ import shutil
 
 import pytest
 
-from dqa import dataset as ds
+from dqa.tune import dataset as ds
 from dqa.cli import main
-from dqa.selections import add, all_selections, normalize, open_store, usable
+from dqa.tune.selections import add, all_selections, normalize, open_store, usable
 from vrthinker.judge import Judge
 from vrthinker.protocol import Profile
 
@@ -211,7 +211,7 @@ def test_two_dpo_steps_sleeptime_and_reload(small_model, clips, db, tmp_path, ca
     import torch
     from safetensors.torch import load_file
 
-    from dqa.tune import TuneSettings, runs, tune
+    from dqa.tune.train import TuneSettings, runs, tune
 
     with open_store(db) as store:
         add(store, [_sel(clips, "ab"[k % 2], ("OA", "TA")[k % 2], prompt=f"prompt {k}") for k in range(4)])
@@ -248,7 +248,7 @@ def test_two_dpo_steps_sleeptime_and_reload(small_model, clips, db, tmp_path, ca
 
 
 def test_agreement_per_dimension_with_scripted_judge(clips, db):
-    from dqa.agreement import compare_with_adapter, held_out
+    from dqa.tune.agreement import compare_with_adapter, held_out
     from vrthinker.backends.scripted import ScriptedBackend
 
     with open_store(db) as store:
@@ -281,7 +281,7 @@ def test_tune_starts_from_an_adapter_and_loads_quantized(small_model, clips, db,
     from safetensors.torch import load_file
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from dqa.tune import TuneSettings, load_for_training, tune
+    from dqa.tune.train import TuneSettings, load_for_training, tune
 
     torch.manual_seed(0)
     net = get_peft_model(Qwen2_5_VLForConditionalGeneration.from_pretrained(small_model),

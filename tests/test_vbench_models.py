@@ -16,9 +16,9 @@ import torch.nn.functional as F  # noqa: E402
 from dqa.vbench import consistency as C  # noqa: E402
 from dqa.vbench import quality as Q  # noqa: E402
 from dqa.workers import ScoreError, registry  # noqa: E402
-from eval.synth import render_scene  # noqa: E402
+from vrthinker_eval.synth import render_scene  # noqa: E402
 from vrthinker.errors import ModelLoadError  # noqa: E402
-from vrthinker.video import VideoSample  # noqa: E402
+from vrthinker.media.decode import VideoSample  # noqa: E402
 
 
 def sample(frames: np.ndarray) -> VideoSample:
@@ -159,8 +159,8 @@ def test_capped_sample_is_read_again_in_full(dino, tmp_path):
     """VBench reads every frame at full size; a capped shared sample makes the worker decode the file again."""
     from dataclasses import replace
 
-    from vrthinker.video import read_sample as decode
-    from eval.synth import write_video
+    from vrthinker.media.decode import read_sample as decode
+    from vrthinker_eval.synth import write_video
 
     path = write_video(tmp_path / "v.mp4", render_scene("shapes", 480, 272, 6, seed=6), fps=12)
     full = decode(path, max_frames=100, max_side=4096)

@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from dqa.scheduler import MAX_FRAMES, MAX_SIDE
+from dqa.score.scheduler import MAX_FRAMES, MAX_SIDE
 from dqa.vbench import motion, raft
 from dqa.vbench.flicker import FlickerWorker, flicker_score
 from dqa.vbench.motion import (Padder, backward_warp, dd_is_dynamic, dd_params, dd_step, interpolate_middle,
                                score_motion, top_magnitude)
 from dqa.vbench.raft import RaftWorker
 from dqa.workers.base import ScoreError
-from eval.defects import apply_defect
-from eval.synth import render_scene, write_video
+from vrthinker_eval.defects import apply_defect
+from vrthinker_eval.synth import render_scene, write_video
 from vrthinker.errors import ModelLoadError
-from vrthinker.video import read_sample
+from vrthinker.media.decode import read_sample
 
 decode = partial(read_sample, max_frames=MAX_FRAMES, max_side=MAX_SIDE)  # the sample the scheduler hands workers
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vrthinker import video
+from vrthinker.media import decode as video
 from vrthinker.errors import VideoError
 from vrthinker.lru import ByteLRU
 
@@ -124,7 +124,7 @@ def test_only_vrthinker_video_opens_a_video():
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    from eval import synth
+    from vrthinker_eval import synth
 
     d = tmp_path_factory.mktemp("video")
     return {
@@ -158,7 +158,7 @@ def opened(monkeypatch):
 
 
 def test_stream_is_the_native_read_in_batches(clips, tmp_path):
-    from eval import synth
+    from vrthinker_eval import synth
 
     cut = synth.write_truncated(clips["fast"], tmp_path / "cut.mp4", fraction=0.6)
     for path in (clips["shapes"], clips["pan"], cut):
@@ -223,9 +223,9 @@ def test_cache_keys_by_file_and_decode_and_remembers_errors(clips, tmp_path, ope
 def test_one_cache_for_the_judge_and_the_scorers(clips, opened):
     """Samples (the scorers') and grids (the judge's) live in one byte-bounded LRU: a decode either side
     already made is handed back without opening the file again, and the bound counts both kinds."""
-    from dqa.scheduler import MAX_FRAMES, MAX_SIDE, Item, Scheduler
+    from dqa.score.scheduler import MAX_FRAMES, MAX_SIDE, Item, Scheduler
     from dqa.workers.base import Score, Worker
-    from vrthinker import frames
+    from vrthinker.media import frame_grid as frames
 
     seen = []
 

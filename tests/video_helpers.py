@@ -1,4 +1,5 @@
-"""A reference read for tests: every frame of a file in order, with plain OpenCV (independent of vrthinker.video)."""
+"""A reference read for tests: every frame of a file in order, with plain OpenCV (independent of
+vrthinker.media.decode)."""
 from __future__ import annotations
 
 import cv2

@@ -1,7 +1,7 @@
 """vrthinker: a pairwise judge of AI-generated videos (VR-Thinker, a Qwen2.5-VL reward model)."""
-from .errors import JudgeError, ModelLoadError, UsageError, VideoError
-from .judge import DEFAULT_MODEL, Judge
-from .verdict import DIMENSIONS, FrameRef, Turn, Verdict
+from vrthinker.errors import JudgeError, ModelLoadError, UsageError, VideoError
+from vrthinker.judge import DEFAULT_MODEL, Judge
+from vrthinker.verdict import DIMENSIONS, FrameRef, Turn, Verdict
 
 __all__ = ["Judge", "Verdict", "Turn", "FrameRef", "DIMENSIONS", "DEFAULT_MODEL", "JudgeError",
            "ModelLoadError", "UsageError", "VideoError"]

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import jsonl
-from .errors import UsageError, VideoError
-from .identity import plain
-from .orders import agreement, combine
-from .store import Item, Judgment, ModelIdentity, Store, judgment_key
-from .verdict import DIMENSIONS, Verdict
+from vrthinker import jsonl
+from vrthinker.errors import UsageError, VideoError
+from vrthinker.identity import plain
+from vrthinker.orders import agreement, combine
+from vrthinker.store import Item, Judgment, ModelIdentity, Store, judgment_key
+from vrthinker.verdict import DIMENSIONS, Verdict
 
 REQUIRED = ("video1", "video2", "prompt")
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}

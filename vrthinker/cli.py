@@ -9,10 +9,10 @@ import json
 import sys
 from pathlib import Path
 
-from .cliutil import (EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, NAMES, add_model_args, check_model_args, error,
+from vrthinker.cliutil import (EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE, NAMES, add_model_args, check_model_args, error,
                       guarded, load_judge, quiet_libraries)
-from .errors import JudgeError
-from .verdict import DIMENSIONS, LABEL_NAMES, REASONS, Verdict
+from vrthinker.errors import JudgeError
+from vrthinker.verdict import DIMENSIONS, LABEL_NAMES, REASONS, Verdict
 
 __all__ = ["main", "compare_parser", "render_verdict", "exit_code", "SUBCOMMANDS", "EXIT_OK", "EXIT_USAGE",
            "EXIT_INCOMPLETE", "NAMES", "add_model_args", "error", "guarded", "load_judge", "quiet_libraries"]
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 def _compare(argv: list[str]) -> int:
     from rich.console import Console
 
-    from .judge import BACKENDS, DEFAULT_MODEL
+    from vrthinker.judge import BACKENDS, DEFAULT_MODEL
 
     a = compare_parser().parse_args(argv)
     for path in (a.video1, a.video2):
@@ -145,8 +145,8 @@ def _compare(argv: list[str]) -> int:
     quiet_libraries()
     grids = None
     if a.backend in BACKENDS:  # decode first: a bad video should not cost a model load
-        from .judge import load_videos
-        from .protocol import resolve
+        from vrthinker.judge import load_videos
+        from vrthinker.protocol import resolve
 
         grids = load_videos(resolve(a.model or DEFAULT_MODEL, a.protocol)[0], a.video1, a.video2)
     judge = load_judge(a)

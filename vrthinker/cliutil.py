@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from .errors import JudgeError, UsageError
+from vrthinker.errors import JudgeError, UsageError
 
 EXIT_OK, EXIT_USAGE, EXIT_INCOMPLETE = 0, 2, 3
 BATCH_CONCURRENCY = 8  # conversations in flight for batch / rank / eval on a served backend (--concurrency)
@@ -24,7 +24,7 @@ MODEL_FLAGS = {"protocol": "--protocol", "max_turns": "--max-turns", "max_new_to
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """Flags shared by every command that loads a judge."""
-    from .judge import DEFAULT_MODEL, backend_names
+    from vrthinker.judge import DEFAULT_MODEL, backend_names
 
     g = p.add_argument_group("model")
     g.add_argument("--model", default=None, metavar="ID_OR_DIR",
@@ -66,7 +66,7 @@ def model_options(a: argparse.Namespace) -> dict:
 
 def check_model_args(a: argparse.Namespace) -> None:
     """A model flag the chosen backend does not use is a usage error naming the flag (before any work)."""
-    from .judge import unused_options
+    from vrthinker.judge import unused_options
 
     unused = unused_options(a.backend, model_options(a))
     if unused:
@@ -77,7 +77,7 @@ def check_model_args(a: argparse.Namespace) -> None:
 
 def load_judge(a: argparse.Namespace):
     """The judge the model flags of `a` describe, loaded once."""
-    from .judge import Judge
+    from vrthinker.judge import Judge
 
     check_model_args(a)
     opts = model_options(a)

@@ -9,10 +9,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from .backends.base import Reply, Session
-from .parsing import CallRules, final_reasoning, labels_or_missing, read_reply
-from .protocol import Conversation, Profile, fill
-from .verdict import DIMENSIONS, REASONS, Turn
+from vrthinker.backends.base import Reply, Session
+from vrthinker.parsing import CallRules, final_reasoning, labels_or_missing, read_reply
+from vrthinker.protocol import Conversation, Profile, fill
+from vrthinker.verdict import DIMENSIONS, REASONS, Turn
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import UsageError
+from vrthinker.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -5,14 +5,14 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import frames
-from .backends.base import Backend
-from .conversation import Dialogue, run_dialogues
-from .errors import ServerError, UsageError, VideoError
-from .orders import combine
-from .protocol import Profile, resolve
-from .registry import Registry, unknown
-from .verdict import Verdict, failed
+from vrthinker.media import frame_grid as frames
+from vrthinker.backends.base import Backend
+from vrthinker.conversation import Dialogue, run_dialogues
+from vrthinker.errors import ServerError, UsageError, VideoError
+from vrthinker.orders import combine
+from vrthinker.protocol import Profile, resolve
+from vrthinker.registry import Registry, unknown
+from vrthinker.verdict import Verdict, failed
 
 DEFAULT_MODEL = "qunwang13/vrthinker"  # the checkpoint the seed model card describes
 
@@ -24,7 +24,7 @@ BACKENDS = Registry("backend", {
 })
 # Judges that are not conversations with a VLM.
 JUDGES = Registry("backend", {
-    "metrics": "dqa.pairwise:MetricsJudge",
+    "metrics": "dqa.measures.pairwise:MetricsJudge",
 })
 CONVERSATION_OPTIONS = ("protocol", "max_turns", "max_new_tokens")  # what Judge itself takes, not the backend
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from .errors import ModelLoadError, UsageError
+from vrthinker.errors import ModelLoadError, UsageError
 
 HUB_HINT = "pass --model DIR"  # how the offline message says to use a local copy (dqa names its own flag)
 # Qwen2.5-VL-7B (the default judge): 8.29 B parameters, so about 16 GB in bf16 and 31 GB in fp32

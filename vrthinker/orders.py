@@ -1,7 +1,7 @@
 """Position debiasing: judge (v1, v2) and (v2, v1), map the second back, and keep what both agree on."""
 from __future__ import annotations
 
-from .verdict import DIMENSIONS, Verdict
+from vrthinker.verdict import DIMENSIONS, Verdict
 
 _SWAP = {0: 0, 1: 2, 2: 1, None: None}
 

@@ -30,11 +30,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import combinations
 
-from .batch import JudgedItem, judged_items
-from .errors import UsageError
-from .orders import swap
-from .store import RankEntry, Store
-from .verdict import DIMENSIONS
+from vrthinker.batch import JudgedItem, judged_items
+from vrthinker.errors import UsageError
+from vrthinker.orders import swap
+from vrthinker.store import RankEntry, Store
+from vrthinker.verdict import DIMENSIONS
 
 CONFIDENCE_BOTH = 1.0
 CONFIDENCE_ONE_ORDER = 0.5

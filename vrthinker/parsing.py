@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .verdict import DIMENSIONS
+from vrthinker.verdict import DIMENSIONS
 
 _ANSWER = re.compile(r"<\s*(answer|final[\s_]*answer)\s*>(.*?)(?:<\s*/\s*\1\s*>|$)", re.I | re.S)
-ANSWER_BLOCK = _ANSWER  # public: group 1 the tag's name, group 2 its body (dqa.dataset rewrites labels there)
+ANSWER_BLOCK = _ANSWER  # public: group 1 the tag's name, group 2 its body (dqa.tune.dataset rewrites labels there)
 _LABEL = re.compile(r"\b(TA|VQ|MQ|OA)\s*[=:]\s*\(?\s*(-?\d+)\b", re.I)
 _TOOL = re.compile(r"<\s*tool_call\s*>(.*?)(?:<\s*/\s*tool_call\s*>|$)", re.I | re.S)
 _THINK = re.compile(r"<\s*think\s*>(.*?)<\s*/\s*think\s*>", re.I | re.S)

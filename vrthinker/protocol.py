@@ -12,9 +12,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .errors import UsageError
-from .frames import prefetch
-from .verdict import FrameRef
+from vrthinker.errors import UsageError
+from vrthinker.media.frame_grid import prefetch
+from vrthinker.verdict import FrameRef
 
 DEFAULT_PROFILE = "card"
 PROTOCOL_FILE = "judge_protocol.json"  # saved beside a checkpoint: {"profile": "card"}
@@ -231,7 +231,7 @@ class Conversation:
 
     profile: Profile
     prompt: str
-    grids: Sequence[Any]  # two vrthinker.frames.FrameGrid
+    grids: Sequence[Any]  # two vrthinker.media.frame_grid.FrameGrid
     messages: list[dict] = field(default_factory=list)
     images: list[tuple[FrameRef, Any]] = field(default_factory=list)
     media: list[list[Any]] = field(default_factory=list)  # per message: its PIL images / Clips in order
@@ -269,7 +269,7 @@ class Conversation:
 
     def add_reply(self, text: str) -> None:
         """Append the assistant's reply, kept as the profile's history rule says."""
-        from .parsing import HISTORY
+        from vrthinker.parsing import HISTORY
 
         self._add("assistant", [{"type": "text", "text": HISTORY[self.profile.history](text)}], [])
 

@@ -33,8 +33,8 @@ from typing import Callable, Mapping, Sequence
 import choix
 import numpy as np
 
-from .errors import UsageError
-from .verdict import DIMENSIONS
+from vrthinker.errors import UsageError
+from vrthinker.verdict import DIMENSIONS
 
 Labels = Mapping[str, "int | None"]
 CompareFn = Callable[[str, str], Labels]

@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from .errors import UsageError
+from vrthinker.errors import UsageError
 
 
 def unknown(kind: str, name: str, names: Iterable[str]) -> UsageError:

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from . import frames
-from .video import decode_frames
-from .batch import JudgedItem, judged_items
-from .errors import JudgeError
-from .store import Judgment, RankEntry, Store
-from .verdict import DIMENSIONS, LABEL_NAMES
+from vrthinker.media import frame_grid as frames
+from vrthinker.media.decode import decode_frames
+from vrthinker.batch import JudgedItem, judged_items
+from vrthinker.errors import JudgeError
+from vrthinker.store import Judgment, RankEntry, Store
+from vrthinker.verdict import DIMENSIONS, LABEL_NAMES
 
 NAMES = {"TA": "Text Alignment", "VQ": "Visual Quality", "MQ": "Motion Quality", "OA": "Overall"}
 
@@ -108,7 +108,7 @@ def _jpeg_uri(image) -> str:
 
 def grid_size(protocol: str) -> int:
     """The grid size of the protocol the judgment was made under (the frames a grid index names)."""
-    from .protocol import Profile
+    from vrthinker.protocol import Profile
 
     try:
         return Profile.load(protocol.split("/")[0]).grid_size

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError, VideoError
-from .identity import canonical
+from vrthinker.errors import UsageError, VideoError
+from vrthinker.identity import canonical
 
 SCHEMA_VERSION = 4
 DEFAULT_DB = "judgments.sqlite"

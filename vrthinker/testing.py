@@ -15,7 +15,7 @@ class ArrayGrid:
     """A FrameGrid look-alike over an in-memory array [T, side, side, 3], addressed like a real one."""
 
     def __init__(self, frames: np.ndarray, grid_size: int = 128, path: str = "<memory>"):
-        from .frames import grid_to_real
+        from vrthinker.media.frame_grid import grid_to_real
 
         self.frames, self.grid_size, self.path = frames, grid_size, path
         self.total_frames, self.fps = len(frames), 24.0

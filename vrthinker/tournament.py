@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import jsonl
-from .errors import JudgeError, UsageError
-from .rank import Ranking, rank
-from .verdict import DIMENSIONS
+from vrthinker import jsonl
+from vrthinker.errors import JudgeError, UsageError
+from vrthinker.rank import Ranking, rank
+from vrthinker.verdict import DIMENSIONS
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class StoreCompare:
     def many(self, pairs, concurrency: int = 1) -> list[dict]:
         """Labels for each (a, b), in order; with a served judge `concurrency` of them are judged at once.
         A pair that could not be judged raises JudgeError once the others are stored."""
-        from .batch import PairRow, run_batch
+        from vrthinker.batch import PairRow, run_batch
 
         start = self.judged + self.reused
         rows = [PairRow(item_id=f"{a}\t{b}", video1=os.path.abspath(a), video2=os.path.abspath(b),

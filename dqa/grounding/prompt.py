@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..errors import ScoreError
+from dqa.score.errors import ScoreError
 
 RELATIONS = ("left_of", "right_of", "above", "below", "on_top_of", "in_front_of", "behind", "next_to")
 MAX_ENTITIES = 10  # each entity is one more text query per frame; long prompts keep their first ten

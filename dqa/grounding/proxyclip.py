@@ -234,7 +234,7 @@ def load_proxyclip(clip_source: str, vfm_source: str, device: str = "cpu", dtype
 
     from vrthinker.errors import ModelLoadError
 
-    from ..workers.base import source_kwargs
+    from dqa.workers.base import source_kwargs
 
     dtype = dtype or (torch.float16 if str(device).startswith("cuda") else torch.float32)
     clip_path, clip_kw = source_kwargs(clip_source)

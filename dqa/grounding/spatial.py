@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .prompt import Relation
+from dqa.grounding.prompt import Relation
 
 MIN_AREA = 0.005  # an entity is visible in a frame when its mask covers at least 0.5% of the frame
 MIN_SHARE = 0.5  # ... and present in the video when visible in at least half of the sampled frames

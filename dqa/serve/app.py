@@ -15,15 +15,15 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from vrthinker.errors import JudgeError, VideoError
 
-from . import page
-from .auth import COOKIE, CSRF_HEADER, SESSION_SECONDS, Auth
-from .config import MAX_PROMPT, ServeConfig
-from .errors import ApiError
-from .jobs import Jobs
-from .media import Prober, file_response, resolve
-from .questions import Questions, dimension_of
-from .tables import Connections
-from .thumbs import FrameCache
+from dqa.serve import page
+from dqa.serve.auth import COOKIE, CSRF_HEADER, SESSION_SECONDS, Auth
+from dqa.serve.config import MAX_PROMPT, ServeConfig
+from dqa.serve.errors import ApiError
+from dqa.serve.jobs import Jobs
+from dqa.serve.media import Prober, file_response, resolve
+from dqa.serve.questions import Questions, dimension_of
+from dqa.serve.tables import Connections
+from dqa.serve.thumbs import FrameCache
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]", "::1")
 MAX_VIDEOS = 64
@@ -208,7 +208,7 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.post("/v1/score", status_code=202, summary="absolute scores and a grade per video (a job)")
     def score(body: ScoreRequest):
-        from dqa.scoring import resolve_components
+        from dqa.score.scoring import resolve_components
 
         prompt = _prompt(body.prompt, required=False)
         if not body.videos:

@@ -11,7 +11,7 @@ import sys
 
 from vrthinker.errors import UsageError
 
-from .config import TOKEN_ENV, ServeConfig, check_host
+from dqa.serve.config import TOKEN_ENV, ServeConfig, check_host
 
 
 def add_parser(sub) -> None:
@@ -51,7 +51,7 @@ def run(a: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from .app import create_app
+        from dqa.serve.app import create_app
     except ImportError as e:
         raise UsageError(f"dqa serve needs {e.name}: pip install 'vrthinker[serve]'") from None
     from vrthinker.cliutil import quiet_libraries

@@ -1,6 +1,6 @@
 """Comparisons and scores asked over HTTP: persisted in SQLite, run one at a time by one worker thread.
 
-The judge is loaded on the first comparison and kept; scores go through `dqa.scoring.score` (its scheduler
+The judge is loaded on the first comparison and kept; scores go through `dqa.score.scoring.score` (its scheduler
 keeps one worker's models in memory at a time, under the budget). A restart puts jobs that were running
 back in the queue. A request whose content and configuration match a finished job gets that job.
 """
@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from vrthinker.errors import JudgeError
 
-from .tables import Connections
+from dqa.serve.tables import Connections
 
 STATES = ("queued", "running", "done", "failed")
 
@@ -77,13 +77,13 @@ class Jobs:
     def judge_config(self) -> dict:
         cfg = {k: v for k, v in self.judge_kwargs.items() if v is not None}
         if cfg.get("backend") == "metrics":
-            from dqa.pairwise import MetricsJudge
+            from dqa.measures.pairwise import MetricsJudge
 
             cfg.update(MetricsJudge().config())
         return cfg
 
     def score_config(self) -> dict:
-        from dqa.grade import load_config
+        from dqa.score.grade import load_config
 
         w = load_config()
         return {"weights": {"weights": dict(w.weights), **{g: dict(m) for g, m in w.groups.items()}},
@@ -191,7 +191,7 @@ class Jobs:
         return doc, None
 
     def _score(self, r: Mapping[str, Any]) -> tuple[Any, dict | None]:
-        from dqa.scoring import score
+        from dqa.score.scoring import score
 
         run = score(r["videos"], prompt=r.get("prompt", ""), components=r.get("components"),
                     budget_gb=self.budget_gb, device=self.device, db=self.conns.path)

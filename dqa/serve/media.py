@@ -12,7 +12,7 @@ from starlette.responses import Response, StreamingResponse
 
 from vrthinker.errors import VideoError
 
-from .errors import ApiError
+from dqa.serve.errors import ApiError
 
 CHUNK = 1 << 16
 TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
@@ -60,7 +60,7 @@ class Prober:
             known = key in self._seen
             problem = self._seen.get(key)
         if not known:
-            from vrthinker.video import read_frames
+            from vrthinker.media.decode import read_frames
 
             try:
                 read_frames(real, max_frames=1, max_side=16)

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from vrthinker.cliutil import NAMES
 
-from .questions import Question
+from dqa.serve.questions import Question
 
 STYLE = """
 body{font:15px system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:1em;color:#222}

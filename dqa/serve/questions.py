@@ -1,6 +1,6 @@
 """A/B questions for a person: asked over HTTP, answered on the page or the API, stored as selections.
 
-An answer 'a' or 'b' becomes a row of `selections` (through `dqa.selections.add`, the same path as
+An answer 'a' or 'b' becomes a row of `selections` (through `dqa.tune.selections.add`, the same path as
 `dqa select`), so `dqa tune` learns from it. A tie says neither is better: it is kept with the question
 but makes no selection (a preference pair needs a winner).
 """
@@ -14,8 +14,8 @@ from typing import Any
 from vrthinker.errors import JudgeError
 from vrthinker.verdict import DIMENSIONS
 
-from .errors import ApiError
-from .tables import Connections
+from dqa.serve.errors import ApiError
+from dqa.serve.tables import Connections
 
 CHOICES = ("a", "b", "tie")
 
@@ -102,7 +102,7 @@ class Questions:
 
     def answer(self, qid: int, chosen: Any, dimension: Any = None, user: Any = None) -> Answer:
         """Record one answer; 404 unknown question, 409 already answered (same dimension and user)."""
-        from dqa.selections import add, normalize
+        from dqa.tune.selections import add, normalize
 
         q = self.get(qid)
         if q is None:

@@ -15,7 +15,7 @@ from typing import Any
 from vrthinker.errors import JudgeError
 from vrthinker.report import MEASURED_FRAMES, Thumbs, grid_size, recorded_indices
 
-from .errors import ApiError
+from dqa.serve.errors import ApiError
 
 SIDE = 112  # thumbnail side in pixels
 SIDES = ("left", "right")

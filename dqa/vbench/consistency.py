@@ -14,10 +14,10 @@ import numpy as np
 
 from vrthinker.errors import ModelLoadError, VideoError
 from vrthinker import loading
-from vrthinker.video import VideoSample
+from vrthinker.media.decode import VideoSample
 
-from ..workers.base import Score, ScoreError, Worker, source_kwargs
-from .frames import frame_batches, is_capped
+from dqa.workers.base import Score, ScoreError, Worker, source_kwargs
+from dqa.vbench.frames import frame_batches, is_capped
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from vrthinker.video import VideoSample
+from vrthinker.media.decode import VideoSample
 
-from ..workers.base import Score, ScoreError, Worker
-from .frames import frame_batches, is_capped
+from dqa.workers.base import Score, ScoreError, Worker
+from dqa.vbench.frames import frame_batches, is_capped
 
 MIN_FRAMES = 2  # one adjacent pair; VBench returns NaN for a single frame (mean of nothing)
 

@@ -2,7 +2,7 @@
 
 VBench's temporal and motion dimensions use every decoded frame at native resolution. The shared
 VideoSample is capped (192 frames, 512 px); when it already holds every frame at the wanted size it is
-reused, otherwise the file is read again through vrthinker.video (same decoder, so the same pixels VBench sees).
+reused, otherwise the file is read again through vrthinker.media.decode (same decoder, so the same pixels VBench sees).
 """
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Iterator
 import numpy as np
 
 from vrthinker.errors import VideoError
-from vrthinker.video import VideoSample, capped_size, read_frames, stream_frames
+from vrthinker.media.decode import VideoSample, capped_size, read_frames, stream_frames
 
-from ..workers.base import ScoreError
+from dqa.workers.base import ScoreError
 
 
 def all_frames(video: VideoSample, max_side: int | None = None) -> tuple[np.ndarray, str | None]:

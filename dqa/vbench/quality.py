@@ -14,10 +14,10 @@ from typing import Any, Callable
 
 from vrthinker.errors import ModelLoadError
 from vrthinker.loading import reachable
-from vrthinker.video import VideoSample
+from vrthinker.media.decode import VideoSample
 
-from ..workers.base import Score, ScoreError, Worker, source_kwargs
-from .consistency import clip_transform, footprint, load_clip_vision, load_error, pick_dtype, video_features
+from dqa.workers.base import Score, ScoreError, Worker, source_kwargs
+from dqa.vbench.consistency import clip_transform, footprint, load_clip_vision, load_error, pick_dtype, video_features
 
 AESTHETIC_FILE = "sa_0_4_vit_l_14_linear.pth"
 AESTHETIC_URL = f"https://github.com/LAION-AI/aesthetic-predictor/blob/main/{AESTHETIC_FILE}?raw=true"

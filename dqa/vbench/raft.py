@@ -15,11 +15,11 @@ import torch
 
 from vrthinker.errors import ModelLoadError
 from vrthinker.loading import reachable
-from vrthinker.video import VideoSample
+from vrthinker.media.decode import VideoSample
 
-from ..workers.base import Score, ScoreError, Worker
-from .frames import all_frames
-from .motion import RAFT_MIN_SIDE, dd_is_dynamic, dd_params, dd_step, score_motion
+from dqa.workers.base import Score, ScoreError, Worker
+from dqa.vbench.frames import all_frames
+from dqa.vbench.motion import RAFT_MIN_SIDE, dd_is_dynamic, dd_params, dd_step, score_motion
 
 ARCHS = ("raft_large", "raft_small")
 PREFIX = "torchvision:"

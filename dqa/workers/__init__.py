@@ -8,7 +8,7 @@ interface a worker implements.
 """
 from vrthinker.registry import Registry
 
-from .base import Score, ScoreError, Worker
+from dqa.workers.base import Score, ScoreError, Worker
 
 WORKERS = Registry("worker", base=Worker)
 WORKERS.register("measures", "dqa.workers.measures:MeasuresWorker", components=("vq", "mq"))

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
 from vrthinker import loading
-from vrthinker.video import VideoSample
+from vrthinker.media.decode import VideoSample
 
-from ..errors import ScoreError  # noqa: F401  (re-exported: workers raise it from here)
+from dqa.score.errors import ScoreError  # noqa: F401  (re-exported: workers raise it from here)
 
 
 @dataclass(frozen=True)

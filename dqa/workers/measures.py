@@ -1,15 +1,15 @@
-"""The weight-free worker: VQ and MQ from dqa.measures, no model (always available, the offline default).
+"""The weight-free worker: VQ and MQ from dqa.measures.video, no model (always available, the offline default).
 
-It measures the file through `dqa.measures.measure_video`, the same call (same decode, same numbers) as
+It measures the file through `dqa.measures.video.measure_video`, the same call (same decode, same numbers) as
 `judge --backend metrics`, not the scheduler's shared sample: one measure, one number.
 """
 from __future__ import annotations
 
 from vrthinker.errors import VideoError
-from vrthinker.video import VideoSample
+from vrthinker.media.decode import VideoSample
 
-from ..measures import MEASURES_VERSION, MIN_FRAMES, MQ_WEIGHTS, VQ_FAULTS, VQ_WEIGHTS, measure_video
-from .base import Score, ScoreError, Worker
+from dqa.measures.video import MEASURES_VERSION, MIN_FRAMES, MQ_WEIGHTS, VQ_FAULTS, VQ_WEIGHTS, measure_video
+from dqa.workers.base import Score, ScoreError, Worker
 
 
 class MeasuresWorker(Worker):

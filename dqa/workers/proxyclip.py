@@ -4,11 +4,11 @@ from __future__ import annotations
 import gc
 
 from vrthinker.loading import weights_gb
-from vrthinker.video import VideoSample
+from vrthinker.media.decode import VideoSample
 
-from ..grounding.prompt import parse_prompt
-from ..grounding.spatial import evaluate
-from .base import Score, ScoreError, Worker
+from dqa.grounding.prompt import parse_prompt
+from dqa.grounding.spatial import evaluate
+from dqa.workers.base import Score, ScoreError, Worker
 
 N_FRAMES = 8  # frames sampled uniformly per video; every one is segmented
 ALLOWANCE_GB = 0.75  # activations and label maps of 8 frames (336 px windows), with room to spare
@@ -40,7 +40,7 @@ class ProxyCLIPWorker(Worker):
                    for role in ("proxy_clip", "vfm")) + ALLOWANCE_GB
 
     def _load(self) -> None:
-        from ..grounding.proxyclip import load_proxyclip
+        from dqa.grounding.proxyclip import load_proxyclip
 
         opts = {k: self.options[k] for k in _SEG_OPTIONS if k in self.options}
         self._seg = load_proxyclip(self.models["proxy_clip"], self.models["vfm"], self.device, **opts)
@@ -51,7 +51,7 @@ class ProxyCLIPWorker(Worker):
         frames = video.uniform(int(self.options.get("n_frames", N_FRAMES)))
         if len(frames) == 0:
             raise ScoreError("too_few_frames", "the video has no decoded frame")
-        from ..grounding.proxyclip import BACKGROUND
+        from dqa.grounding.proxyclip import BACKGROUND
 
         names = [e.text for e in parsed.entities]
         # a background name that the prompt asks for ("a cat on a bed") is an entity, not background

@@ -1,6 +1,6 @@
 """Worker `vlm`: the judge's Qwen2.5-VL answers yes/no questions about a video's frames.
 
-Components: "visionreward" (the VisionReward-style checklist of dqa.checklist, axis-weighted), "semantic"
+Components: "visionreward" (the VisionReward-style checklist of dqa.score.checklist, axis-weighted), "semantic"
 (does the video show the prompt / each of its entities), and "preference" (one quality-and-match question
 under a DPO adapter; only when one is given). Every question shows the same frames, so the frames and the
 shared text run through the model once and each question runs only its own tokens on that key/value cache.
@@ -16,10 +16,10 @@ from vrthinker.errors import ModelLoadError
 from vrthinker.judge import DEFAULT_MODEL
 from vrthinker.loading import weights_gb
 from vrthinker.prefix_cache import PrefixCache, common_prefix
-from vrthinker.video import VideoSample
+from vrthinker.media.decode import VideoSample
 
-from ..checklist import Checklist, aggregate, load_checklist, p_yes, p_yes_top, semantic_questions, yes_no_ids
-from .base import Score, ScoreError, Worker
+from dqa.score.checklist import Checklist, aggregate, load_checklist, p_yes, p_yes_top, semantic_questions, yes_no_ids
+from dqa.workers.base import Score, ScoreError, Worker
 
 IMAGE_PAD = "<|image_pad|>"
 FRAMES = 8
@@ -75,7 +75,7 @@ class Asker:
         return self.processor.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def probs(self, images: Sequence[Any], texts: Sequence[str]) -> list[tuple[float, float]]:
-        """(P(yes), yes+no mass) per question text (see dqa.checklist.p_yes)."""
+        """(P(yes), yes+no mass) per question text (see dqa.score.checklist.p_yes)."""
         logits = self.cached_logits(images, texts)
         return [p_yes(row, self.yes, self.no) for row in logits]
 
@@ -138,7 +138,7 @@ class ServedAsker:
 
     Each question is its own one-turn conversation (the same messages as Asker's, images as PNG data URLs),
     all in flight together; the server's prefix cache shares the frames. P(yes) comes from the top
-    log-probabilities of the reply's first token (dqa.checklist.p_yes_top), not the whole vocabulary.
+    log-probabilities of the reply's first token (dqa.score.checklist.p_yes_top), not the whole vocabulary.
     """
 
     def __init__(self, backend: Any, answer_prefix: str = "", top: int = 20, concurrency: int = 8):
@@ -183,7 +183,7 @@ def prompt_entities(prompt: str) -> tuple[list[str], str]:
     function; anything going wrong there leaves only the whole-prompt question.
     """
     try:
-        from ..grounding import prompt as grounding
+        from dqa.grounding import prompt as grounding
     except ImportError:
         return [], "none (dqa.grounding.prompt not available)"
     name = next((n for n in ("parse_prompt", "entities", "extract_entities", "prompt_entities")

@@ -15,10 +15,10 @@ import re
 import time
 from typing import Any, Sequence
 
-from ..loading import load_qwen, refuse_cpu_by_default
-from ..lru import ByteLRU
-from ..prefix_cache import PrefixCache
-from .base import Reply
+from vrthinker.loading import load_qwen, refuse_cpu_by_default
+from vrthinker.lru import ByteLRU
+from vrthinker.prefix_cache import PrefixCache
+from vrthinker.backends.base import Reply
 
 IMAGE_PAD = "<|image_pad|>"
 VIDEO_PAD = "<|video_pad|>"
@@ -81,7 +81,7 @@ class HFBackend:
 
     def config(self) -> dict:
         """What shapes this backend's replies (JSON-able; see vrthinker.identity), read from the loaded model."""
-        from ..identity import adapter_identity, model_identity, plain
+        from vrthinker.identity import adapter_identity, model_identity, plain
 
         m = self.model
         quant = getattr(getattr(m, "config", None), "quantization_config", None)

@@ -32,9 +32,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import ModelLoadError, ServerError, UsageError
-from ..lru import ByteLRU
-from .base import Reply
+from vrthinker.errors import ModelLoadError, ServerError, UsageError
+from vrthinker.lru import ByteLRU
+from vrthinker.backends.base import Reply
 
 API_KEY_ENV = "VRTHINKER_API_KEY"
 IMAGE_PAD = "<|image_pad|>"
@@ -534,7 +534,7 @@ class OpenAIBackend:
     def config(self) -> dict:
         """What shapes the replies: the served model (name, root, revision where reported), the server kind,
         the decoding settings sent. Not the URLs: any server of the same model gives the same judgments."""
-        from ..identity import plain
+        from vrthinker.identity import plain
 
         m = self.model
         return plain({"backend": self.name, "model_id": m.id, "root": m.root, "revision": self.revision,
@@ -550,7 +550,7 @@ class OpenAIBackend:
 
     def resolve_profile(self, requested: str | None):
         """The profile: --protocol, else the known-ids table applied to the served model's name or root."""
-        from ..protocol import DEFAULT_PROFILE, Profile, known_checkpoints
+        from vrthinker.protocol import DEFAULT_PROFILE, Profile, known_checkpoints
 
         if requested:
             profile, source = Profile.load(requested), "--protocol"

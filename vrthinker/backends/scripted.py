@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..errors import ModelLoadError
-from .base import Reply
+from vrthinker.errors import ModelLoadError
+from vrthinker.backends.base import Reply
 
 
 class ScriptedSession:

@@ -26,14 +26,14 @@ Exit status: 0 every row judged; 3 finished, but some rows are bad; 2 bad input 
 
 def add_db_argument(p: argparse.ArgumentParser, help_extra: str = "") -> None:
     """--db, shared by batch, export, pairs and report."""
-    from ..store import DB_ENV, DEFAULT_DB, default_path
+    from vrthinker.store import DB_ENV, DEFAULT_DB, default_path
 
     p.add_argument("--db", default=default_path(), metavar="PATH",
                    help=f"SQLite judgment database (default: ${DB_ENV} if set, else ./{DEFAULT_DB}){help_extra}")
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    from ..cli import add_model_args
+    from vrthinker.cli import add_model_args
 
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
@@ -52,11 +52,11 @@ def run(a: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from ..batch import identify, read_pairs, run_batch
-    from ..cli import load_judge, quiet_libraries
-    from ..cliutil import BATCH_CONCURRENCY
-    from ..store import Store
-    from . import progress_bar
+    from vrthinker.batch import identify, read_pairs, run_batch
+    from vrthinker.cli import load_judge, quiet_libraries
+    from vrthinker.cliutil import BATCH_CONCURRENCY
+    from vrthinker.store import Store
+    from vrthinker.commands import progress_bar
 
     rows = read_pairs(a.pairs)  # a malformed file fails before the model loads
     job = a.job or Path(a.pairs).stem

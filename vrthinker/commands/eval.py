@@ -34,9 +34,9 @@ Exit status: 0 evaluated; 2 bad input or usage."""
 def _benchmarks():
     """The `eval` package (benchmarks, metrics, the judged join) lives beside `vrthinker` in the source tree."""
     try:
-        from eval import benchmarks, judged, metrics
+        from vrthinker_eval import benchmarks, judged, metrics
     except ImportError as e:
-        from ..errors import JudgeError
+        from vrthinker.errors import JudgeError
 
         raise JudgeError(f"'judge eval' needs the eval/ package of the vrthinker source tree ({e}); run it "
                          "from a checkout (pip install -e .)") from None
@@ -44,8 +44,8 @@ def _benchmarks():
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    from ..cliutil import add_model_args
-    from ..store import DB_ENV
+    from vrthinker.cliutil import add_model_args
+    from vrthinker.store import DB_ENV
 
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
@@ -108,11 +108,11 @@ def markdown_table(title: str, report, orders: str) -> str:
 def run(a: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from ..batch import identify
-    from ..cliutil import BATCH_CONCURRENCY, load_judge, quiet_libraries
-    from ..errors import UsageError
-    from ..store import DB_ENV, Store
-    from . import progress_bar
+    from vrthinker.batch import identify
+    from vrthinker.cliutil import BATCH_CONCURRENCY, load_judge, quiet_libraries
+    from vrthinker.errors import UsageError
+    from vrthinker.store import DB_ENV, Store
+    from vrthinker.commands import progress_bar
 
     if a.bootstrap < 0:
         raise UsageError(f"--bootstrap must be 0 or more, got {a.bootstrap}")

@@ -19,7 +19,7 @@ per_order: each ordered judgment with its key, the videos as shown, its labels a
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    from .batch import add_db_argument
+    from vrthinker.commands.batch import add_db_argument
 
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
@@ -32,8 +32,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(a: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from ..batch import judged_items
-    from ..store import Store
+    from vrthinker.batch import judged_items
+    from vrthinker.store import Store
 
     with Store(a.db, readonly=True) as store:
         lines = [json.dumps(j.to_dict(), ensure_ascii=False) for j in judged_items(store, a.job, a.include_bad)]

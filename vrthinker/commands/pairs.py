@@ -23,8 +23,8 @@ for the same prompt and dimension are all dropped."""
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    from ..verdict import DIMENSIONS
-    from .batch import add_db_argument
+    from vrthinker.verdict import DIMENSIONS
+    from vrthinker.commands.batch import add_db_argument
 
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
@@ -45,8 +45,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(a: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from ..pairs import build_pairs, write_jsonl
-    from ..store import Store
+    from vrthinker.pairs import build_pairs, write_jsonl
+    from vrthinker.store import Store
 
     with Store(a.db, readonly=True) as store:
         r = build_pairs(store, a.dimension, job=a.job, require_consistent=a.require_consistent,

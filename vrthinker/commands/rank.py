@@ -16,13 +16,13 @@ import json
 import os
 from pathlib import Path
 
-from ..errors import UsageError
-from ..rank import SCHEDULES, Ranking, default_budget
-from ..tournament import Group, check, load_manifest, rank_group
+from vrthinker.errors import UsageError
+from vrthinker.rank import SCHEDULES, Ranking, default_budget
+from vrthinker.tournament import Group, check, load_manifest, rank_group
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    from ..cliutil import add_model_args
+    from vrthinker.cliutil import add_model_args
 
     p.add_argument("videos", nargs="*", help="candidate video files (all from --prompt)")
     p.add_argument("--prompt", help="the text prompt the videos were generated from")
@@ -45,7 +45,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def render(group: Group, r: Ranking, stats: dict, console) -> None:
     from rich.table import Table
 
-    from ..cliutil import NAMES
+    from vrthinker.cliutil import NAMES
 
     head = f"[bold]{group.id + ': ' if group.id else ''}{group.prompt}[/]"
     console.print(head)
@@ -70,9 +70,9 @@ def render(group: Group, r: Ranking, stats: dict, console) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from ..batch import identify
-    from ..cliutil import BATCH_CONCURRENCY, load_judge, quiet_libraries
-    from ..store import DB_ENV, Store
+    from vrthinker.batch import identify
+    from vrthinker.cliutil import BATCH_CONCURRENCY, load_judge, quiet_libraries
+    from vrthinker.store import DB_ENV, Store
 
     if args.manifest and (args.videos or args.prompt):
         raise UsageError("give either videos with --prompt or --manifest, not both")

@@ -8,7 +8,7 @@ import argparse
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    from .batch import add_db_argument
+    from vrthinker.commands.batch import add_db_argument
 
     add_db_argument(p)
     p.add_argument("--out", required=True, metavar="FILE", help="output .html file")
@@ -20,10 +20,10 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(a: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from ..cliutil import quiet_libraries
-    from ..errors import UsageError
-    from ..report import write_report
-    from ..store import Store
+    from vrthinker.cliutil import quiet_libraries
+    from vrthinker.errors import UsageError
+    from vrthinker.report import write_report
+    from vrthinker.store import Store
 
     if a.thumb < 16 or (a.limit is not None and a.limit < 0):
         raise UsageError("--thumb must be at least 16 and --limit at least 0")

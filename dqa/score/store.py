@@ -18,8 +18,8 @@ from typing import Iterable
 from vrthinker.errors import VideoError
 from vrthinker.store import Store
 
-from .scheduler import Failure, Item
-from .workers.base import Score, Worker
+from dqa.score.scheduler import Failure, Item
+from dqa.workers.base import Score, Worker
 
 FINAL_REASONS = {"bad_video", "too_few_frames", "empty_prompt", "no_entities", "not_scored"}
 

@@ -1,6 +1,6 @@
 """A weight-free pairwise judge: compares two videos by the DQA measures (no model, always available).
 
-It judges Visual Quality and Motion Quality from `dqa.measures`, and Overall from both; Text Alignment needs
+It judges Visual Quality and Motion Quality from `dqa.measures.video`, and Overall from both; Text Alignment needs
 a vision-language model, so TA is always missing and the verdict's reason is "needs_vlm".
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ import os
 import time
 from collections import OrderedDict
 
-from dqa.measures import MAX_FRAMES, MAX_SIDE, MEASURES_VERSION, VideoMeasures, measure_video
+from dqa.measures.video import MAX_FRAMES, MAX_SIDE, MEASURES_VERSION, VideoMeasures, measure_video
 from vrthinker.errors import VideoError
 from vrthinker.verdict import Verdict, failed
 

@@ -2,15 +2,15 @@
 
 One run: decide whether to train (the sleeptime rule), get the judge's whole conversation on each
 selection (replayed from the store, or run with the judge the run starts from, `max_turns` limiting it),
-build DPO rows from its final turn (dqa.dataset), split off a validation set, train with `trl.DPOTrainer`
-and dqa.dataset's collator (images and the `training` profile's video item; TRL's fused LM head scores
+build DPO rows from its final turn (dqa.tune.dataset), split off a validation set, train with `trl.DPOTrainer`
+and dqa.tune.dataset's collator (images and the `training` profile's video item; TRL's fused LM head scores
 the completion tokens only; QLoRA: 4-bit base + gradient checkpointing on CUDA, or the quantization asked
 for; plain LoRA on CPU; from a given adapter instead of a fresh one when asked), keep the adapter with the
 lowest validation loss (early stopping), measure agreement (the whole conversation's final label) on the
 validation split before and after, save the adapter with tune_config.json and data.jsonl, and record the
 run in the `tune_runs` table.
 
-Context: rows are cut by dqa.dataset's truncation rule at `max_length` tokens (default: the profile's own
+Context: rows are cut by dqa.tune.dataset's truncation rule at `max_length` tokens (default: the profile's own
 `max_context_tokens`, the limit its judge applies; else DEFAULT_MAX_LENGTH); the longest row's tokens and
 an estimate of the training peak (`estimate_peak_gb`) are logged before training.
 
@@ -19,7 +19,7 @@ the last selection used by the last successful run for the same base model; othe
 (no model load, no row written). Each run trains a fresh adapter from the base model on every usable
 selection so far, so one adapter always reflects all of a person's choices.
 
-Memory: a run is not a `dqa.scheduler` worker, so it keeps to the one-model-at-a-time rule by itself:
+Memory: a run is not a `dqa.score.scheduler` worker, so it keeps to the one-model-at-a-time rule by itself:
 the judge used to generate replies is loaded, used and freed (del + gc + torch.cuda.empty_cache)
 before the training model is loaded, and that one is freed before returning.
 """
@@ -42,8 +42,8 @@ from vrthinker.loading import load_qwen, pick_device
 from vrthinker.protocol import resolve
 from vrthinker.store import ModelIdentity
 
-from . import dataset as ds
-from .selections import Selection, open_store, usable
+from dqa.tune import dataset as ds
+from dqa.tune.selections import Selection, open_store, usable
 
 # the language model's attention projections (the vision tower names its own qkv/proj, so it is left alone)
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -207,7 +207,7 @@ def train(rows: list[dict], val_rows: list[dict], model: str, out: Path, setting
         args = DPOConfig(
             output_dir=str(work), max_steps=settings.max_steps, learning_rate=settings.learning_rate,
             beta=settings.beta, per_device_train_batch_size=settings.batch_size, per_device_eval_batch_size=1,
-            gradient_accumulation_steps=settings.grad_accum, max_length=None,  # rows are cut by dqa.dataset
+            gradient_accumulation_steps=settings.grad_accum, max_length=None,  # rows are cut by dqa.tune.dataset
             eval_strategy="steps" if val_rows else "no", eval_steps=eval_steps, save_strategy="no",
             logging_steps=1, report_to="none", seed=settings.seed, use_cpu=not dev.startswith("cuda"),
             bf16=cuda, gradient_checkpointing=cuda, remove_unused_columns=False,  # the collator reads the rows
@@ -296,7 +296,7 @@ def tune(db: str, model: str, out: str | Path, *, settings: TuneSettings | None 
                              new_selections=len(new), contradicted=sorted(bad))
         profile, _ = resolve(model, protocol)
         max_length = settings.max_length or profile.max_context_tokens or DEFAULT_MAX_LENGTH
-        # the conversations of the model the run starts from, named as dqa.dataset.judge_identity names a
+        # the conversations of the model the run starts from, named as dqa.tune.dataset.judge_identity names a
         # loaded judge
         identity = ModelIdentity(model_id=model, protocol=profile.version, adapter=adapter or "").label
         loaded: list[Any] = []

@@ -43,7 +43,7 @@ from vrthinker.protocol import Conversation, Profile
 from vrthinker.store import Store
 from vrthinker.verdict import DIMENSIONS
 
-from .selections import Selection
+from dqa.tune.selections import Selection
 
 END_OF_TURN = "<|im_end|>"  # what the model writes after its reply (its eos): scored with the completion
 _CUT = re.compile(r"<\s*(tool_call|recommend(?:ed)?[\s_]*answer|answer|final[\s_]*answer)\s*>", re.I)

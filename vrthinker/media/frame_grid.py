@@ -1,6 +1,6 @@
 """The judge's view of a video: a grid of frame indices, each frame RGB and resized as the reference shows it.
 
-Decoding is vrthinker.video's (one sequential pass per video); this module picks the grid's real frames,
+Decoding is vrthinker.media.decode's (one sequential pass per video); this module picks the grid's real frames,
 converts them (PIL resize, on first use) and keeps grids in the shared cache of decoded videos.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Iterable
 import numpy as np
 from PIL import Image
 
-from vrthinker.video import VideoCache, check_path, decode_frames
+from vrthinker.media.decode import VideoCache, check_path, decode_frames
 
 GRID_SIZE = 128
 IMAGE_SIDE = 448

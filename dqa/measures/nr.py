@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from scipy.special import gamma as _gamma
 
-PARAMS_FILE = Path(__file__).with_name("data") / "niqe_image_params.mat"
+PARAMS_FILE = Path(__file__).parents[1] / "data" / "niqe_image_params.mat"
 DETAIL_SIDE = 512  # native centre crop used for these measures (aligned to 16 px), both sides at most this
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from vrthinker import jsonl
 from vrthinker.errors import UsageError
 
-from .scheduler import Item
+from dqa.score.scheduler import Item
 
 EXIT_OK, EXIT_INCOMPLETE = 0, 3
 
@@ -100,7 +100,7 @@ def _fmt(x) -> str:
 def print_tables(run, console) -> None:
     from rich.table import Table
 
-    from .scoring import VBENCH_DIMS
+    from dqa.score.scoring import VBENCH_DIMS
 
     for start in range(0, len(run.videos), 4):
         chunk = run.videos[start:start + 4]
@@ -144,9 +144,9 @@ def run(a: argparse.Namespace) -> int:
     from vrthinker.cliutil import quiet_libraries
     from vrthinker.store import default_path
 
-    from .grade import load_config
-    from .scoring import score
-    from .workers import registry
+    from dqa.score.grade import load_config
+    from dqa.score.scoring import score
+    from dqa.workers import registry
 
     quiet_libraries()
     if a.manifest and a.videos:

@@ -15,7 +15,7 @@ from typing import Any
 from vrthinker.errors import UsageError
 from vrthinker.verdict import DIMENSIONS
 
-from .selections import Selection, usable
+from dqa.tune.selections import Selection, usable
 
 
 def trained_ids(adapter: str | Path) -> set[int]:
@@ -53,7 +53,7 @@ def judge_agreement(judge: Any, selections: Sequence[Selection],
 def compare_with_adapter(load: Callable[[str | None], Any], selections: Sequence[Selection], adapter: str | None,
                          progress: Callable[[str], None] | None = None) -> dict[str, dict]:
     """{"base": counts, "adapter": counts or None}; `load(adapter_or_None)` gives a judge, used then dropped."""
-    from .tune import free
+    from dqa.tune.train import free
 
     result: dict[str, Any] = {"base": None, "adapter": None}
     for name, a in (("base", None), ("adapter", adapter)):

@@ -20,7 +20,7 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
-DEFAULT_FILE = Path(__file__).with_name("data") / "grade.toml"
+DEFAULT_FILE = Path(__file__).parents[1] / "data" / "grade.toml"
 GROUPED = ("benchmark", "measures")  # channels made of several components (their own TOML tables)
 
 

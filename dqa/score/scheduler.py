@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from vrthinker.errors import JudgeError, ModelLoadError, VideoError
-from vrthinker.video import VideoCache
+from vrthinker.media.decode import VideoCache
 
-from .workers.base import Score, ScoreError, Worker
+from dqa.workers.base import Score, ScoreError, Worker
 
 GB = 1e9
 # the one sample each video is decoded into and every worker is handed (workers needing every frame at native

@@ -9,7 +9,7 @@ motion curves never saturate exactly, so a worse raw value always gives a (sligh
 VQ (how each picture looks) has two parts. The look: sharpness, noise, exposure, contrast, colourfulness,
 flicker, by a weighted geometric mean (noise and flicker are measured across frames after optical-flow
 motion compensation: texture stays, noise and flicker do not). The faults (VQ_FAULTS): softness, codec
-blocks, ringing, banding, lost fine detail, interlace combing (dqa.nr, on native-resolution centre crops),
+blocks, ringing, banding, lost fine detail, interlace combing (dqa.measures.nr, on native-resolution centre crops),
 ghosting (an echo of the frame differences at the blend's lag) and clipping. A fault score is exactly 1
 over the range clean footage and rendered scenes measure (`_dead`), so content alone is never marked down
 by it, and VQ = look x the product of the fault scores: one severe fault pulls VQ down by its own factor.
@@ -18,7 +18,7 @@ so one bad motion score pulls MQ at least halfway (in log terms) to itself.
 
 Absolute scores are rough across very different content (a grey-scale film is not "bad" for being
 colourless, a dark film for being dark); comparing two videos of the same prompt (the pairwise judge) is
-the reliable use. NIQE (dqa.nr) is measured and reported but not scored: on this footage it calls added
+the reliable use. NIQE (dqa.measures.nr) is measured and reported but not scored: on this footage it calls added
 sensor noise and posterising *more* natural (NIQE 5-8 against 11-14 for the clean clip).
 """
 from __future__ import annotations
@@ -35,11 +35,11 @@ import numpy as np
 
 from vrthinker.errors import VideoError
 
-from . import nr
+from dqa.measures import nr
 
 # Bump whenever any measure, curve or weight changes: stored verdicts and scores carry it, so a change
 # invalidates them instead of returning numbers the new code would not give.
-MEASURES_VERSION = "3"  # 3: VQ x fault scores (dqa.nr, ghosting, clipping, softness); MQ tempered by its worst
+MEASURES_VERSION = "3"  # 3: VQ x fault scores (dqa.measures.nr, ghosting, clipping, softness); MQ tempered by its worst
 
 MAX_SIDE = 320  # working resolution: enough for edges and optical flow, cheap on a CPU
 MAX_FRAMES = 64  # frames used for motion measures (as consecutive as the video allows)
@@ -51,7 +51,7 @@ WINDOWS = 4  # when a video is longer than MAX_FRAMES, motion is measured in thi
 
 VQ_WEIGHTS = {"sharpness": 1.0, "noise": 1.5, "exposure": 0.5, "contrast": 1.0, "colourfulness": 0.5,
               "flicker": 1.0}  # exposure and colour are half weight: both are partly a matter of style
-# Damage that no style explains (dqa.nr's codec and processing faults, frame blending, clipped highlights and
+# Damage that no style explains (dqa.measures.nr's codec and processing faults, frame blending, clipped highlights and
 # blacks): each is 1 over the whole range clean footage and rendered scenes measure, and multiplies VQ below
 # that, so one severe fault pulls VQ down by its own factor however good the rest looks.
 VQ_FAULTS = ("softness", "blockiness", "ringing", "banding", "detail", "combing", "ghosting", "clipping")
@@ -432,7 +432,7 @@ def fault_scores(m: Mapping[str, float]) -> dict[str, float]:
     """VQ's fault scores (VQ_FAULTS) from raw measures; NaN raw values (nothing to judge) are 1.
 
     The `clean` ends are the worst each measure gives on the calibration clips of the real-footage suite
-    (eval/real_footage.py CAL_CLIPS, 48 frames at <= 480 px) and on eval.synth's rendered scenes, so clean
+    (eval/real_footage.py CAL_CLIPS, 48 frames at <= 480 px) and on vrthinker_eval.synth's rendered scenes, so clean
     pictures are not marked down; the half points are about one clearly visible step of damage beyond."""
     def s(key, clean, half, power=2.0):
         return 1.0 if math.isnan(m[key]) else _dead(m[key], clean, half, power)
@@ -503,7 +503,7 @@ def measure_frames(frames: np.ndarray, path: str = "", indices: Sequence[int] | 
     """Weight-free measures of RGB uint8 frames [T, H, W, 3] (T >= 3), consecutive unless `indices`
     gives each frame's source frame number (then motion is normalised per source frame).
 
-    `native`: luma crops at the video's own resolution for the native-grid measures (dqa.nr); when None
+    `native`: luma crops at the video's own resolution for the native-grid measures (dqa.measures.nr); when None
     they are taken from `frames` before any resize (so in-memory frames at full size need nothing else)."""
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
@@ -556,10 +556,10 @@ def _spread(n: int, k: int) -> np.ndarray:
 def decode(path, max_side: int = MAX_SIDE, max_frames: int = MAX_FRAMES):
     """One pass over `path`: the positions of up to DECODE_CAP frames, RGB uint8 frames capped at `max_side`
     for the positions the measures use (used_positions; the rest are only grabbed), native-resolution luma
-    crops of DETAIL_FRAMES of them (dqa.nr), and the VideoInfo. Raises VideoError like the decoder."""
+    crops of DETAIL_FRAMES of them (dqa.measures.nr), and the VideoInfo. Raises VideoError like the decoder."""
     import cv2
 
-    from vrthinker.video import VideoInfo, capped_size, decode_frames
+    from vrthinker.media.decode import VideoInfo, capped_size, decode_frames
 
     chosen: dict[int, tuple[list[int], set]] = {}
 

@@ -297,7 +297,7 @@ class VideoCache:
     """Decoded videos of this process, by file and by what was decoded, least recently used dropped first
     once they hold more than `max_mb` (the most recent one is always kept).
 
-    One instance can serve the judge (frame grids, see vrthinker.frames.GridCache) and the scorers
+    One instance can serve the judge (frame grids, see vrthinker.media.frame_grid.GridCache) and the scorers
     (samples) at once: a decode anyone already made is handed back, not made again. `decodes` counts the
     decodes this cache made. Failed sample reads are remembered, so a bad file is tried once.
     """

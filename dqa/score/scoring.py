@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from vrthinker.errors import UsageError
-from vrthinker.video import VideoCache
+from vrthinker.media.decode import VideoCache
 
-from .grade import Grade, GradeConfig, load_config, synthesize
-from .scheduler import Failure, Item, Phase, Scheduler
-from .workers import WORKERS
-from .workers.base import Score, Worker
+from dqa.score.grade import Grade, GradeConfig, load_config, synthesize
+from dqa.score.scheduler import Failure, Item, Phase, Scheduler
+from dqa.workers import WORKERS
+from dqa.workers.base import Score, Worker
 
 # VBench's names, in VBench's own order
 VBENCH_DIMS = ("subject_consistency", "background_consistency", "temporal_flickering", "motion_smoothness",
@@ -121,7 +121,7 @@ def score(videos: Sequence[str | Path | Item], prompt: str = "", components: Ite
         workers = build_workers(comps, device=pick_device(device), models=models, **options)
     store = None
     if db:
-        from .score_store import ScoreStore
+        from dqa.score.store import ScoreStore
 
         store = ScoreStore(db)
     try:

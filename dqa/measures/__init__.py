@@ -1,0 +1,2 @@
+"""Weight-free measures: per-video quality measures (`video`), no-reference picture quality (`nr`), the pairwise
+judge."""
