@@ -17,7 +17,7 @@ from vrthinker.identity import adapter_identity, model_identity
 from vrthinker.store import MIGRATIONS, SCHEMA_VERSION, Store
 
 TABLES = {"judgments", "items", "file_hashes", "rankings", "selections", "tune_replies", "tune_runs", "dqa_scores",
-          "serve_jobs", "ab_questions", "ab_answers"}
+          "serve_jobs", "ab_questions", "ab_answers", "tune_samples", "tune_run_details", "video_measures"}
 
 # ----------------------------------------------------------------------------------------------------------
 # the DDL of the code before one store owned every table, copied as it was: vrthinker/store.py wrote

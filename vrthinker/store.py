@@ -25,7 +25,7 @@ from typing import Any
 from vrthinker.errors import UsageError, VideoError
 from vrthinker.identity import canonical
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DEFAULT_DB = "judgments.sqlite"
 DB_ENV = "VRTHINKER_DB"
 
@@ -191,6 +191,33 @@ CREATE TABLE IF NOT EXISTS ab_answers (
 );
 """
 
+# Schema 5: the tuner's sampled conversations, what each run found beyond its losses (row kinds, the
+# question split, model confidence, failure patterns), and the weight-free measures of selected videos.
+_V5_TUNER = """
+CREATE TABLE IF NOT EXISTS tune_samples (
+    selection_id INTEGER NOT NULL REFERENCES selections(id) ON DELETE CASCADE,
+    judge        TEXT NOT NULL,                   -- ModelIdentity.label of the judge that replied
+    sample       INTEGER NOT NULL,                -- 1.. (sample 0 is the greedy one, in tune_replies)
+    temperature  REAL NOT NULL,
+    seed         INTEGER NOT NULL,                -- the run's --seed (each sample derives its own from it)
+    reply        TEXT NOT NULL,                   -- JSON {"turns": [...]}, as tune_replies.reply
+    labels       TEXT NOT NULL,                   -- JSON labels parsed from its last <Answer>, null without one
+    created      REAL NOT NULL,
+    PRIMARY KEY (selection_id, judge, sample, temperature, seed)
+);
+CREATE TABLE IF NOT EXISTS tune_run_details (
+    run_id   INTEGER PRIMARY KEY REFERENCES tune_runs(id) ON DELETE CASCADE,
+    details  TEXT NOT NULL                        -- JSON: row kinds, split, confidence, patterns
+);
+CREATE TABLE IF NOT EXISTS video_measures (
+    video_sha TEXT NOT NULL,
+    version   TEXT NOT NULL,                      -- the measures' version (dqa.measures.video)
+    measures  TEXT NOT NULL,                      -- JSON {name: raw value}
+    created   REAL NOT NULL,
+    PRIMARY KEY (video_sha, version)
+);
+"""
+
 def _statements(ddl: str) -> Callable[[sqlite3.Connection], None]:
     def apply(db: sqlite3.Connection) -> None:
         for statement in ddl.split(";"):  # executescript would commit on its own
@@ -219,6 +246,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "selections, tune replies, tune runs, DQA scores", _statements(_V2_DQA)),
     Migration(3, "the judge configuration beside each judgment (JSON)", _add_judgment_config),
     Migration(4, "dqa serve: jobs, A/B questions and their answers", _statements(_V4_SERVE)),
+    Migration(5, "tuner: sampled conversations, run details, video measures", _statements(_V5_TUNER)),
 )
 
 
