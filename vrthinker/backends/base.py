@@ -20,10 +20,25 @@ class Reply:
     server_prompt_tokens: int | None = None  # the server's count of it (usage.prompt_tokens)
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """Sampled decoding for one conversation (a session without it decodes greedily, the judge's way):
+    a temperature, and a seed from which each turn draws its own, so one seed gives one conversation."""
+
+    temperature: float
+    seed: int
+
+    def turn_seed(self, turn: int) -> int:
+        """The seed of the conversation's turn `turn` (0-based)."""
+        return (self.seed * 1_000_003 + turn) % 2 ** 31
+
+
 class Session(Protocol):
     """One conversation. Each call gets the whole conversation so far; a session may cache its prefix."""
 
     def generate(self, messages: list[dict], images: Sequence[Any], max_new_tokens: int) -> Reply: ...
+
+    # optional: `set_sampling(Sampling | None)` before the first turn, for backends that can sample
 
 
 class Backend(Protocol):

@@ -108,11 +108,14 @@ class HFBackend:
     def generate_many(self, sessions, requests, max_new_tokens) -> list[Reply]:
         return generate_many(self, sessions, requests, max_new_tokens)
 
-    def config_for(self, max_new_tokens: int, overrides: dict | None = None):
-        """The checkpoint's greedy settings, with a profile's `overrides` (e.g. repetition_penalty 1.0)."""
+    def config_for(self, max_new_tokens: int, overrides: dict | None = None, sampling: Any = None):
+        """The checkpoint's greedy settings, with a profile's `overrides` (e.g. repetition_penalty 1.0);
+        `sampling` (a base.Sampling) samples at its temperature instead (no top-p/top-k cut)."""
         gc = copy.deepcopy(self.generation_config)
         for k, v in (overrides or {}).items():
             setattr(gc, k, v)
+        if sampling is not None:
+            gc.do_sample, gc.temperature, gc.top_p, gc.top_k = True, float(sampling.temperature), None, None
         gc.max_new_tokens = max_new_tokens
         gc.return_dict_in_generate = True
         return gc
@@ -191,9 +194,23 @@ class HFSession:
         self.vision: list[tuple[str, Any, Any, float]] = []  # (kind, features, grid_thw, s/grid) per item
         self.rope_deltas = None
         self.generation: dict = {}  # a profile's decoding settings over the checkpoint's
+        self.sampling = None  # a base.Sampling: sampled turns, seeded per turn (the tuner's samples)
+        self.turn = 0
 
     def set_generation(self, overrides: dict) -> None:
         self.generation = dict(overrides)
+
+    def set_sampling(self, sampling) -> None:
+        self.sampling, self.turn = sampling, 0
+
+    def _config(self, max_new_tokens: int):
+        """The generation config of this turn; a sampled session seeds torch with the turn's own seed."""
+        if self.sampling is not None:
+            import torch
+
+            torch.manual_seed(self.sampling.turn_seed(self.turn))
+            self.turn += 1
+        return self.b.config_for(max_new_tokens, self.generation, self.sampling)
 
     @property
     def grids(self) -> list[Any]:
@@ -261,7 +278,7 @@ class HFSession:
         kwargs: dict[str, Any] = {
             "input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
             "mm_token_type_ids": self.token_types(input_ids), "past_key_values": self.prefix.cache,
-            "generation_config": self.b.config_for(max_new_tokens, self.generation),
+            "generation_config": self._config(max_new_tokens),
             **vision_kwargs(self.vision, p["n_cached_images"], m.device)}
         # The model keeps rope deltas as state, valid only for the sequence they came from (another
         # session's, or this one before window memory dropped images): generate recomputes them.
@@ -281,7 +298,7 @@ class HFSession:
         clips = [x for x in media if _is_clip(x)]
         inputs = proc(text=[rendered], images=images or None, return_tensors="pt", padding=True,
                       **(self.b.video_inputs(clips) if clips else {})).to(m.device)
-        out = m.generate(**inputs, generation_config=self.b.config_for(max_new_tokens, self.generation),
+        out = m.generate(**inputs, generation_config=self._config(max_new_tokens),
                          **self.b.call_kwargs([self], [(messages, media)]))
         n = inputs["input_ids"].shape[1]
         return self._reply(out.sequences[0, n:].tolist(), max_new_tokens, rendered, n, 0, t0)
@@ -336,7 +353,8 @@ def generate_many(backend: HFBackend, sessions: Sequence[HFSession], requests: S
         return [s.generate(m, im, n) for s, (m, im), n in zip(sessions, requests, max_new_tokens)]
 
     if not backend.batch or len(sessions) < 2 or not backend.reuse_cache or len(set(max_new_tokens)) > 1 \
-            or any(not s.prefix.empty or s.generation != sessions[0].generation for s in sessions):
+            or any(not s.prefix.empty or s.generation != sessions[0].generation or s.sampling is not None
+                   for s in sessions):
         return one_by_one()
     t0 = time.perf_counter()
     preps = [s.prepare(m, im) for s, (m, im) in zip(sessions, requests)]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -10,8 +11,11 @@ from vrthinker.backends.base import Reply
 
 
 class ScriptedSession:
-    def __init__(self, replies: Sequence[str], render: Callable[[list[dict]], str] | None):
+    def __init__(self, replies: Sequence[str], render: Callable[[list[dict]], str] | None,
+                 samples: Sequence[Sequence[str]] = ()):
         self._replies = list(replies)
+        self._samples = [list(x) for x in samples]
+        self.sampling = None
         self._render = render
         self.calls: list[tuple[list[dict], int]] = []  # (messages, image count) seen each turn
         self.media: list[list[Any]] = []  # the media themselves (PIL images, protocol.Clip) each turn
@@ -19,6 +23,12 @@ class ScriptedSession:
 
     def set_generation(self, overrides: dict) -> None:
         self.generation = dict(overrides)
+
+    def set_sampling(self, sampling) -> None:
+        """A sampled conversation follows one of the backend's `samples` scripts, picked by the seed."""
+        self.sampling = sampling
+        if sampling is not None and self._samples:
+            self._replies = self._samples[random.Random(sampling.seed).randrange(len(self._samples))]
 
     def generate(self, messages: list[dict], images: Sequence[Any], max_new_tokens: int) -> Reply:
         self.calls.append(([dict(m) for m in messages], len(images)))
@@ -35,13 +45,15 @@ class ScriptedSession:
 
 
 class ScriptedBackend:
-    """Answers turn k of every conversation with `replies[k]` (empty once they run out)."""
+    """Answers turn k of every conversation with `replies[k]` (empty once they run out); a sampled
+    conversation (`set_sampling`) follows one of `samples` (lists of replies) picked by its seed."""
 
     name = "scripted"
 
     def __init__(self, replies: Sequence[str], model_id: str = "scripted",
-                 render: Callable[[list[dict]], str] | None = None):
+                 render: Callable[[list[dict]], str] | None = None, samples: Sequence[Sequence[str]] = ()):
         self.replies = list(replies)
+        self.samples = [list(x) for x in samples]
         self.model_id = model_id
         self.render = render
         self.sessions: list[ScriptedSession] = []
@@ -63,6 +75,6 @@ class ScriptedBackend:
         return cls(replies, model_id=f"scripted:{Path(model).name}")
 
     def new_session(self) -> ScriptedSession:
-        s = ScriptedSession(self.replies, self.render)
+        s = ScriptedSession(self.replies, self.render, self.samples)
         self.sessions.append(s)
         return s
