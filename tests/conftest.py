@@ -18,6 +18,12 @@ FIXTURE_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json", "chat_temp
                  "preprocessor_config.json", "config.json", "generation_config.json")
 
 
+@pytest.fixture(autouse=True)
+def _own_default_store(tmp_path, monkeypatch):
+    """A command run without --db writes the default store ($VRTHINKER_DB): each test its own, never ./ here."""
+    monkeypatch.setenv("VRTHINKER_DB", str(tmp_path / "judgments.sqlite"))
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     missing = [n for n in FIXTURE_FILES if not (FIXTURES / n).is_file()]

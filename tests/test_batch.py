@@ -75,6 +75,17 @@ def test_reads_jsonl_and_csv_alike(tmp_path, videos):
     assert jl[1].video1 == videos[1]  # relative paths: against the PAIRS file's folder
 
 
+@pytest.mark.parametrize("ending", ["\n", "\r\n"])
+def test_a_csv_prompt_keeps_its_line_breaks(tmp_path, videos, ending):
+    prompt = f"A cat.{ending}Then a dog,{ending}in the rain."
+    c = tmp_path / "multi.csv"
+    with c.open("w", newline="") as f:
+        csv.writer(f).writerows([["video1", "video2", "prompt"], [videos[0], videos[1], prompt],
+                                 [videos[1], videos[2], "one line"]])
+    rows = read_pairs(c)
+    assert [r.prompt for r in rows] == [prompt, "one line"]  # as written: the break is part of the prompt
+
+
 @pytest.mark.parametrize("name, text, needle", [
     ("p.txt", "", "unknown pairs format"),
     ("p.jsonl", '{"video1": "a", "video2": "b", "prompt": "p"}\n{"video1": "a", "prompt": "p"}\n', "p.jsonl:2"),

@@ -85,11 +85,6 @@ def write_mjbench(root: Path) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def _no_default_db(monkeypatch):
-    monkeypatch.delenv("VRTHINKER_DB", raising=False)  # runs without --db stay in memory
-
-
 @pytest.fixture
 def script(tmp_path):
     def make(reply: str, name: str = "replies.json", folder: str = "") -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import os
 import sys
 import time
@@ -66,12 +67,13 @@ def read_pairs(path: str | os.PathLike) -> list[PairRow]:
     if kind is None:
         raise UsageError(f"{path}: unknown pairs format {path.suffix or '(no extension)'!r}; "
                          f"use {', '.join(FORMATS)}")
-    text = jsonl.read_text(path)
+    text = jsonl.read_text(path, newline="" if kind == "csv" else None)
     records: list[tuple[int, Any]] = []
     if kind == "jsonl":
         records = list(jsonl.records(path, text=text, objects=False))
     else:
-        reader = csv.DictReader(text.splitlines())
+        # read with newline="" (csv's own rule): a quoted prompt keeps its line breaks as written
+        reader = csv.DictReader(io.StringIO(text, newline=""))
         missing = [f for f in REQUIRED if f not in (reader.fieldnames or [])]
         if missing:
             raise UsageError(f"{path}:1: the CSV header lacks {', '.join(missing)} "

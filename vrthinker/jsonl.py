@@ -18,10 +18,12 @@ class BadLine:
     reason: str
 
 
-def read_text(path: str | os.PathLike) -> str:
-    """The file's text (UTF-8, a byte-order mark dropped); UsageError naming the file when it can't be read."""
+def read_text(path: str | os.PathLike, newline: str | None = None) -> str:
+    """The file's text (UTF-8, a byte-order mark dropped); UsageError naming the file when it can't be read.
+
+    `newline` as open()'s: "" keeps line endings as written (what the csv module needs)."""
     try:
-        with open(path, encoding="utf-8-sig") as f:
+        with open(path, encoding="utf-8-sig", newline=newline) as f:
             return f.read()
     except OSError as e:
         raise UsageError(f"{os.fspath(path)}: cannot read it ({e.strerror or e})") from None

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 
 EPILOG = """\
 DIR is the local copy of the benchmark (nothing is downloaded):
@@ -25,8 +24,9 @@ Metrics, per dimension the benchmark labels (TA, VQ, MQ, OA), with bootstrap 95%
             for a dimension the judge labelled on no pair (e.g. TA for --backend metrics)
   with --orders both: position consistency, the share of labels both orders agree on
 
-Every ordered judgment goes through the judgment store: with --db PATH (or $VRTHINKER_DB) a re-run
-resumes, and judgments already made by 'judge batch' with the same model are reused.
+Every ordered judgment goes through the judgment store, the same file 'judge batch' uses (--db PATH, else
+$VRTHINKER_DB, else ./judgments.sqlite): a re-run resumes, and judgments already made by 'judge batch' with
+the same model are reused.
 
 Exit status: 0 evaluated; 2 bad input or usage."""
 
@@ -45,7 +45,6 @@ def _benchmarks():
 
 def configure(p: argparse.ArgumentParser) -> None:
     from vrthinker.cliutil import add_model_args
-    from vrthinker.store import DB_ENV
 
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
@@ -58,9 +57,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "position consistency; one (default): only (video1, video2)")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="only the first N pairs whose videos are present (a quick check)")
-    p.add_argument("--db", default=None, metavar="PATH",
-                   help=f"SQLite judgment database, makes the run resumable (default: ${DB_ENV} if set, else "
-                        "in memory: nothing kept)")
+    from vrthinker.commands.batch import add_db_argument
+
+    add_db_argument(p, ": a re-run resumes, and judgments 'judge batch' made with the same model are reused")
     p.add_argument("--json", action="store_true", help="print one JSON object with every metric")
     p.add_argument("--bootstrap", type=int, default=1000, metavar="B",
                    help="bootstrap resamples for the 95%% intervals (0: none; default 1000)")
@@ -111,7 +110,7 @@ def run(a: argparse.Namespace) -> int:
     from vrthinker.batch import identify
     from vrthinker.cliutil import BATCH_CONCURRENCY, load_judge, quiet_libraries
     from vrthinker.errors import UsageError
-    from vrthinker.store import DB_ENV, Store
+    from vrthinker.store import Store
     from vrthinker.commands import progress_bar
 
     if a.bootstrap < 0:
@@ -122,7 +121,7 @@ def run(a: argparse.Namespace) -> int:
     if not loaded.examples:
         why = f"; first: {loaded.skipped[0][0]}: {loaded.skipped[0][1]}" if loaded.skipped else ""
         raise UsageError(f"{a.data}: no usable {bench.title} pairs ({len(loaded.skipped)} skipped{why})")
-    db = a.db or os.environ.get(DB_ENV) or ":memory:"
+    db = a.db  # the store judge batch uses by default: a crash after hours of judging loses nothing
     err = Console(stderr=True)
     with Store(db) as store:
         quiet_libraries()

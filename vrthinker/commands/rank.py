@@ -5,15 +5,15 @@
 
 A manifest is JSON Lines (one group per line) or JSON (one group or a list of groups); a group is
 `{"prompt": ..., "candidates": [paths...], "id": optional}`, relative paths resolved from the manifest's folder.
-Every judgment goes through the judgment store (`vrthinker.store`): with --db PATH (or $VRTHINKER_DB) a
-judgment stored by any earlier run of the same judge is reused and the rankings are saved; without, the
-store lives in memory for this run. Exit status: 0 ranked; 2 bad input or usage.
+Every judgment goes through the judgment store (`vrthinker.store`), the same file `judge batch` uses
+(--db PATH, else $VRTHINKER_DB, else ./judgments.sqlite): a judgment stored by any earlier run of the same
+judge is reused, and the judgments and rankings are kept as they are made, so a crash loses at most the
+comparisons in flight. Exit status: 0 ranked; 2 bad input or usage.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from vrthinker.errors import UsageError
@@ -28,11 +28,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", help="the text prompt the videos were generated from")
     p.add_argument("--manifest", metavar="FILE",
                    help='groups to rank, JSONL or JSON: {"prompt": ..., "candidates": [paths], "id": ...}')
-    p.add_argument("--db", metavar="PATH", default=None,
-                   help="SQLite judgment store (default $VRTHINKER_DB, else in memory for this run): stored "
-                        "judgments are reused, new ones and the rankings are saved")
+    from vrthinker.commands.batch import add_db_argument
+
+    add_db_argument(p, ": stored judgments are reused, new ones and the rankings are saved")
     p.add_argument("--budget", type=int, default=None,
-                   help="comparisons per group at most (default: ceil(N log2 N) adaptive, N(N-1)/2 round robin)")
+                   help="comparisons per group at most (default: ceil(N log2 N) adaptive, N(N-1)/2 round robin; "
+                        "adaptive never takes more than round robin's N(N-1)/2)")
     p.add_argument("--schedule", choices=SCHEDULES, default="adaptive",
                    help="adaptive: Swiss rounds then most-informative pairs; round_robin: every pair once")
     p.add_argument("--orders", choices=["one", "both"], default="one",
@@ -59,6 +60,8 @@ def render(group: Group, r: Ranking, stats: dict, console) -> None:
             t.add_row(str(k), Path(s.candidate).name, f"{s.score:+.2f}", f"{s.stderr:.2f}",
                       f"[{lo:+.2f}, {hi:+.2f}]", f"{s.wins}-{s.losses}-{s.ties}")
         console.print(t)
+    for d, why in r.unranked.items():
+        console.print(f"{d}  {NAMES.get(d, d)}: no ranking: {why}", highlight=False)
     console.print(f"comparisons: {r.comparisons} of budget {r.budget} ({r.schedule}, pairing on {r.by}; "
                   f"round robin would take {len(r.candidates) * (len(r.candidates) - 1) // 2}); "
                   f"judged: {stats['judged']}, reused from the store: {stats['reused']}, "
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vrthinker.batch import identify
     from vrthinker.cliutil import BATCH_CONCURRENCY, load_judge, quiet_libraries
-    from vrthinker.store import DB_ENV, Store
+    from vrthinker.store import Store
 
     if args.manifest and (args.videos or args.prompt):
         raise UsageError("give either videos with --prompt or --manifest, not both")
@@ -90,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     quiet_libraries()
     judge = load_judge(args)
     ident = identify(judge, adapter=args.adapter)
-    db = args.db or os.environ.get(DB_ENV) or ":memory:"  # in memory: judgments reused within this run only
+    db = args.db  # the store judge batch uses by default: hours of judging survive a crash
     console = Console()
     with Store(db) as store:
         for g in groups:
