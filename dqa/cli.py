@@ -7,6 +7,7 @@
   dqa agreement --db DB --model ID_OR_DIR [--adapter DIR]
   dqa score VIDEO... --prompt P [--components C,...] [--vram-budget GB] [--json] | --manifest FILE.jsonl
   dqa serve --media-root DIR [--host H] [--port N] [--db DB] [--token T] [model flags]  (HTTP service)
+  dqa mcp --media-root DIR [--transport stdio|http] [--port N] [--db DB] [--token T] [model flags]  (MCP tools)
 
 Exit status: 0 done (a skipped tune run included); 2 a usage mistake (one line on stderr);
 3 select/import recorded nothing new (duplicates only); score: a component missing for some video.
@@ -77,6 +78,10 @@ def parser() -> argparse.ArgumentParser:
     from dqa.serve.command import add_parser as add_serve
 
     add_serve(sub)
+
+    from dqa.mcp.command import add_parser as add_mcp
+
+    add_mcp(sub)
 
     a = sub.add_parser("agreement", help="how often the judge agrees with held-out selections, per dimension")
     a.add_argument("--db", default=default_path())
@@ -186,11 +191,12 @@ def _agreement(a) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from dqa.mcp.command import run as _mcp
     from dqa.score.cli import run as _score
     from dqa.serve.command import run as _serve
 
     commands = {"select": _select, "import-selections": _import, "tune": _tune, "agreement": _agreement,
-                "score": _score, "serve": _serve}
+                "score": _score, "serve": _serve, "mcp": _mcp}
 
     def run() -> int:
         try:

@@ -1,0 +1,135 @@
+"""`dqa mcp`: its flags, the HTTP guard (dqa serve's token rules), and the function that runs the server.
+
+  dqa mcp --media-root DIR [--media-root DIR ...] [--db DB] [--transport stdio|http] [--host 127.0.0.1]
+          [--port 8701] [--token T | env DQA_TOKEN] [--tune-out DIR] [the judge's model flags: --backend, ...]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from vrthinker.errors import UsageError
+
+from dqa.serve.config import TOKEN_ENV, check_host
+
+NEEDS = 'dqa mcp needs the MCP SDK ({name}): pip install "vrthinker[serve]"'
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]", "::1")
+
+
+def add_parser(sub) -> None:
+    from vrthinker.cliutil import add_model_args
+    from vrthinker.store import default_path
+
+    s = sub.add_parser("mcp", help="the Verifier and the Tuner as MCP tools for agents (stdio or HTTP)",
+                       description="Serve verify_video, compare_videos, get_frames, ask_preference, "
+                                   "record_selection, run_tuner and failure_patterns over the Model Context "
+                                   "Protocol, on the same store and job queue as dqa serve.")
+    s.add_argument("--transport", choices=["stdio", "http"], default="stdio",
+                   help="stdio (default): a client starts this as a subprocess; http: streamable HTTP at /mcp")
+    s.add_argument("--host", default="127.0.0.1", help="http: address to bind (default 127.0.0.1; any other "
+                                                       "needs a token)")
+    s.add_argument("--port", type=int, default=8701, help="http: port (default 8701)")
+    s.add_argument("--db", default=default_path(), help="the SQLite store (default $VRTHINKER_DB or "
+                                                        "judgments.sqlite)")
+    s.add_argument("--media-root", action="append", required=True, metavar="DIR",
+                   help="a directory videos may be read from (repeatable); nothing outside is read")
+    s.add_argument("--token", default=None, help=f"http: require this Bearer token (default ${TOKEN_ENV}; "
+                                                 "prefer the variable: flags show in the process list)")
+    s.add_argument("--vram-budget", type=float, default=24.0, metavar="GB",
+                   help="memory budget for one scoring worker at a time (default 24)")
+    s.add_argument("--tune-out", default=None, metavar="DIR",
+                   help="where run_tuner saves the adapter (default: dqa-adapter beside the store)")
+    s.add_argument("--tune-max-steps", type=int, default=50, metavar="N", help="run_tuner: DPO steps at most")
+    add_model_args(s)
+
+
+class Guard:
+    """ASGI wrapper with dqa serve's rules: without a token only this machine's own host names are answered
+    (no DNS rebinding); with one, every request but /health needs `Authorization: Bearer TOKEN`."""
+
+    def __init__(self, app, token: str | None):
+        from dqa.serve.auth import Auth
+
+        self.app = app
+        self.auth = Auth(token)
+
+    @staticmethod
+    def host(headers: dict) -> str:
+        h = headers.get("host", "")
+        return h.rsplit("]", 1)[0] + "]" if "]" in h else h.rsplit(":", 1)[0]
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        from starlette.responses import JSONResponse
+
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        refuse = None
+        if not self.auth.required and self.host(headers) not in LOOPBACK_NAMES:
+            refuse = JSONResponse({"error": {"code": "bad_host", "message": "this server answers only to "
+                                             "127.0.0.1 / localhost without a token"}}, status_code=403)
+        elif scope.get("path") != "/health" and not self.auth.bearer_ok(headers.get("authorization")):
+            refuse = JSONResponse({"error": {"code": "unauthorized", "message": "send Authorization: Bearer TOKEN"}},
+                                  status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        if refuse is not None:
+            return await refuse(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+def service_of(a: argparse.Namespace):
+    from dqa.mcp.service import Service, ToolFailure, TunerSettings
+    from dqa.serve.command import judge_kwargs
+
+    if a.tune_max_steps < 1:
+        raise UsageError("--tune-max-steps must be at least 1")
+    tuner = None
+    if a.tune_out:
+        tuner = TunerSettings(out=a.tune_out, max_steps=a.tune_max_steps)
+    try:
+        service = Service(a.db, a.media_root, judge_kwargs(a), budget_gb=a.vram_budget, device=a.device,
+                          tuner=tuner)
+    except ToolFailure as e:
+        raise UsageError(str(e)) from None
+    if tuner is None:
+        service.tuner.max_steps = a.tune_max_steps
+    return service
+
+
+def run(a: argparse.Namespace) -> int:
+    token = a.token if a.token is not None else os.environ.get(TOKEN_ENV)
+    token = token if token and token.strip() else None
+    if a.transport == "http":
+        check_host(a.host, token)  # before anything slow: a refused start says so at once
+        if not 0 < a.port < 65536:
+            raise UsageError(f"--port {a.port}: not a port number")
+    try:
+        import anyio
+
+        from dqa.mcp.server import build
+    except ImportError as e:
+        raise UsageError(NEEDS.format(name=e.name)) from None
+    from vrthinker.cliutil import quiet_libraries
+
+    quiet_libraries()
+    service = service_of(a)
+    server = build(service)
+    service.start()
+    try:
+        if a.transport == "stdio":
+            anyio.run(server.run_stdio_async)
+        else:
+            import uvicorn
+            from starlette.responses import JSONResponse
+
+            @server.custom_route("/health", methods=["GET"])
+            async def health(_request):
+                return JSONResponse({"status": "ok"})
+
+            app = Guard(server.streamable_http_app(host=a.host), token)
+            print(f"dqa mcp: http://{a.host}:{a.port}/mcp  (streamable HTTP; store {a.db}; "
+                  f"auth {'token' if token else 'none, loopback only'})", file=sys.stderr, flush=True)
+            uvicorn.run(app, host=a.host, port=a.port, log_level="warning", access_log=False)
+    finally:
+        service.stop()
+    return 0
