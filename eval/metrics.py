@@ -12,9 +12,11 @@ Which rows count, and how missing predictions count (the same everywhere below):
   equals it. A predicted tie there is wrong, as in VideoAlign's `calc_accuracy_without_ties`, where a zero
   score difference counts as discordant.
 - Accuracy with ties, discrete judges: 3-class accuracy over all labelled rows (tie rows included).
-- Accuracy with ties, score judges (`tie_sweep`): Algorithm 1 of "Ties Matter" (arXiv 2305.14324), as
-  VideoGen-RewardBench computes it: a difference |s1 - s2| <= eps is predicted as a tie; every eps in
-  {0} and the observed |differences| is tried and the best 3-class accuracy is reported with its eps.
+- Accuracy with ties, score judges (`tie_sweep`): Algorithm 1 of "Ties Matter" (arXiv 2305.14324) exactly as
+  VideoAlign's `calc_accuracy_with_ties` (VideoGen-RewardBench's own metric) computes it: rows sorted by
+  |s1 - s2| become predicted ties one at a time, smallest first; the best 3-class accuracy is reported with
+  the |difference| where it was reached. No smaller threshold (such as 0 below every difference) is tried,
+  and rows with equal |differences| turn into ties one by one, in input order, as there.
   (The threshold is picked on the evaluated rows themselves, as the benchmark does, so it is optimistic.)
   For score judges, accuracy without ties uses the sign of the difference (0 = a predicted tie = wrong).
 - Position consistency (`--orders both`): over rows judged in both orders with a label from each, the share
@@ -208,24 +210,30 @@ def labels_from_scores(diffs: Sequence[float | None], threshold: float = 0.0) ->
     return out
 
 
-def _sweep(h: np.ndarray, a: np.ndarray, s: np.ndarray, valid: np.ndarray, w: np.ndarray,
-           candidates: np.ndarray) -> tuple[float, int]:
-    """Best weighted 3-class correct count over thresholds `candidates` (ascending), and its index."""
-    tie = (h == 0) & valid
-    direction = (h > 0) & valid & (s == h)  # right whenever it is not predicted a tie
-    order = np.argsort(a, kind="stable")
-    a_sorted = a[order]
-    cum_tie = np.concatenate(([0.0], np.cumsum((w * tie)[order])))
-    cum_dir = np.concatenate(([0.0], np.cumsum((w * direction)[order])))
-    k = np.searchsorted(a_sorted, candidates, side="right")  # rows with |d| <= eps
-    correct = cum_tie[k] + (cum_dir[-1] - cum_dir[k])
-    best = int(np.argmax(correct))  # first maximum: the smallest threshold
-    return float(correct[best]), best
+def _sweep(h: np.ndarray, a: np.ndarray, s: np.ndarray, valid: np.ndarray) -> tuple[int, int]:
+    """VideoAlign's `calc_accuracy_with_ties` over labelled rows: (best 3-class correct count, its row).
+
+    Rows are taken in order of |difference| (a stable sort: equal ones keep their input order) and, one row at
+    a time, the first k are predicted ties, for k = 1 .. rows with a difference; the first maximum wins and its
+    threshold is the k-th row's |difference|. No threshold below the smallest |difference| is tried, and among
+    equal |differences| the rows move one by one, exactly as the benchmark's published figures were computed.
+    `valid` False rows (no score difference) are never predicted and always wrong. Returns (0, -1) when none
+    has a difference.
+    """
+    m = int(valid.sum())
+    if m == 0:
+        return 0, -1
+    order = np.argsort(np.where(valid, a, np.inf), kind="stable")[:m]
+    tie = (h == 0)[order]  # right once predicted a tie
+    direction = ((h > 0) & (s == h))[order]  # right while not predicted a tie
+    correct = np.cumsum(tie) + (int(direction.sum()) - np.cumsum(direction))  # after k = 1 .. m rows
+    k = int(np.argmax(correct))  # first maximum, as VideoAlign's strict `>`
+    return int(correct[k]), int(order[k])
 
 
 def tie_sweep(human: Sequence[int | None], diffs: Sequence[float | None], *,
               bootstrap: int = DEFAULT_BOOTSTRAP, seed=0, confidence: float = 0.95) -> TieSweep:
-    """Ties-Matter accuracy with ties for score differences s1 - s2 (positive: video1 better)."""
+    """Accuracy with ties for score differences s1 - s2 (positive: video1 better), as VideoAlign computes it."""
     _check(human, diffs, "score differences")
     h = _codes(human)
     a, s, valid = _score_codes(diffs)
@@ -234,17 +242,16 @@ def tie_sweep(human: Sequence[int | None], diffs: Sequence[float | None], *,
     n, missing = len(h), int((~valid).sum())
     if n == 0:
         return TieSweep(None, None, 0, 0, 0, None)
-    candidates = np.unique(np.concatenate(([0.0], a[valid])))
-    correct, best = _sweep(h, a, s, valid, np.ones(n), candidates)
+    correct, at = _sweep(h, a, s, valid)
     ci = None
     if bootstrap > 0:
         rng = _rng(seed)
         draws = np.empty(bootstrap)
-        for b in range(bootstrap):
-            w = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
-            draws[b] = _sweep(h, a, s, valid, w, candidates)[0] / n
+        for b in range(bootstrap):  # each resample is swept again, in its own order, as the function would
+            idx = rng.integers(0, n, n)
+            draws[b] = _sweep(h[idx], a[idx], s[idx], valid[idx])[0] / n
         ci = _interval(draws, confidence)
-    return TieSweep(correct / n, float(candidates[best]), int(round(correct)), n, missing, ci)
+    return TieSweep(correct / n, float(a[at]) if at >= 0 else None, correct, n, missing, ci)
 
 
 def confusion(human: Sequence[int | None], predicted: Sequence[int | None]) -> Confusion:
