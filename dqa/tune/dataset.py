@@ -91,6 +91,14 @@ class Built:
     rows: list[dict] = field(default_factory=list)
     meta: list[dict] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)
+    kinds: list[tuple[int, str, str]] = field(default_factory=list)  # per selection: (id, kind, why) (sampling)
+    greedy: dict[int, int | None] = field(default_factory=dict)  # per selection: the greedy conversation's label
+
+    @property
+    def kind_counts(self) -> dict[str, int]:
+        """Selections per kind of row: sampled, label_swap, none (dqa.tune.sampling)."""
+        c = Counter(k for _, k, _ in self.kinds)
+        return {k: c.get(k, 0) for k in ("sampled", "label_swap", "none")}
 
     @property
     def agreement(self) -> float | None:

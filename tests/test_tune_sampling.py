@@ -1,0 +1,175 @@
+"""The tuner's rows from sampled conversations, and its split by question."""
+import re
+
+import pytest
+
+from dqa.tune import dataset as ds
+from dqa.tune import sampling
+from dqa.tune import split as qs
+from dqa.tune.selections import Selection, add, all_selections, normalize, open_store
+from vrthinker.backends.base import Sampling
+from vrthinker.backends.scripted import ScriptedBackend
+from vrthinker.judge import Judge
+from vrthinker.parsing import parse_answer
+
+TOOL3 = '<tool_call>{"name": "select_frames", "arguments": {"frame_indices": [3]}}</tool_call>'
+TOOL5 = '<tool_call>{"name": "select_frames", "arguments": {"frame_indices": [5]}}</tool_call>'
+
+
+def says(v: int) -> str:
+    """A reply whose reasoning leads to video `v` on every dimension, and whose answer says so."""
+    return f"<Think>Video {v} is better on every count</Think><Answer>TA={v}, VQ={v}, MQ={v}, OA={v}</Answer>"
+
+
+GREEDY = [TOOL3, says(1)]
+SAMPLES = [[TOOL3, says(2)],  # parts from the greedy one at turn 2
+           [says(2)],  # answers at once: parts at turn 1
+           [TOOL5, says(1)],
+           [TOOL5, "<Think>hard to say</Think>"]]  # no answer
+
+
+@pytest.fixture
+def db(tmp_path):
+    return str(tmp_path / "db.sqlite")
+
+
+def _sel(clips, chosen="a", dim="OA", prompt="A robot"):
+    return normalize(prompt, str(clips["a"]), str(clips["b"]), chosen, dim)
+
+
+def _consistent(text: str) -> bool:
+    """The reasoning's video is the one its answer names (the scripted replies say which in words)."""
+    named = re.findall(r"Video (\d) is better", text)
+    labels = parse_answer(text)
+    return not labels or not named or set(labels.values()) == {int(named[-1])}
+
+
+def test_scripted_samples_differ_and_seed_decides(clips):
+    """A sampled session follows a script picked by its seed: the same seed, the same conversation."""
+    b = ScriptedBackend(GREEDY, samples=SAMPLES)
+    picks = set()
+    for seed in range(12):
+        one, two = b.new_session(), b.new_session()
+        one.set_sampling(Sampling(0.7, seed))
+        two.set_sampling(Sampling(0.7, seed))
+        first = one.generate([], [], 100).text
+        assert two.generate([], [], 100).text == first
+        picks.add(first)
+    assert len(picks) > 1
+    assert b.new_session().generate([], [], 100).text == GREEDY[0]  # no sampling: the greedy script
+
+
+def test_rows_from_sampled_conversations(clips, db):
+    """Chosen conversations end in the person's label, rejected ones in the other, and no chosen text
+    contradicts its answer; the row is the turn where the two part ways, as the judge asked it."""
+    with open_store(db) as store:
+        add(store, [_sel(clips, "ab"[k % 2], ("OA", "VQ", "TA", "MQ")[k % 4], prompt=f"prompt {k}")
+                    for k in range(8)])
+        sels = all_selections(store)
+        backend = ScriptedBackend(GREEDY, samples=SAMPLES)
+        judge = Judge(backend, "card")
+        built = sampling.build(store, judge.profile, sels, judge=judge, samples=4, temperature=0.7, seed=3)
+        kinds = built.kind_counts
+        assert kinds["sampled"] >= 4 and sum(kinds.values()) == 8 and kinds["label_swap"] == 0
+        for row, meta in zip(built.rows, built.meta):
+            s = next(x for x in sels if x.id == meta["selection_id"])
+            assert meta["kind"] == "sampled" and not meta["synthetic"]
+            assert parse_answer(meta["chosen_final"])[s.dimension] == s.label
+            assert parse_answer(meta["rejected_final"])[s.dimension] == 3 - s.label
+            chosen = row["chosen"][0]["content"]
+            assert chosen != row["rejected"][0]["content"]
+            assert _consistent(chosen) and _consistent(meta["chosen_final"])
+            if parse_answer(chosen):  # parted at the answer: the chosen reply itself answers the person's way
+                assert parse_answer(chosen)[s.dimension] == s.label
+            t = meta["parting_turn"]
+            # the prompt is the request the judge was given at that turn, by its own turn loop
+            asked = [c for sess in backend.sessions for c in sess.calls if len(c[0]) == len(row["prompt"])]
+            assert any(c[0] == row["prompt"] for c in asked)
+            assert len(row["prompt"]) == 2 * t
+        assert {m["parting_turn"] for m in built.meta} == {1, 2}
+        # deterministic for a seed: a second build replays the stored samples, a new store gives the same rows
+        again = sampling.build(store, judge.profile, sels, judge=Judge(ScriptedBackend(["x"]), "card"),
+                               samples=4, temperature=0.7, seed=3)
+        assert [r["chosen"] for r in again.rows] == [r["chosen"] for r in built.rows]
+        n_stored = store.db.execute("SELECT count(*) FROM tune_samples").fetchone()[0]
+        assert n_stored == 8 * 3
+    with open_store(db + "2") as other:
+        add(other, [_sel(clips, "ab"[k % 2], ("OA", "VQ", "TA", "MQ")[k % 4], prompt=f"prompt {k}")
+                    for k in range(8)])
+        fresh = sampling.build(other, judge.profile, all_selections(other),
+                               judge=Judge(ScriptedBackend(GREEDY, samples=SAMPLES), "card"), seed=3)
+        assert [r["rejected"] for r in fresh.rows] == [r["rejected"] for r in built.rows]
+
+
+def test_no_row_without_both_labels_unless_label_swap(clips, db):
+    """Where every sample reaches the person's label there is nothing to reject: no row (with why), or
+    with allow_label_swap a synthetic row built the old way."""
+    with open_store(db) as store:
+        add(store, [_sel(clips, "a", "OA")])
+        sels = all_selections(store)
+        agree = Judge(ScriptedBackend([says(1)], samples=[[TOOL3, says(1)], [says(1)]]), "card")
+        built = sampling.build(store, agree.profile, sels, judge=agree, samples=3)
+        assert built.rows == [] and built.kind_counts == {"sampled": 0, "label_swap": 0, "none": 1}
+        assert "3 conversation(s): 3 the person's video" in built.kinds[0][2]
+        assert "the other video's label" in built.kinds[0][2]
+        swapped = sampling.build(store, agree.profile, sels, judge=agree, samples=3, allow_label_swap=True)
+        assert swapped.kind_counts["label_swap"] == 1
+        [meta] = swapped.meta
+        assert meta["synthetic"] and meta["kind"] == "label_swap"
+        assert swapped.rows[0]["rejected"][0]["content"] == says(1).replace("OA=1", "OA=2")
+        # a backend that cannot sample says so in one line
+        from vrthinker.errors import UsageError
+
+        class Plain(ScriptedBackend):
+            def new_session(self):
+                s = super().new_session()
+                s.set_sampling = None
+                return s
+
+        with open_store(db + "3") as other:
+            add(other, [_sel(clips, "a", "OA")])
+            plain = Judge(Plain([says(1)]), "card")
+            with pytest.raises(UsageError, match="cannot sample"):
+                sampling.build(other, plain.profile, all_selections(other), judge=plain, samples=2)
+
+
+def test_truncation_rule_applies_to_samples(clips, db):
+    """A sampled conversation past --max-length ends at token_limit, as the judge would: it reaches no label."""
+    from vrthinker.backends.base import Reply
+
+    with open_store(db) as store:
+        add(store, [_sel(clips)])
+        [s] = all_selections(store)
+        ds.save_conversation(store, s.id, "j", [Reply(says(2), new_tokens=10, prefill_tokens=900)])
+        long = [Reply(TOOL3, new_tokens=10, prefill_tokens=900), Reply(TOOL5, new_tokens=10, prefill_tokens=1500),
+                Reply(says(1), new_tokens=10, prefill_tokens=2100)]
+        sampling.save_sample(store, s.id, "j", 1, 0.7, 0, long)
+        from vrthinker.protocol import Profile
+
+        profile = Profile.load("card")
+        whole = sampling.build(store, profile, [s], identity="j", samples=2)
+        assert whole.kind_counts["sampled"] == 1 and whole.meta[0]["parting_turn"] == 1
+        cut = sampling.build(store, profile, [s], identity="j", samples=2, max_length=1500)
+        assert cut.kind_counts["none"] == 1 and "no label" in cut.kinds[0][2]
+
+
+def _selection(i, prompt, ha, hb, dim="OA", chosen="a"):
+    return Selection(i, prompt, "a.mp4", "b.mp4", ha, hb, chosen, dim)
+
+
+def test_split_by_question_is_stable_and_keeps_a_pair_together():
+    """Both dimensions of one pair (either way round) fall on one side, and a question's side never changes
+    as selections are added."""
+    base = [_selection(i, f"prompt {i % 7}", f"h{i}", f"h{i + 1}") for i in range(40)]
+    first = qs.split(base, 0.25)
+    assert 0 < len(first.val) < 40 and first.val_questions + first.train_questions == 40
+    grown = base + [_selection(100 + i, f"new {i}", f"x{i}", f"y{i}") for i in range(200)]
+    second = qs.split(grown, 0.25)
+    assert set(first.val) <= set(second.val) and set(first.train) <= set(second.train)
+    pair = [_selection(500 + k, "A robot", "hA", "hB", dim) for k, dim in enumerate(("TA", "VQ", "MQ", "OA"))]
+    pair.append(_selection(504, " A robot ", "hB", "hA", "VQ", "b"))  # shown the other way round
+    for fraction in (0.1, 0.3, 0.5, 0.7, 0.9):
+        sides = {qs.is_validation(s, fraction) for s in pair}
+        assert len(sides) == 1
+    many = [_selection(i, f"q{i}", f"a{i}", f"b{i}") for i in range(2000)]
+    assert 0.17 < len(qs.split(many, 0.2).val) / 2000 < 0.23  # the threshold is the fraction
