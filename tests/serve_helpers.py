@@ -21,8 +21,11 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, db: Path, roots, *args: str, token: str | None = None, port: int | None = None):
+    def __init__(self, db: Path, roots, *args: str, token: str | None = None, port: int | None = None,
+                 launcher: str | None = None, env: dict | None = None):
+        """`launcher`: a script run instead of `-m dqa.cli` (tests/faulty_serve.py); `env`: extra variables."""
         self.db, self.roots, self.args, self.token = Path(db), [str(r) for r in roots], list(args), token
+        self.launcher, self.extra_env = launcher, dict(env or {})
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -30,14 +33,15 @@ class Server:
 
     def command(self) -> list[str]:
         roots = [a for r in self.roots for a in ("--media-root", r)]
-        return [sys.executable, "-m", "dqa.cli", "serve", "--port", str(self.port), "--db", str(self.db), *roots,
+        entry = [str(ROOT / "tests" / self.launcher)] if self.launcher else ["-m", "dqa.cli"]
+        return [sys.executable, *entry, "serve", "--port", str(self.port), "--db", str(self.db), *roots,
                 "--backend", "metrics", *self.args]
 
     def env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if k != "DQA_TOKEN"}
         if self.token:
             env["DQA_TOKEN"] = self.token
-        return env | {"PYTHONUNBUFFERED": "1"}
+        return env | {"PYTHONUNBUFFERED": "1"} | self.extra_env
 
     def start(self, timeout: float = 40.0) -> Server:
         self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.env(), stdout=subprocess.DEVNULL,

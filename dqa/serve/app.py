@@ -16,17 +16,18 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from vrthinker.errors import JudgeError, VideoError
 
 from dqa.serve import page
-from dqa.serve.auth import COOKIE, CSRF_HEADER, SESSION_SECONDS, Auth
+from dqa.serve.auth import COOKIE, CSRF_HEADER, Auth, Session
 from dqa.serve.config import MAX_PROMPT, ServeConfig
 from dqa.serve.errors import ApiError
-from dqa.serve.jobs import Jobs
+from dqa.serve.jobs import Jobs, QueueFull
+from dqa.serve.limits import BodyLimit
 from dqa.serve.media import Prober, file_response, resolve
 from dqa.serve.questions import Questions, dimension_of
 from dqa.serve.tables import Connections
 from dqa.serve.thumbs import FrameCache
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]", "::1")
-MAX_VIDEOS = 64
+DOC_PATHS = ("/docs", "/redoc", "/openapi.json")
 
 
 class CompareRequest(BaseModel):
@@ -84,9 +85,10 @@ def _local(url: str | None) -> str:
 def create_app(config: ServeConfig) -> FastAPI:
     """The application for one configuration; the job worker starts and stops with the app's lifespan."""
     conns = Connections(config.db)
-    jobs = Jobs(conns, config.judge, budget_gb=config.budget_gb, device=config.device)
+    jobs = Jobs(conns, config.judge, budget_gb=config.budget_gb, device=config.device, max_queue=config.max_queue,
+                score_chunk=config.score_chunk)
     questions = Questions(conns)
-    auth = Auth(config.token)
+    auth = Auth(config.token, config.users, session_seconds=config.session_seconds)
     prober = Prober()
     frame_cache = FrameCache()
     roots = config.roots
@@ -104,6 +106,7 @@ def create_app(config: ServeConfig) -> FastAPI:
                   description="The Verifier as a service: pairwise judgments, absolute scores and A/B "
                               "questions for people, on the project's SQLite store.")
     app.state.jobs, app.state.questions, app.state.config = jobs, questions, config
+    app.add_middleware(BodyLimit, max_bytes=config.max_body)
 
     # -------------------------------------------------------------------------------------------------------
     # errors: always {"error": {"code", "message"}}, never a traceback
@@ -111,6 +114,10 @@ def create_app(config: ServeConfig) -> FastAPI:
     @app.exception_handler(ApiError)
     async def _api_error(_request, e: ApiError):
         return _error(e.status, e.code, e.message)
+
+    @app.exception_handler(QueueFull)
+    async def _queue_full(_request, e: QueueFull):
+        return _error(429, "queue_full", str(e), {"Retry-After": str(e.retry_after)})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request, e: RequestValidationError):
@@ -142,6 +149,11 @@ def create_app(config: ServeConfig) -> FastAPI:
             # no token: only this machine's own names, so a web page cannot rebind a DNS name to us
             return _error(403, "bad_host", "this server answers only to 127.0.0.1 / localhost without a token")
         path = request.url.path
+        if auth.required and (path in DOC_PATHS or path.startswith("/docs/")) and not media_allowed(request):
+            if path == "/openapi.json":
+                return _error(401, "unauthorized", "send Authorization: Bearer TOKEN or log in at /login",
+                              {"WWW-Authenticate": "Bearer"})
+            return RedirectResponse("/login?next=" + quote(path), status_code=303)
         if path.startswith("/v1/"):
             if not auth.bearer_ok(request.headers.get("authorization")):
                 return _error(401, "unauthorized", "send Authorization: Bearer TOKEN",
@@ -158,8 +170,20 @@ def create_app(config: ServeConfig) -> FastAPI:
             response.headers.setdefault("X-Frame-Options", "DENY")
         return response
 
-    def page_session(request: Request) -> str | None:
+    def page_session(request: Request) -> Session | None:
         return auth.session(request.cookies.get(COOKIE))
+
+    def who(request: Request, given: Any, session: Session | None = None) -> Any:
+        """The user an answer is recorded as: with authentication, whoever the token or session says (a
+        different `user` in the body is refused); without, the body's free text."""
+        if not auth.required:
+            return given
+        user = session.user if session is not None else auth.bearer_user(request.headers.get("authorization"))
+        if user is None:
+            raise ApiError(401, "unauthorized", "send Authorization: Bearer TOKEN")
+        if given not in (None, "", user):
+            raise ApiError(403, "wrong_user", f"you are signed in as {user}; leave user out or give {user}")
+        return user
 
     def media_allowed(request: Request) -> bool:
         if not auth.required:
@@ -174,7 +198,8 @@ def create_app(config: ServeConfig) -> FastAPI:
             "connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
         r.headers["Cache-Control"] = "no-store"
         if cookie:
-            r.set_cookie(COOKIE, cookie, max_age=SESSION_SECONDS, httponly=True, samesite="strict", path="/")
+            r.set_cookie(COOKIE, cookie, max_age=int(config.session_seconds), httponly=True, samesite="strict",
+                         path="/")
         return r
 
     # -------------------------------------------------------------------------------------------------------
@@ -192,9 +217,14 @@ def create_app(config: ServeConfig) -> FastAPI:
     # -------------------------------------------------------------------------------------------------------
     # the API
 
-    @app.get("/health", summary="liveness")
+    @app.get("/health", summary="the worker's state, the queue's depth and its oldest job's age (503: worker dead)")
     def health():
-        return {"status": "ok"}
+        try:
+            h = jobs.health()
+        except Exception as e:  # noqa: BLE001 - an unreadable store is an unhealthy service, said plainly
+            return JSONResponse({"status": "store_error", "message": f"{type(e).__name__}: {e}"}, status_code=503)
+        ok = h.pop("ok")
+        return JSONResponse({"status": "ok" if ok else "dead", **h}, status_code=200 if ok else 503)
 
     @app.post("/v1/compare", status_code=202, summary="judge two videos (a job)")
     def compare(body: CompareRequest):
@@ -213,8 +243,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         prompt = _prompt(body.prompt, required=False)
         if not body.videos:
             raise ApiError(422, "missing_field", "videos: give a list of video paths")
-        if len(body.videos) > MAX_VIDEOS:
-            raise ApiError(422, "too_many_videos", f"videos: at most {MAX_VIDEOS} per job")
+        if len(body.videos) > config.max_videos:
+            raise ApiError(422, "too_many_videos", f"videos: at most {config.max_videos} per job")
         comps = [body.components] if isinstance(body.components, str) else body.components
         try:
             components = list(resolve_components(comps))
@@ -270,8 +300,9 @@ def create_app(config: ServeConfig) -> FastAPI:
         return question_doc(qid)
 
     @app.post("/v1/ab/{qid}/answer", status_code=201, summary="answer an A/B question (stored as a selection)")
-    def answer(qid: int, body: AnswerRequest):
-        return {"question": qid, **questions.answer(qid, body.chosen, body.dimension, body.user).to_dict()}
+    def answer(qid: int, body: AnswerRequest, request: Request):
+        user = who(request, body.user)
+        return {"question": qid, **questions.answer(qid, body.chosen, body.dimension, user).to_dict()}
 
     # -------------------------------------------------------------------------------------------------------
     # pages
@@ -301,7 +332,8 @@ def create_app(config: ServeConfig) -> FastAPI:
             raise ApiError(404, "not_found", f"no A/B question {qid}")
         nxt = questions.next_open(after=qid)
         next_url = f"/ab/{nxt.id}" if nxt and nxt.id != qid else None
-        return page_or_login(request, lambda csrf, nonce: page.ab_page(q, csrf, nonce, next_url))
+        signed_in = (page_session(request) or Session("", "", 0)).user if auth.required else None
+        return page_or_login(request, lambda csrf, nonce: page.ab_page(q, csrf, nonce, next_url, signed_in))
 
     def page_post_allowed(request: Request) -> None:
         session = page_session(request)
@@ -324,7 +356,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         for d, c in picks.items():
             if str(c).lower() not in ("a", "b", "tie"):
                 raise ApiError(422, "bad_choice", f"{d}: chosen must be 'a', 'b' or 'tie', not {c!r}")
-        given = [questions.answer(qid, picks[d], d, body.user).to_dict() for d in q.dimensions]
+        user = who(request, body.user, page_session(request))
+        given = [questions.answer(qid, picks[d], d, user).to_dict() for d in q.dimensions]
         nxt = questions.next_open(after=qid)
         return {**page_doc(qid), "answers": given, "next": f"/ab/{nxt.id}" if nxt else None}
 
@@ -348,11 +381,13 @@ def create_app(config: ServeConfig) -> FastAPI:
         given, target = (form.get("token") or [""])[0], _local((form.get("next") or ["/ab"])[0])
         if not auth.required:
             return RedirectResponse(target, status_code=303)
-        if not auth.token_ok(given):
+        user = auth.user_of(given)
+        if user is None:
             nonce = secrets.token_urlsafe(12)
             return html(page.login_page(nonce, target, failed=True), nonce, status=401)
         r = RedirectResponse(target, status_code=303)
-        r.set_cookie(COOKIE, auth.new_session(), max_age=SESSION_SECONDS, httponly=True, samesite="strict", path="/")
+        r.set_cookie(COOKIE, auth.new_session(user), max_age=int(config.session_seconds), httponly=True,
+                     samesite="strict", path="/")
         return r
 
     def media_file(path: str, request: Request) -> Response:

@@ -1,7 +1,9 @@
 """`dqa serve`: its command-line flags and the function that starts the server.
 
   dqa serve [--host 127.0.0.1] [--port 8700] [--db PATH] --media-root DIR [--media-root DIR ...]
-            [--token TOKEN | env DQA_TOKEN] [the judge's model flags: --backend, --model, --protocol, ...]
+            [--token TOKEN | env DQA_TOKEN] [--users FILE] [--session-hours H]
+            [--max-queue N] [--max-body BYTES] [--max-videos N] [--score-chunk N]
+            [the judge's model flags: --backend, --model, --protocol, ...]
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import sys
 
 from vrthinker.errors import UsageError
 
-from dqa.serve.config import TOKEN_ENV, ServeConfig, check_host
+from dqa.serve.config import MAX_QUEUE, MAX_VIDEOS, SCORE_CHUNK, TOKEN_ENV, ServeConfig, check_host
 
 
 def add_parser(sub) -> None:
@@ -29,6 +31,19 @@ def add_parser(sub) -> None:
                    help="a directory videos may be read from (repeatable); nothing outside is served")
     s.add_argument("--token", default=None, help=f"require this Bearer token (default ${TOKEN_ENV}; "
                                                  "prefer the variable: flags show in the process list)")
+    s.add_argument("--users", default=None, metavar="FILE",
+                   help="per-user tokens: one 'NAME SHA256-OF-TOKEN' line each; an A/B answer is recorded as "
+                        "the user whose token or session sent it")
+    s.add_argument("--session-hours", type=float, default=168.0, metavar="H",
+                   help="a page login lasts this long, checked by the server (default 168)")
+    s.add_argument("--max-queue", type=int, default=MAX_QUEUE, metavar="N",
+                   help=f"queued jobs at most; past it 429 with Retry-After (default {MAX_QUEUE}; 0: no bound)")
+    s.add_argument("--max-body", type=int, default=1 << 20, metavar="BYTES",
+                   help="larger request bodies are refused with 413 (default 1048576)")
+    s.add_argument("--max-videos", type=int, default=MAX_VIDEOS, metavar="N",
+                   help=f"videos in one score request at most (default {MAX_VIDEOS})")
+    s.add_argument("--score-chunk", type=int, default=SCORE_CHUNK, metavar="N",
+                   help=f"a score job yields to waiting compares every N videos (default {SCORE_CHUNK})")
     s.add_argument("--vram-budget", type=float, default=24.0, metavar="GB",
                    help="memory budget for one scoring worker at a time (default 24)")
     add_model_args(s)
@@ -44,8 +59,11 @@ def judge_kwargs(a: argparse.Namespace) -> dict:
 
 
 def run(a: argparse.Namespace) -> int:
+    from dqa.serve.users import load_users
+
     token = a.token if a.token is not None else os.environ.get(TOKEN_ENV)
-    check_host(a.host, token)  # before anything slow: a refused start says so at once
+    users = load_users(a.users) if a.users else {}
+    check_host(a.host, token or bool(users))  # before anything slow: a refused start says so at once
     if not 0 < a.port < 65536:
         raise UsageError(f"--port {a.port}: not a port number")
     try:
@@ -58,9 +76,13 @@ def run(a: argparse.Namespace) -> int:
 
     quiet_libraries()
     config = ServeConfig(db=a.db, roots=tuple(a.media_root), judge=judge_kwargs(a), token=token, host=a.host,
-                         port=a.port, budget_gb=a.vram_budget, device=a.device)
+                         port=a.port, budget_gb=a.vram_budget, device=a.device, users=users,
+                         max_queue=a.max_queue, max_body=a.max_body, max_videos=a.max_videos,
+                         score_chunk=a.score_chunk, session_seconds=a.session_hours * 3600)
     app = create_app(config)
+    auth = ", ".join(x for x in ("token" if token else "", f"{len(users)} users" if users else "") if x) \
+        or "none, loopback only"
     print(f"dqa serve: http://{a.host}:{a.port}  (API /v1, docs /docs, A/B page /ab; store {a.db}; "
-          f"auth {'token' if token else 'none, loopback only'})", file=sys.stderr, flush=True)
+          f"auth {auth}; queue {a.max_queue})", file=sys.stderr, flush=True)
     uvicorn.run(app, host=a.host, port=a.port, log_level="warning", access_log=False)
     return 0

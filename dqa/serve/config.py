@@ -9,13 +9,18 @@ from typing import Any, Mapping
 from vrthinker.errors import UsageError
 
 MAX_PROMPT = 2000  # characters; longer prompts are refused with 422
+MAX_VIDEOS = 64  # videos in one score request; more are refused with 422
+MAX_QUEUE = 256  # queued jobs; past it a new job is refused with 429 and Retry-After
+SCORE_CHUNK = 8  # videos a score job scores before the worker looks at the compare lane again
 TOKEN_ENV = "DQA_TOKEN"
 
 
 @dataclass(frozen=True)
 class ServeConfig:
     """`roots`: the only directories media may come from (symlinks resolved). `judge`: keyword arguments of
-    `Judge.from_pretrained` (backend, model, protocol, ...). `token`: None means no authentication."""
+    `Judge.from_pretrained` (backend, model, protocol, ...). `token` and `users` ({name: sha256 of their
+    token}): with neither, no authentication (loopback only). The limits: see the constants above and
+    `dqa.serve.limits.MAX_BODY`."""
 
     db: str
     roots: tuple[str, ...]
@@ -25,6 +30,12 @@ class ServeConfig:
     port: int = 8700
     budget_gb: float = 24.0
     device: str | None = None
+    users: Mapping[str, str] = field(default_factory=dict)
+    max_queue: int = MAX_QUEUE
+    max_body: int = 1 << 20
+    max_videos: int = MAX_VIDEOS
+    score_chunk: int = SCORE_CHUNK
+    session_seconds: float = 7 * 24 * 3600
 
     def __post_init__(self):
         if not self.roots:
@@ -38,7 +49,10 @@ class ServeConfig:
         object.__setattr__(self, "roots", tuple(resolved))
         if self.token is not None and not self.token.strip():
             object.__setattr__(self, "token", None)
-        check_host(self.host, self.token)
+        for name in ("max_queue", "max_body", "max_videos", "score_chunk", "session_seconds"):
+            if getattr(self, name) < (0 if name in ("max_queue", "max_body") else 1e-9):
+                raise UsageError(f"{name} must be positive, not {getattr(self, name)}")
+        check_host(self.host, self.token or bool(self.users))
 
 
 def is_loopback(host: str) -> bool:
@@ -50,8 +64,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_host(host: str, token: str | None) -> None:
-    """Binding beyond this machine without a token would hand the store to the network: refuse."""
+def check_host(host: str, token: str | bool | None) -> None:
+    """Binding beyond this machine without a token (or a --users file) would hand the store to the network:
+    refuse."""
     if not is_loopback(host) and not token:
-        raise UsageError(f"--host {host} is reachable from other machines: set a token (--token or ${TOKEN_ENV}) "
-                         "or bind 127.0.0.1")
+        raise UsageError(f"--host {host} is reachable from other machines: set a token (--token or ${TOKEN_ENV}, "
+                         "or --users FILE) or bind 127.0.0.1")

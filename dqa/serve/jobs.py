@@ -1,13 +1,18 @@
-"""Comparisons and scores asked over HTTP: persisted in SQLite, run one at a time by one worker thread.
+"""Comparisons and scores asked over HTTP: persisted in SQLite, run one step at a time by one worker thread.
 
 The judge is loaded on the first comparison and kept; scores go through `dqa.score.scoring.score` (its scheduler
 keeps one worker's models in memory at a time, under the budget). A restart puts jobs that were running
-back in the queue. A request whose content and configuration match a finished job gets that job.
+back in the queue. A request whose content and configuration match a finished job gets that job. The queue
+is bounded (`QueueFull`); `dqa.serve.worker` says how compares and scores share the worker.
+
+The Python face, for any front end: `submit(kind, request, hashes)`, `get(id)`, `wait(id, timeout)`,
+`health()`; `start()` and `stop()` the worker.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sys
 import threading
 import time
@@ -19,8 +24,18 @@ from typing import Any, Callable, Mapping, Sequence
 from vrthinker.errors import JudgeError
 
 from dqa.serve.tables import Connections
+from dqa.serve.worker import Worker
 
 STATES = ("queued", "running", "done", "failed")
+
+
+class QueueFull(Exception):
+    """The queue holds its limit of queued jobs; try again after `retry_after` seconds."""
+
+    def __init__(self, limit: int, retry_after: int):
+        super().__init__(f"the job queue is full ({limit} jobs waiting); try again in {retry_after} s")
+        self.limit = limit
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -60,16 +75,18 @@ class Jobs:
     """The job queue and its one worker thread."""
 
     def __init__(self, conns: Connections, judge: Mapping[str, Any], *, budget_gb: float = 24.0,
-                 device: str | None = None, log: Callable[[str], None] | None = None):
+                 device: str | None = None, log: Callable[[str], None] | None = None, max_queue: int = 256,
+                 score_chunk: int = 8):
         self.conns = conns
         self.judge_kwargs = dict(judge)
         self.budget_gb = budget_gb
         self.device = device
+        self.max_queue = max_queue  # queued jobs at most (0: no bound)
+        self.score_chunk = score_chunk  # videos per step of a score job
         self.log = log or (lambda s: print(f"dqa serve: {s}", file=sys.stderr, flush=True))
         self._judge = None
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._finished = threading.Condition()
+        self.worker = Worker(self, self.log)
 
     # ------------------------------------------------------------------------------------------------------
     # configuration identities (part of every job key)
@@ -101,12 +118,35 @@ class Jobs:
             row = db.execute("SELECT * FROM serve_jobs WHERE key=? AND state!='failed' ORDER BY seq DESC LIMIT 1",
                              (key,)).fetchone()
             if row is None:
+                self._check_room(db)
                 job_id = uuid.uuid4().hex
                 db.execute("INSERT INTO serve_jobs (id, kind, request, key, state, created) VALUES (?,?,?,?,?,?)",
                            (job_id, kind, json.dumps(dict(request), ensure_ascii=False), key, "queued", time.time()))
                 row = db.execute("SELECT * FROM serve_jobs WHERE id=?", (job_id,)).fetchone()
-        self._wake.set()
+        self.worker.wake()
         return _job(row)
+
+    def _check_room(self, db) -> None:
+        if self.max_queue and db.execute("SELECT count(*) FROM serve_jobs WHERE state='queued'").fetchone()[0] \
+                >= self.max_queue:
+            raise QueueFull(self.max_queue, self.retry_after())
+
+    def retry_after(self) -> int:
+        """Seconds until a place is likely free: the mean of the worker's recent steps (1 to 60)."""
+        steps = list(self.worker.step_seconds)
+        return max(1, min(60, math.ceil(sum(steps) / len(steps)))) if steps else 1
+
+    def wait(self, job_id: str, timeout: float | None = None) -> Job | None:
+        """The job once done or failed (None: no such job); TimeoutError if it is not within `timeout` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if job is None or job.state in ("done", "failed"):
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} is still {job.state} after {timeout} s")
+            with self._finished:
+                self._finished.wait(0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic())))
 
     def get(self, job_id: str) -> Job | None:
         row = self.conns.get().db.execute("SELECT * FROM serve_jobs WHERE id=?", (job_id,)).fetchone()
@@ -115,6 +155,26 @@ class Jobs:
     def counts(self) -> dict[str, int]:
         rows = self.conns.get().db.execute("SELECT state, count(*) FROM serve_jobs GROUP BY state").fetchall()
         return {s: 0 for s in STATES} | {r[0]: r[1] for r in rows}
+
+    def waiting_lanes(self) -> list[str]:
+        """The kinds of job with something queued."""
+        return [r[0] for r in self.conns.get().db.execute(
+            "SELECT DISTINCT kind FROM serve_jobs WHERE state='queued'")]
+
+    def health(self) -> dict:
+        """The worker's state, the queue's depth per lane and the age of its oldest job; `ok` False when the
+        worker is dead (the HTTP face answers 503 then)."""
+        worker = self.worker.health()
+        rows = self.conns.get().db.execute(
+            "SELECT kind, count(*), min(created) FROM serve_jobs WHERE state='queued' GROUP BY kind").fetchall()
+        per = {r[0]: r[1] for r in rows}
+        oldest = min((r[2] for r in rows), default=None)
+        running = self.conns.get().db.execute("SELECT count(*) FROM serve_jobs WHERE state='running'").fetchone()[0]
+        return {"ok": worker.alive, "worker": worker.to_dict(),
+                "queue": {"depth": sum(per.values()), "limit": self.max_queue,
+                          "compare": per.get("compare", 0), "score": per.get("score", 0), "running": running,
+                          "oldest_age_s": None if oldest is None else round(max(0.0, time.time() - oldest), 3)},
+                "lanes": {k: round(v, 3) for k, v in self.worker.share.used.items()}}
 
     # ------------------------------------------------------------------------------------------------------
     # the worker
@@ -125,48 +185,62 @@ class Jobs:
             n = db.execute("UPDATE serve_jobs SET state='queued', started=NULL WHERE state='running'").rowcount
         if n:
             self.log(f"resuming {n} job(s) interrupted by the last shutdown")
-        self._thread = threading.Thread(target=self._loop, name="dqa-serve-jobs", daemon=True)
-        self._thread.start()
+        self.worker.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self.worker.stop(timeout)
 
-    def _next(self) -> Job | None:
+    def claim(self, kind: str) -> Job | None:
+        """The oldest queued job of this kind, now `running`; None when there is none."""
         store = self.conns.get()
         with store.transaction() as db:
-            row = db.execute("SELECT * FROM serve_jobs WHERE state='queued' ORDER BY seq LIMIT 1").fetchone()
+            row = db.execute("SELECT * FROM serve_jobs WHERE state='queued' AND kind=? ORDER BY seq LIMIT 1",
+                             (kind,)).fetchone()
             if row is None:
                 return None
             db.execute("UPDATE serve_jobs SET state='running', started=? WHERE id=?", (time.time(), row["id"]))
         return _job(row)
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
+    def finish(self, job: Job, result: Any, error: Mapping[str, str] | None) -> bool:
+        """Store a job's end. When the result cannot be written the job is `failed` with that reason instead
+        (tried a few times, the store may be locked); False when not even that could be written (a restart
+        queues the job again)."""
+        try:
+            self._write_end(job.id, result, error)
+            return True
+        except Exception as e:  # noqa: BLE001 - a locked or full store must not kill the worker
+            self.log(f"job {job.id}: its result could not be stored: {type(e).__name__}: {e}")
+            reason = {"code": "store_error", "message": f"its result could not be stored: {type(e).__name__}: {e}"}
+        for attempt in range(5):
             try:
-                job = self._next()
-            except Exception as e:  # noqa: BLE001 - a locked or broken database: retry, never die
-                self.log(f"job queue: {type(e).__name__}: {e}")
-                job = None
-            if job is None:
-                self._wake.wait(0.5)
-                self._wake.clear()
-                continue
-            result, error = self._run(job)
-            with self.conns.get().transaction() as db:
-                db.execute("UPDATE serve_jobs SET state=?, result=?, error=?, finished=? WHERE id=?",
-                           ("failed" if error else "done",
-                            None if result is None else json.dumps(result, ensure_ascii=False, default=str),
-                            None if error is None else json.dumps(error), time.time(), job.id))
+                self._write_end(job.id, None, reason)
+                return True
+            except Exception as e:  # noqa: BLE001
+                self.log(f"job {job.id}: marking it failed: {type(e).__name__}: {e}")
+                time.sleep(0.1 * 2 ** attempt)
+        return False
 
-    def _run(self, job: Job) -> tuple[Any, dict | None]:
+    def _write_end(self, job_id: str, result: Any, error: Mapping[str, str] | None) -> None:
+        with self.conns.get().transaction() as db:
+            db.execute("UPDATE serve_jobs SET state=?, result=?, error=?, finished=? WHERE id=?",
+                       ("failed" if error else "done",
+                        None if result is None else json.dumps(result, ensure_ascii=False, default=str),
+                        None if error is None else json.dumps(dict(error)), time.time(), job_id))
+        with self._finished:
+            self._finished.notify_all()
+
+    def score_part(self, job: Job, videos: Sequence[str]) -> dict | None:
+        """Score some of a score job's videos into the store (the job's last step reads them back); the
+        error that fails the job, or None."""
+        _result, error = self.run(job, videos=videos)
+        return error
+
+    def run(self, job: Job, videos: Sequence[str] | None = None) -> tuple[Any, dict | None]:
         """(the CLI's --json document, None) or (document or None, {"code", "message"})."""
         try:
             if job.kind == "compare":
                 return self._compare(job.request)
-            return self._score(job.request)
+            return self._score(job.request if videos is None else {**job.request, "videos": list(videos)})
         except JudgeError as e:
             return None, {"code": type(e).__name__, "message": str(e)}
         except Exception as e:  # noqa: BLE001 - the job fails, the service goes on; the log has the traceback

@@ -62,7 +62,7 @@ async function submit() {
   if (missing.length) { status.textContent = 'Choose for ' + missing.join(', ') + ' first.'; return; }
   const r = await fetch(D.answer_url, {method: 'POST', credentials: 'same-origin',
     headers: {'Content-Type': 'application/json', 'X-CSRF-Token': D.csrf},
-    body: JSON.stringify({answers: choice, user: document.getElementById('user').value})});
+    body: JSON.stringify({answers: choice, user: (document.getElementById('user') || {}).value})});
   const body = await r.json().catch(() => ({}));
   if (!r.ok) { status.textContent = (body.error && body.error.message) || ('error ' + r.status); return; }
   done = true; show();
@@ -161,7 +161,8 @@ def _doc(title: str, body: str, nonce: str, script: str = "") -> str:
             f'<style nonce="{escape(nonce)}">{STYLE}</style></head><body>{body}{js}</body></html>')
 
 
-def ab_page(q: Question, csrf: str, nonce: str, next_url: str | None) -> str:
+def ab_page(q: Question, csrf: str, nonce: str, next_url: str | None, signed_in: str | None = None) -> str:
+    """`signed_in`: the user the session says (answers are recorded as them, no name box); None: a free name."""
     given = {x.dimension: x.chosen for x in q.answers}
     rows = []
     for d in q.dimensions:
@@ -174,6 +175,8 @@ def ab_page(q: Question, csrf: str, nonce: str, next_url: str | None) -> str:
             "answer_url": f"/ab/{q.id}/answer", "verdict_url": f"/ab/{q.id}/verdict", "next_url": next_url}
     nxt = f'<a id="next" href="{escape(next_url)}">next question</a> (<kbd>n</kbd>)' if next_url else \
         "no other open question"
+    who = (f'signed in as <strong id="signed-in">{escape(signed_in)}</strong>' if signed_in is not None else
+           '<label>your name (optional) <input id="user" type="text" maxlength="200"></label>')
     body = f"""<h1>A/B question #{q.id}</h1>
 <div class="prompt" id="prompt">{escape(q.prompt)}</div>
 <div class="pair">
@@ -185,7 +188,7 @@ def ab_page(q: Question, csrf: str, nonce: str, next_url: str | None) -> str:
 <div class="controls"><button id="toggle" type="button">play / pause</button>
  <input id="seek" type="range" min="0" max="1000" value="0" aria-label="seek both videos"></div>
 <table id="choices"><tr><th></th><th>left</th><th>tie</th><th>right</th></tr>{''.join(rows)}</table>
-<p><label>your name (optional) <input id="user" type="text" maxlength="200"></label>
+<p>{who}
  <button id="submit" type="button">save answer</button> <span id="status" role="status"></span></p>
 <p id="keys">Keys: <kbd>1</kbd> left, <kbd>2</kbd> tie, <kbd>3</kbd> right (for the highlighted row, then the next),
  <kbd>&uarr;</kbd>/<kbd>&darr;</kbd> change row, <kbd>Enter</kbd> save, <kbd>Space</kbd> play/pause,

@@ -75,11 +75,18 @@ class Questions:
         self._answering = threading.Lock()  # a selection and its answer row are written as one step
 
     def ask(self, prompt: str, a: str, b: str, dimension: str | None, job: str | None) -> Question:
+        """A new question, or the one already asked with the same prompt, videos and dimension (so a request
+        sent again, after a lost reply or a restart, makes no second question; each person answers it once)."""
         store = self.conns.get()
         with store.transaction() as db:
-            cur = db.execute("INSERT INTO ab_questions (prompt, video_a, video_b, dimension, job, created) "
-                             "VALUES (?,?,?,?,?,?)", (prompt, a, b, dimension, job, time.time()))
-        return self.get(cur.lastrowid)
+            row = db.execute("SELECT id FROM ab_questions WHERE prompt=? AND video_a=? AND video_b=? AND dimension IS ?"
+                             " ORDER BY id LIMIT 1", (prompt, a, b, dimension)).fetchone()
+            if row is not None:
+                qid = row[0]
+            else:
+                qid = db.execute("INSERT INTO ab_questions (prompt, video_a, video_b, dimension, job, created) "
+                                 "VALUES (?,?,?,?,?,?)", (prompt, a, b, dimension, job, time.time())).lastrowid
+        return self.get(qid)
 
     def get(self, qid: int) -> Question | None:
         db = self.conns.get().db
