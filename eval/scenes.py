@@ -244,7 +244,7 @@ def _landscape(rng, w, h):
 
 def _scene_fog(rng, w, h, n):
     """Fog and haze: a textured landscape under a thick, slowly drifting veil (low contrast by nature)."""
-    big = _landscape(rng, h, int(w * 1.4)) if False else _landscape(rng, int(w * 1.4), h)
+    big = _landscape(rng, int(w * 1.4), h)
     haze = np.float32(_colour(rng, 0.75, 0.9))
     veil = _blobs(rng, h, w, 5, (0.15, 0.3))
     speed = rng.uniform(0.5, 1.2) * w / 480
@@ -479,13 +479,12 @@ def build_suite(root, families=FAMILIES, kinds=KINDS, seeds=(0,), width: int = 4
         for seed in seeds:
             stem = f"{fam}_{seed}_{width}x{height}x{frames}"
             clean_path = root / f"{stem}_clean.mp4"
-            clean = None
+            memo: dict = {}
 
-            def get():
-                nonlocal clean
-                if clean is None:
-                    clean = render(fam, width, height, frames, seed)
-                return clean
+            def get(fam=fam, seed=seed, memo=memo):
+                if "clean" not in memo:
+                    memo["clean"] = render(fam, width, height, frames, seed)
+                return memo["clean"]
             if not clean_path.exists():
                 write(get(), clean_path)
             others = []

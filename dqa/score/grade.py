@@ -1,7 +1,9 @@
 """Grade synthesis: a deterministic weighted mean of channel scores, mapped to bands A..F and an action.
 
 Channels group components: `semantic`, `spatial`, `preference`, `visionreward` are one component each;
-`benchmark` is the weighted mean of the VBench dimensions present; `measures` of the weight-free VQ/MQ.
+`benchmark` is VBench's Quality Score over the VBench dimensions present (each unit is the dimension's VBench
+value, min-max normalised and weighted as VBench's scripts/constant.py does: dqa.vbench.scoring), clipped to
+[0, 1]; `measures` is of the weight-free VQ/MQ.
 Weights come from a TOML file (default dqa/data/grade.toml, the white paper's) and CLI overrides. A channel
 named in `[caps]` bounds the score from above (default: `measures`, so damage the weight-free measures see
 cannot be averaged away by channels blind to it).
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import Mapping
 
 from vrthinker.errors import UsageError
+
+from dqa.vbench.scoring import NORMALIZE, normalize
 
 try:
     import tomllib
@@ -132,7 +136,10 @@ def channel_scores(units: Mapping[str, float], config: GradeConfig) -> dict[str,
     for ch in config.weights:
         if ch in config.groups:
             members = {c: w for c, w in config.groups[ch].items() if c in units and w > 0}
-            if members and config.combine.get(ch) == "geometric":
+            if members and ch == "benchmark":  # VBench's arithmetic: min-max normalised, weighted mean, clipped
+                vals = {c: normalize(c, units[c]) if c in NORMALIZE else units[c] for c in members}
+                out[ch] = min(1.0, max(0.0, sum(vals[c] * w for c, w in members.items()) / sum(members.values())))
+            elif members and config.combine.get(ch) == "geometric":
                 logs = sum(math.log(max(units[c], 1e-6)) * w for c, w in members.items())
                 out[ch] = math.exp(logs / sum(members.values()))
             elif members:
