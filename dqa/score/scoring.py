@@ -12,6 +12,7 @@ from vrthinker.errors import UsageError
 from vrthinker.media.decode import VideoCache
 
 from dqa.score.grade import Grade, GradeConfig, load_config, synthesize
+from dqa.vbench.scoring import quality_score
 from dqa.score.scheduler import Failure, Item, Phase, Scheduler
 from dqa.workers import WORKERS
 from dqa.workers.base import Score, Worker
@@ -74,6 +75,8 @@ class VideoResult:
         return {"video": self.path, "prompt": self.prompt,
                 "components": {k: v.to_dict() for k, v in self.components.items()},
                 "vbench": {k: self.components[k].value for k in VBENCH_DIMS if k in self.components},
+                "vbench_scoring": quality_score({k: self.components[k].value for k in VBENCH_DIMS
+                                                 if k in self.components}).to_dict(),
                 "missing": {k: f.to_dict() for k, f in self.missing.items()},
                 "grade": self.grade.to_dict()}
 
