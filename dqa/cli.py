@@ -3,7 +3,9 @@
   dqa select --db DB --prompt P --a A.mp4 --b B.mp4 --chosen a [--dimension OA] [--user U] [--time T]
   dqa import-selections FILE.jsonl --db DB
   dqa tune --db DB --model ID_OR_DIR --out ADAPTER_DIR [--max-steps N] [--min-new N] [--max-turns N]
-           [--max-length TOKENS] [--device cpu]
+           [--max-length TOKENS] [--samples K] [--temperature T] [--seed N] [--allow-label-swap] [--device cpu]
+  dqa tune --db DB --history [--json]
+  dqa patterns --db DB [--since RUN] [--json]
   dqa agreement --db DB --model ID_OR_DIR [--adapter DIR]
   dqa score VIDEO... --prompt P [--components C,...] [--vram-budget GB] [--json] | --manifest FILE.jsonl
   dqa serve --media-root DIR [--host H] [--port N] [--db DB] [--token T] [model flags]  (HTTP service)
@@ -19,7 +21,7 @@ import sys
 
 from vrthinker.cliutil import error as cli_error
 from vrthinker.cliutil import guarded
-from vrthinker.errors import JudgeError
+from vrthinker.errors import JudgeError, UsageError
 
 EXIT_OK, EXIT_USAGE, EXIT_NOTHING = 0, 2, 3
 
@@ -57,7 +59,7 @@ def parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("tune", help="train a LoRA adapter with DPO on the selections (sleeptime rule)")
     t.add_argument("--db", default=default_path())
-    t.add_argument("--out", required=True, metavar="ADAPTER_DIR")
+    t.add_argument("--out", metavar="ADAPTER_DIR", help="where the adapter goes (required unless --history)")
     t.add_argument("--max-steps", type=int, default=50)
     t.add_argument("--min-new", type=int, default=1, help="train only when this many new selections arrived")
     t.add_argument("--learning-rate", type=float, default=5e-5)
@@ -69,7 +71,21 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--max-length", type=int, default=None, metavar="TOKENS",
                    help="cut conversations where a judge with this context limit stops serving tool calls "
                         "(default: the profile's max_context_tokens, else 16384)")
+    t.add_argument("--samples", type=int, default=4, metavar="K",
+                   help="conversations per selection, the greedy one included (default 4)")
+    t.add_argument("--temperature", type=float, default=0.7, help="of the sampled conversations (default 0.7)")
+    t.add_argument("--seed", type=int, default=0, help="the samples and the trainer follow it (default 0)")
+    t.add_argument("--allow-label-swap", action="store_true",
+                   help="where no sample reaches a label, build the row the old way (marked synthetic)")
+    t.add_argument("--history", action="store_true", help="print every run: steps, losses, agreement, patterns")
+    t.add_argument("--json", action="store_true", help="with --history: the same as JSON")
     add_model_args(t)
+
+    pa = sub.add_parser("patterns", help="what the rejected videos have in common against the chosen ones")
+    pa.add_argument("--db", default=default_path())
+    pa.add_argument("--since", type=int, default=None, metavar="RUN",
+                    help="only selections recorded after tune run RUN's last one")
+    pa.add_argument("--json", action="store_true")
 
     from dqa.score.cli import add_parser as add_score
 
@@ -125,13 +141,20 @@ def _tune(a) -> int:
 
     from dqa.tune.train import TuneSettings, tune
 
+    if a.history:
+        return _history(a)
+    if a.json:
+        raise UsageError("--json goes with --history (a training run prints its table)")
+    if not a.out:
+        raise UsageError("the following arguments are required: --out")
     if a.backend != "hf":
         raise JudgeError("dqa tune trains the hf (Qwen2.5-VL) judge; --backend must be hf")
     quiet_libraries()
     console = Console(stderr=True)
     settings = TuneSettings(max_steps=a.max_steps, learning_rate=a.learning_rate, beta=a.beta, lora_r=a.lora_r,
                             lora_alpha=2 * a.lora_r, val_fraction=a.val_fraction, patience=a.patience,
-                            eval_steps=a.eval_steps, max_length=a.max_length)
+                            eval_steps=a.eval_steps, max_length=a.max_length, samples=a.samples,
+                            temperature=a.temperature, seed=a.seed, allow_label_swap=a.allow_label_swap)
     r = tune(a.db, a.model or DEFAULT_MODEL, a.out, settings=settings, min_new=a.min_new, device=a.device,
              dtype=a.dtype, revision=a.revision, protocol=a.protocol, max_new_tokens=a.max_new_tokens,
              quantize=a.quantize, adapter=a.adapter, max_turns=a.max_turns,
@@ -143,15 +166,83 @@ def _tune(a) -> int:
     t.add_column("what")
     t.add_column("value", justify="right")
     fmt = lambda x: "-" if x is None else (f"{x:.4f}" if isinstance(x, float) else str(x))
+    conf = r.model_confidence or {}
     for k, v in (("pairs train / val", f"{r.n_train} / {r.n_val}"), ("steps", r.steps),
                  ("last train loss", r.train_loss), ("best val loss", r.val_loss),
+                 ("validation questions", r.val_questions),
                  ("agreement before (val)", r.agreement_before), ("agreement after (val)", r.agreement_after),
+                 ("selections per kind", ", ".join(f"{k} {v}" for k, v in r.kinds.items()) or "-"),
+                 ("model confidence", _confidence(conf)),
                  ("skipped selections", len(r.skipped)), ("contradicted (left out)", len(r.contradicted)),
                  ("rows per ending", ", ".join(f"{k} {v}" for k, v in r.endings.items()) or "-"),
                  ("longest row (tokens)", r.longest_tokens), ("estimated peak (GB)", r.estimated_peak_gb),
                  ("measured peak (GB)", r.measured_peak_gb), ("seconds per step", r.seconds_per_step)):
         t.add_row(k, fmt(v))
     Console().print(t)
+    for sid, kind, why in r.why:
+        if kind != "sampled":
+            print(f"selection #{sid}: {kind}: {why}")
+    if r.new_patterns:
+        print(f"{len(r.new_patterns)} new failure pattern(s):")
+        for p in r.new_patterns:
+            print(f"  {p['text']}")
+    elif r.patterns_note:
+        print(f"failure patterns: {r.patterns_note}")
+    else:
+        print("no new failure patterns")
+    return EXIT_OK
+
+
+def _confidence(conf: dict) -> str:
+    if not conf:
+        return "-"
+    text = f"{conf['agreement']:.0%} of the last {conf['n']} validation selection(s)"
+    if conf.get("mean_probability") is not None:
+        text += f", mean P(person's label) {conf['mean_probability']:.2f}"
+    return text
+
+
+def _history(a) -> int:
+    import json
+
+    from dqa.tune.selections import open_store
+    from dqa.tune.train import history
+
+    with open_store(a.db) as store:
+        rows = history(store)
+    if a.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not rows:
+        print("no tune runs yet")
+    fmt = lambda x: "-" if x is None else f"{x:.4f}"  # noqa: E731
+    for r in rows:
+        n_val = r["val_questions"] if r["val_questions"] is not None else r["n_val"]
+        pats = "; ".join(p["text"] for p in r["new_patterns"]) or "none"
+        print(f"run #{r['run_id']} {r['status']}: steps {r['steps']}, train loss {fmt(r['train_loss'])}, "
+              f"val loss {fmt(r['val_loss'])}, agreement {fmt(r['agreement_before'])} -> "
+              f"{fmt(r['agreement_after'])} on {n_val} validation question(s), new patterns: {pats}")
+    return EXIT_OK
+
+
+def _patterns(a) -> int:
+    import json
+
+    from dqa.tune.api import patterns_report
+
+    report = patterns_report(a.db, a.since)
+    if a.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return EXIT_OK
+    print(f"{report.selections} selection(s) measured, {report.tests} (group, measure) test(s)")
+    for sid, why in report.skipped:
+        print(f"selection #{sid} left out: {why}")
+    if report.note:
+        print(report.note)
+    elif not report.patterns:
+        print("no pattern: the rejected videos differ from the chosen ones no more than chance would")
+    for p in report.patterns:
+        print(p.describe())
     return EXIT_OK
 
 
@@ -196,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     from dqa.serve.command import run as _serve
 
     commands = {"select": _select, "import-selections": _import, "tune": _tune, "agreement": _agreement,
-                "score": _score, "serve": _serve, "mcp": _mcp}
+                "score": _score, "serve": _serve, "mcp": _mcp,
+                "patterns": _patterns}
 
     def run() -> int:
         try:

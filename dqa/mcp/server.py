@@ -52,7 +52,7 @@ class DQAServer(MCPServer):
             return await super().call_tool(name, arguments, context)
         except ToolError as e:
             if isinstance(e.__cause__, ValidationError):
-                raise ToolError(f"{name}: {one_line(e.__cause__)}") from e.__cause__
+                raise ToolError(f"Error executing tool {name}: {one_line(e.__cause__)}") from e.__cause__
             raise
 
 

@@ -1,0 +1,433 @@
+"""`dqa mcp` end to end: the official SDK's own client drives a real `dqa mcp` process (--backend metrics) over
+stdio and over streamable HTTP, on generated clips."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytest.importorskip("mcp", reason="dqa mcp needs the serve extra (pip install '.[serve]')")
+httpx = pytest.importorskip("httpx")
+
+import anyio  # noqa: E402
+from mcp import Client, MCPError, StdioServerParameters  # noqa: E402
+
+from serve_helpers import ROOT, free_port  # noqa: E402
+
+PROMPT = "a red square glides over a textured field"
+TOOLS = {"verify_video", "compare_videos", "get_frames", "ask_preference", "record_selection", "run_tuner",
+         "failure_patterns"}
+TOKEN = "mcp-test-token"
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    """A media root with three clips, a corrupt file, and escapes: a symlink out and a file just outside."""
+    from vrthinker_eval.synth import render_scene, write_corrupt, write_video
+
+    base = tmp_path_factory.mktemp("mcp")
+    root = base / "media"
+    (root / "sub").mkdir(parents=True)
+    write_video(root / "a.mp4", render_scene("shapes", 160, 96, 24, seed=1), fps=12)
+    write_video(root / "sub" / "b.mp4", render_scene("pan", 160, 96, 24, seed=2), fps=12)
+    write_video(root / "c.mp4", render_scene("orbit", 160, 96, 24, seed=3), fps=12)
+    write_corrupt(root / "corrupt.mp4")
+    outside = base / "secret.mp4"
+    outside.write_bytes((root / "a.mp4").read_bytes())
+    (root / "escape.mp4").symlink_to(outside)
+    return {"root": root, "a": root / "a.mp4", "b": root / "sub" / "b.mp4", "c": root / "c.mp4",
+            "corrupt": root / "corrupt.mp4", "outside": outside, "base": base}
+
+
+def mcp_args(db, root, *extra) -> list[str]:
+    return ["-m", "dqa.cli", "mcp", "--db", str(db), "--media-root", str(root), "--backend", "metrics", *extra]
+
+
+def clean_env(token: str | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "DQA_TOKEN"}
+    return env | ({"DQA_TOKEN": token} if token else {}) | {"PYTHONUNBUFFERED": "1"}
+
+
+def stdio(db, root) -> Client:
+    return Client(StdioServerParameters(command=sys.executable, args=mcp_args(db, root), cwd=str(ROOT),
+                                        env=clean_env()), read_timeout_seconds=120)
+
+
+def http_client(url: str, token: str | None = None) -> Client:
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return Client(streamable_http_client(url, http_client=httpx2.AsyncClient(headers=headers, timeout=120)),
+                  read_timeout_seconds=120)
+
+
+class HttpServer:
+    """A real `dqa mcp --transport http` process on a free loopback port."""
+
+    def __init__(self, db, root, token: str | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(str(db) + f".{self.port}.log", "ab+")
+        self.proc = subprocess.Popen([sys.executable, *mcp_args(db, root, "--transport", "http", "--port",
+                                                                 str(self.port))],
+                                     cwd=ROOT, env=clean_env(token), stdout=subprocess.DEVNULL, stderr=self.log)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.stderr()
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"dqa mcp did not answer /health: {self.stderr()}")
+
+    def stderr(self) -> str:
+        self.log.flush()
+        return open(self.log.name).read()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def one_line_error(result, *words: str) -> str:
+    """The text of a tool error: isError, one text block, one line, no traceback, containing `words`."""
+    assert result.is_error, result
+    assert len(result.content) == 1 and result.content[0].type == "text", result.content
+    text = result.content[0].text
+    assert "\n" not in text and "Traceback" not in text and 'File "' not in text, text
+    for w in words:
+        assert w in text, (w, text)
+    return text
+
+
+async def exercise(c: Client, media) -> None:
+    """List the tools and check their schemas, then call every tool and read every resource."""
+    from dqa.measures.pairwise import MetricsJudge
+    from dqa.score.scoring import score
+
+    tools = {t.name: t for t in (await c.list_tools()).tools}
+    assert set(tools) == TOOLS
+    for t in tools.values():
+        assert t.description and "\n" not in t.description.strip() and len(t.description) < 250, t
+        assert t.input_schema["type"] == "object"
+        assert t.output_schema and t.output_schema.get("type") == "object", t.name
+    assert set(tools["verify_video"].input_schema["required"]) == {"video", "prompt"}
+    assert {"semantic_score", "spatial_score", "benchmark_score", "prompt_adherence", "reasoning", "grade", "action",
+            "missing"} <= set(tools["verify_video"].output_schema["properties"])
+    assert {"training_step", "loss", "new_patterns", "model_confidence"} <= set(
+        tools["run_tuner"].output_schema["properties"])
+    assert {"test_id", "variation_a", "variation_b", "chosen", "timestamp"} <= set(
+        tools["record_selection"].output_schema["properties"])
+    assert set(tools["compare_videos"].input_schema["properties"]["orders"]["enum"]) == {"one", "both"}
+
+    # verify_video: the grade `dqa score` gives the same video, with progress notifications
+    seen = []
+
+    async def progress(done, total, message):
+        seen.append((done, total, message))
+
+    r = await c.call_tool("verify_video", {"video": "a.mp4", "prompt": PROMPT}, progress_callback=progress)
+    assert not r.is_error, r.content
+    v = r.structured_content
+    ref = score([media["a"]], prompt=PROMPT).videos[0]
+    assert v["prompt_adherence"] == pytest.approx(ref.grade.score, abs=1e-6)
+    assert (v["grade"], v["action"]) == (ref.grade.grade, ref.grade.action)
+    assert v["benchmark_score"] == pytest.approx(ref.grade.channels["benchmark"], abs=1e-6)
+    assert v["semantic_score"] is None and v["spatial_score"] is None  # no VLM, no grounding weights here
+    assert {"semantic", "spatial"} <= {m["component"] for m in v["missing"]}
+    assert all(m["message"] for m in v["missing"])
+    assert v["video"] == str(media["a"].resolve()) and "Grade" in v["reasoning"]
+    assert seen and seen[-1][0] == seen[-1][1] and [s[0] for s in seen] == sorted(s[0] for s in seen)
+    assert any("running" in s[2] for s in seen) and "done" in seen[-1][2]
+
+    # compare_videos: the judge's labels, and the frames it looked at
+    r = await c.call_tool("compare_videos", {"video1": str(media["a"]), "video2": "sub/b.mp4", "prompt": PROMPT})
+    assert not r.is_error, r.content
+    d = r.structured_content
+    want = MetricsJudge().compare(media["a"], media["b"], PROMPT)
+    assert d["labels"] == dict(want.labels) and d["reasoning"] == want.reasoning
+    assert d["probabilities"] == (getattr(want, "probabilities", None) or None)
+    frames = [f for g in d["frames"] for f in g["frames"]]
+    assert {f["video"] for f in frames} == {1, 2} and all(0 <= f["frame"] < 24 for f in frames)
+
+    # get_frames: MCP image content, evenly spaced or by index
+    from PIL import Image
+
+    r = await c.call_tool("get_frames", {"video": "a.mp4", "count": 3, "max_side": 80})
+    assert not r.is_error, r.content
+    assert [b.type for b in r.content] == ["text", "image", "image", "image"]
+    assert [f["index"] for f in r.structured_content["frames"]] == [0, 12, 23]
+    img = Image.open(io.BytesIO(base64.b64decode(r.content[1].data)))
+    assert img.format == "JPEG" and img.size == (80, 48) and r.content[1].mime_type == "image/jpeg"
+    r = await c.call_tool("get_frames", {"video": "sub/b.mp4", "indices": [20, 2]})
+    assert not r.is_error and [f["index"] for f in r.structured_content["frames"]] == [20, 2]
+    assert r.structured_content["frames"][0]["time_s"] == pytest.approx(20 / 12, abs=1e-3)
+
+    # ask_preference + record_selection: a question, then a person's choice in the USER_SELECTIONS shape
+    r = await c.call_tool("ask_preference", {"prompt": PROMPT, "a": "a.mp4", "b": "c.mp4", "dimension": "vq"})
+    assert not r.is_error, r.content
+    q = r.structured_content
+    assert q["dimensions"] == ["VQ"] and q["variation_a"] == str(media["a"].resolve())
+    r = await c.call_tool("record_selection", {"test_id": q["test_id"], "chosen": "variation_b", "user": "ann"})
+    assert not r.is_error, r.content
+    s = r.structured_content
+    assert (s["test_id"], s["chosen"], s["rejected"], s["dimension"], s["status"]) == (
+        q["test_id"], "variation_b", "variation_a", "VQ", "recorded")
+    assert s["variation_b"] == str(media["c"].resolve()) and s["timestamp"].endswith("+00:00")
+    again = await c.call_tool("record_selection", {"test_id": q["test_id"], "chosen": "a", "user": "ann"})
+    one_line_error(again, "already has an answer")
+
+    # run_tuner: the sleeptime rule (one new selection, two needed): nothing trained, the Tuner document
+    r = await c.call_tool("run_tuner", {"min_new": 2})
+    assert not r.is_error, r.content
+    t = r.structured_content
+    assert (t["status"], t["new_selections"], t["training_step"], t["loss"]) == ("skipped", 1, 0, None)
+    assert t["new_patterns"] == [] and "need 2" in t["detail"]
+
+    r = await c.call_tool("failure_patterns", {})
+    if r.is_error:  # this install has no pattern finder yet: a one-line error, not a crash
+        one_line_error(r, "patterns")
+    else:
+        assert isinstance(r.structured_content["FAILURE_PATTERNS"], list)
+
+    # resources under dqa://
+    uris = {str(x.uri) for x in (await c.list_resources()).resources}
+    assert {"dqa://grades/recent", "dqa://patterns", "dqa://tuner/history", "dqa://selections/recent"} <= uris
+    grades = json.loads((await c.read_resource("dqa://grades/recent")).contents[0].text)
+    assert grades[0]["video"] == str(media["a"].resolve()) and grades[0]["grade"] == v["grade"]
+    sels = json.loads((await c.read_resource("dqa://selections/recent")).contents[0].text)
+    assert sels[0]["test_id"] == q["test_id"] and sels[0]["chosen"] == "variation_b"
+    assert json.loads((await c.read_resource("dqa://tuner/history")).contents[0].text) == []
+    assert "FAILURE_PATTERNS" in json.loads((await c.read_resource("dqa://patterns")).contents[0].text)
+
+
+async def errors(c: Client, media) -> None:
+    """Bad input: one-line tool errors naming the problem, and the server keeps answering."""
+    outside = await c.call_tool("verify_video", {"video": str(media["outside"]), "prompt": PROMPT})
+    one_line_error(outside, "outside the media roots")
+    for sneaky in ("escape.mp4", "../secret.mp4", "sub/../../secret.mp4"):
+        one_line_error(await c.call_tool("get_frames", {"video": sneaky}), "outside the media roots")
+    one_line_error(await c.call_tool("compare_videos", {"video1": "a.mp4", "video2": "corrupt.mp4",
+                                                        "prompt": PROMPT}), "video2", "corrupt.mp4")
+    one_line_error(await c.call_tool("get_frames", {"video": "corrupt.mp4"}), "corrupt.mp4")
+    one_line_error(await c.call_tool("verify_video", {"video": "a.mp4", "prompt": "   "}), "prompt", "empty")
+    one_line_error(await c.call_tool("verify_video", {"video": "missing.mp4", "prompt": PROMPT}), "not found")
+    one_line_error(await c.call_tool("verify_video", {"video": "a.mp4"}), "prompt", "required")
+    one_line_error(await c.call_tool("verify_video", {"video": "a.mp4", "prompt": PROMPT,
+                                                      "components": ["nonsense"]}), "unknown component")
+    one_line_error(await c.call_tool("get_frames", {"video": "a.mp4", "count": "x"}), "count")
+    one_line_error(await c.call_tool("get_frames", {"video": "a.mp4", "indices": [3, 99]}), "[99]", "24 frames")
+    one_line_error(await c.call_tool("get_frames", {"video": "a.mp4", "count": 2, "indices": [1]}), "not both")
+    one_line_error(await c.call_tool("ask_preference", {"prompt": PROMPT, "a": "a.mp4", "b": "a.mp4"}),
+                   "same content")
+    one_line_error(await c.call_tool("ask_preference", {"prompt": PROMPT, "a": "a.mp4", "b": "c.mp4",
+                                                        "dimension": "XX"}), "dimension")
+    one_line_error(await c.call_tool("record_selection", {"test_id": 9999, "chosen": "a"}), "no A/B question 9999")
+    one_line_error(await c.call_tool("run_tuner", {"min_new": 0}), "min_new")
+    r = await c.call_tool("get_frames", {"video": "a.mp4", "count": 1})
+    assert not r.is_error  # still serving
+
+
+def test_stdio_lists_tools_calls_every_tool_and_refuses_bad_input_in_one_line(media, tmp_path):
+    db = tmp_path / "store.sqlite"
+
+    async def main():
+        async with stdio(db, media["root"]) as c:
+            await exercise(c, media)
+            await errors(c, media)
+
+    anyio.run(main)
+    with sqlite3.connect(db) as con:  # the same store dqa serve and dqa select use
+        assert con.execute("SELECT count(*) FROM selections").fetchone()[0] == 1
+        assert con.execute("SELECT count(*) FROM serve_jobs WHERE kind='score'").fetchone()[0] == 1
+
+
+@pytest.fixture(scope="module")
+def token_server(media):
+    s = HttpServer(media["base"] / "http.sqlite", media["root"], token=TOKEN)
+    yield s
+    s.stop()
+    assert "Traceback" not in s.stderr()
+
+
+def test_http_with_token_serves_every_tool(token_server, media):
+    async def main():
+        async with http_client(token_server.url + "/mcp", TOKEN) as c:
+            await exercise(c, media)
+            await errors(c, media)
+
+    anyio.run(main)
+
+
+def test_http_without_or_with_a_wrong_token_is_refused(token_server):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+        r = httpx.post(token_server.url + "/mcp", headers=headers | {"Accept": "application/json, text/event-stream"},
+                       json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", r.text
+        assert r.json()["error"]["code"] == "unauthorized"
+
+    async def main():
+        async with http_client(token_server.url + "/mcp") as c:
+            await c.list_tools()
+
+    with pytest.raises(BaseException) as e:  # the SDK client cannot even connect
+        anyio.run(main)
+    leaves, todo = [], [e.value]
+    while todo:
+        x = todo.pop()
+        todo.extend(x.exceptions) if hasattr(x, "exceptions") else leaves.append(x)  # exception groups
+    assert any(isinstance(x, MCPError) for x in leaves), leaves
+
+
+def test_http_without_token_answers_loopback_names_only(media, tmp_path):
+    s = HttpServer(tmp_path / "open.sqlite", media["root"])
+    try:
+        r = httpx.post(s.url + "/mcp", headers={"Host": "evil.example:80"}, json={})
+        assert r.status_code == 403 and r.json()["error"]["code"] == "bad_host"
+
+        async def main():
+            async with http_client(s.url + "/mcp") as c:
+                r = await c.call_tool("get_frames", {"video": "a.mp4", "count": 1})
+                assert not r.is_error and r.content[1].type == "image"
+
+        anyio.run(main)
+    finally:
+        s.stop()
+    # binding beyond this machine needs a token: refused at start, one line, exit 2
+    p = subprocess.run([sys.executable, *mcp_args(tmp_path / "x.sqlite", media["root"], "--transport", "http",
+                                                  "--host", "0.0.0.0")], cwd=ROOT, env=clean_env(),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "token" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_two_concurrent_clients_lose_and_duplicate_nothing(token_server, media):
+    db = media["base"] / "http.sqlite"
+    with sqlite3.connect(db) as con:
+        before = con.execute("SELECT count(*) FROM selections").fetchone()[0]
+    prompts = {k: [f"{PROMPT} #{k}.{i}" for i in range(4)] for k in (1, 2)}
+    results: dict = {1: [], 2: []}
+    shared: dict = {}
+
+    async def worker(k: int, shared_q_ready: anyio.Event):
+        async with http_client(token_server.url + "/mcp", TOKEN) as c:
+            if k == 1:
+                r = await c.call_tool("ask_preference", {"prompt": PROMPT + " shared", "a": "a.mp4", "b": "c.mp4",
+                                                         "dimension": "OA"})
+                shared["q"] = r.structured_content["test_id"]
+                shared_q_ready.set()
+            await shared_q_ready.wait()
+            async with anyio.create_task_group() as tg:
+                async def one(p, i):
+                    r = await c.call_tool("ask_preference", {"prompt": p, "a": "a.mp4", "b": "sub/b.mp4",
+                                                             "dimension": "MQ"})
+                    assert not r.is_error, r.content
+                    r = await c.call_tool("record_selection", {"test_id": r.structured_content["test_id"],
+                                                               "chosen": "ab"[i % 2], "user": f"u{k}"})
+                    assert not r.is_error, r.content
+                    results[k].append(r.structured_content)
+
+                for i, p in enumerate(prompts[k]):
+                    tg.start_soon(one, p, i)
+
+                async def shared_answer():  # both clients answer the same question as the same person
+                    r = await c.call_tool("record_selection", {"test_id": shared["q"], "chosen": "a", "user": "sam"})
+                    results[k].append(r)
+
+                async def verify():
+                    r = await c.call_tool("verify_video", {"video": "c.mp4", "prompt": PROMPT})
+                    results[k].append(r)
+
+                tg.start_soon(shared_answer)
+                tg.start_soon(verify)
+
+    async def main():
+        ready = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker, 1, ready)
+            tg.start_soon(worker, 2, ready)
+
+    anyio.run(main)
+    docs = [x for k in (1, 2) for x in results[k] if isinstance(x, dict)]
+    assert len(docs) == 8 and len({d["selection"] for d in docs}) == 8
+    shared_answers = [x for k in (1, 2) for x in results[k] if not isinstance(x, dict)
+                      and x.structured_content and "selection" in (x.structured_content or {})]
+    refused = [x for k in (1, 2) for x in results[k] if not isinstance(x, dict) and x.is_error]
+    assert len(shared_answers) == 1 and len(refused) == 1  # one answer kept, the other refused
+    one_line_error(refused[0], "already has an answer")
+    grades = [x.structured_content for k in (1, 2) for x in results[k]
+              if not isinstance(x, dict) and not x.is_error and "grade" in (x.structured_content or {})]
+    assert len(grades) == 2 and grades[0] == grades[1]
+    with sqlite3.connect(db) as con:
+        rows = con.execute("SELECT prompt, user, chosen FROM selections").fetchall()
+        assert len(rows) - before == 9 and len(set(rows)) == len(rows)
+        assert {(p, f"u{k}") for k in (1, 2) for p in prompts[k]} <= {(r[0], r[1]) for r in rows}
+        jobs = con.execute("SELECT count(*) FROM serve_jobs WHERE kind='score' AND request LIKE '%c.mp4%'").fetchone()
+        assert jobs[0] == 1  # both clients got the one scoring job
+
+
+def test_a_selection_through_mcp_is_what_dqa_tune_reads_from_the_ab_page(media, tmp_path):
+    """The same choice made on the A/B page's API and through MCP gives the same selection to dqa tune."""
+    from serve_helpers import Server
+
+    from dqa.tune.selections import open_store
+    from dqa.tune.train import pending
+
+    page_db, mcp_db = tmp_path / "page.sqlite", tmp_path / "mcp.sqlite"
+    server = Server(page_db, [media["root"]]).start()
+    try:
+        with server.client() as http:
+            qid = http.post("/v1/ab", json={"prompt": PROMPT, "a": "a.mp4", "b": "sub/b.mp4",
+                                            "dimension": "MQ"}).json()["question"]
+            r = http.post(f"/v1/ab/{qid}/answer", json={"chosen": "b", "user": "ann"})
+            assert r.status_code == 201, r.text
+    finally:
+        server.stop()
+
+    async def main():
+        async with stdio(mcp_db, media["root"]) as c:
+            q = (await c.call_tool("ask_preference", {"prompt": PROMPT, "a": "a.mp4", "b": "sub/b.mp4",
+                                                      "dimension": "MQ"})).structured_content
+            r = await c.call_tool("record_selection", {"test_id": q["test_id"], "chosen": "variation_b",
+                                                       "user": "ann"})
+            assert not r.is_error, r.content
+
+    anyio.run(main)
+    seen = {}
+    for name, db in (("page", page_db), ("mcp", mcp_db)):
+        with open_store(db) as store:
+            usable, new, bad = pending(store, "any-model")
+        assert len(usable) == len(new) == 1 and not bad
+        seen[name] = {k: v for k, v in usable[0].to_dict().items() if k not in ("created", "time")}
+    assert seen["mcp"] == seen["page"]
+    assert seen["mcp"]["chosen"] == "b" and seen["mcp"]["dimension"] == "MQ" and seen["mcp"]["user"] == "ann"
+    # and `dqa tune` itself says the same about both stores (its sleeptime rule, before loading any model)
+    outs = [subprocess.run([sys.executable, "-m", "dqa.cli", "tune", "--db", str(db), "--out", str(tmp_path / "ad"),
+                            "--min-new", "2"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+            for db in (page_db, mcp_db)]
+    assert outs[0].returncode == outs[1].returncode == 0
+    assert outs[0].stdout == outs[1].stdout == "nothing to do: 1 new selection(s) since the last adapter; need 2\n"
+
+
+def test_a_missing_sdk_is_one_line_naming_the_extra(media, tmp_path):
+    code = ("import sys; sys.modules['mcp'] = None; from dqa.cli import main; "
+            f"sys.exit(main(['mcp', '--db', {str(tmp_path / 's.sqlite')!r}, '--media-root', {str(media['root'])!r}, "
+            "'--backend', 'metrics']))")
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean_env(), capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.strip().count("\n") == 0 and 'pip install "vrthinker[serve]"' in p.stderr, p.stderr
