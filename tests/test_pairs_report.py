@@ -82,6 +82,15 @@ def test_pairs_consistency_options(db):
     assert {p.chosen for p in build_pairs(db, "TA").pairs} == {"c"}
 
 
+def expected_p(gap: float, var: float) -> float:
+    """E[sigmoid(d)] for d ~ Normal(gap, var), by adaptive quadrature (independent of the code's own rule)."""
+    from scipy.integrate import quad
+
+    sd = math.sqrt(var)
+    f = lambda z: math.exp(-z * z / 2) / math.sqrt(2 * math.pi) / (1 + math.exp(-(gap + sd * z)))  # noqa: E731
+    return quad(f, -12, 12)[0]
+
+
 def test_rankings_become_pairs_and_conflicts_drop(db):
     db.put_ranking("tour", "a cat", "OA", [{"candidate": "b", "score": 1.0, "uncertainty": 0.3, "comparisons": 4},
                                            {"candidate": "x", "score": 0.2, "uncertainty": 0.3, "comparisons": 4},
@@ -91,7 +100,8 @@ def test_rankings_become_pairs_and_conflicts_drop(db):
     assert set(ranked) == {("b", "x"), ("x", "a")}  # b over a contradicts the judgments: both sides dropped
     assert ("a", "b", "a cat") not in {(p.chosen, p.rejected, p.prompt) for p in r.pairs}
     p = ranked[("b", "x")]
-    assert p.score_gap == pytest.approx(0.8) and p.confidence == pytest.approx(math.tanh(0.4), abs=1e-6)
+    # P(b beats x) = E[sigmoid(d)], d ~ N(0.8, 0.3^2 + 0.3^2): stored without a covariance, independent scores
+    assert p.score_gap == pytest.approx(0.8) and p.confidence == pytest.approx(expected_p(0.8, 0.18), abs=1e-6)
     assert p.labels["OA"] == 1 and p.labels["TA"] is None  # no TA ranking stored
     assert len(build_pairs(db, "OA", rankings=False).pairs) == 3
 

@@ -10,7 +10,9 @@ One JSON line per pair, every line with the same fields (so `datasets.load_datas
   2 = rejected better, 0 = tie, null = missing (for rankings: from the scores on each ranked dimension).
 - `confidence` in [0, 1]: 1.0 when both orders agree, 0.5 when judged in one order only, 0.25 when one
   order picks the winner and the other calls it a tie (kept only with allow_inconsistent); for a ranking,
-  tanh(gap / 2) = 2 * sigmoid(gap) - 1 of the Bradley-Terry score gap (0 for equal scores, towards 1).
+  P(chosen beats rejected) from the Bradley-Terry fit and its covariance (`vrthinker.rank.p_beats`): above
+  0.5, and near 0.5 when the gap rests on little evidence.
+- `chosen_sha256`, `rejected_sha256`: the videos' content hashes (what duplicates are found by).
 - `source`: "judgment" or "ranking"; `job` and `id`: where it came from.
 - `judgments`: the ordered judgments behind a judgment pair (key, order, labels as the model gave them
   with 1 = the video shown first, reason); empty for a ranking pair.
@@ -18,13 +20,14 @@ One JSON line per pair, every line with the same fields (so `datasets.load_datas
 - `model_id`, `protocol`: the judge that produced it.
 
 Ties and missing labels never make a pair; orders that pick opposite winners never make one either.
-Two pairs on the same prompt, dimension and videos that prefer opposite videos are both dropped, and
+Two pairs on the same prompt, dimension and videos (by content: the same video under another path, or
+from a ranking and a judgment, is the same video) that prefer opposite videos are both dropped, and
 duplicates in the same direction are merged into the most confident one.
 """
 from __future__ import annotations
 
 import json
-import math
+import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,6 +36,7 @@ from itertools import combinations
 from vrthinker.batch import JudgedItem, judged_items
 from vrthinker.errors import UsageError
 from vrthinker.orders import swap
+from vrthinker.rank import p_beats
 from vrthinker.store import RankEntry, Store
 from vrthinker.verdict import DIMENSIONS
 
@@ -60,6 +64,13 @@ class PreferencePair:
     rejected_score: float | None = None
     model_id: str = ""
     protocol: str = ""
+    chosen_sha256: str | None = None  # content hashes: None only for a ranking stored before they were kept
+    rejected_sha256: str | None = None
+
+    def content(self) -> frozenset[str]:
+        """The two videos by content (by real path where a content hash is unknown)."""
+        return frozenset((self.chosen_sha256 or os.path.realpath(self.chosen),
+                          self.rejected_sha256 or os.path.realpath(self.rejected)))
 
     def to_dict(self) -> dict:
         return {"prompt": self.prompt, "chosen": self.chosen, "rejected": self.rejected,
@@ -67,7 +78,8 @@ class PreferencePair:
                 "confidence": float(self.confidence), "source": self.source, "job": self.job, "id": self.id,
                 "judgments": [dict(j) for j in self.judgments], "score_gap": self.score_gap,
                 "chosen_score": self.chosen_score, "rejected_score": self.rejected_score,
-                "model_id": self.model_id, "protocol": self.protocol}
+                "model_id": self.model_id, "protocol": self.protocol,
+                "chosen_sha256": self.chosen_sha256, "rejected_sha256": self.rejected_sha256}
 
 
 @dataclass(frozen=True)
@@ -113,13 +125,15 @@ def from_item(j: JudgedItem, dimension: str, *, require_consistent: bool = False
     it = j.item
     labels = {d: j.verdict.labels.get(d) for d in DIMENSIONS}
     chosen, rejected = (it.video1, it.video2) if side == 1 else (it.video2, it.video1)
+    hashes = (f.hashA, f.hashB) if side == 1 else (f.hashB, f.hashA)  # forward: video1 shown first
     if side == 2:
         labels = _flip(labels)
     behind = tuple({"key": o.key, "order": name, "labels": {d: o.labels.get(d) for d in DIMENSIONS},
                     "reason": o.reason} for name, o in (("forward", f), ("reverse", r)) if o is not None)
     return PreferencePair(prompt=it.prompt, chosen=chosen, rejected=rejected, dimension=dimension, labels=labels,
                           confidence=confidence, source="judgment", job=it.job, id=it.item_id,
-                          judgments=behind, model_id=f.model_id, protocol=f.protocol), ""
+                          judgments=behind, model_id=f.model_id, protocol=f.protocol,
+                          chosen_sha256=hashes[0], rejected_sha256=hashes[1]), ""
 
 
 def from_rankings(entries: Sequence[RankEntry], dimension: str) -> tuple[list[PreferencePair], dict[str, int]]:
@@ -145,21 +159,31 @@ def from_rankings(entries: Sequence[RankEntry], dimension: str) -> tuple[list[Pr
                     0 if sw.score == sl.score else 1 if sw.score > sl.score else 2)
             out.append(PreferencePair(
                 prompt=prompt, chosen=win.candidate, rejected=lose.candidate, dimension=dim, labels=labels,
-                confidence=round(math.tanh(abs(gap) / 2), 6), source="ranking", job=job,
+                confidence=round(ranking_confidence(win, lose), 6), source="ranking", job=job,
                 id=f"{job}:{dim}:{win.rank}>{lose.rank}", score_gap=round(abs(gap), 6),
-                chosen_score=win.score, rejected_score=lose.score, model_id=win.model_id))
+                chosen_score=win.score, rejected_score=lose.score, model_id=win.model_id,
+                chosen_sha256=win.sha256, rejected_sha256=lose.sha256))
     return out, dict(skipped)
 
 
+def ranking_confidence(win: RankEntry, lose: RankEntry) -> float:
+    """P(win beats lose) from their scores and the fit's covariance; a ranking stored without the covariance
+    counts the two scores as independent (their standard errors only)."""
+    var = (win.uncertainty or 0.0) ** 2 + (lose.uncertainty or 0.0) ** 2
+    if win.covariance and lose.candidate in win.covariance:
+        var -= 2 * win.covariance[lose.candidate]
+    return p_beats(win.score - lose.score, var)
+
+
 def resolve_conflicts(pairs: Iterable[PreferencePair]) -> tuple[list[PreferencePair], int, int]:
-    """Drop every pair whose (prompt, dimension, videos) has pairs preferring both ways; merge same-way
-    duplicates into the most confident one. Returns (pairs, dropped as contradictory, merged)."""
+    """Drop every pair whose (prompt, dimension, videos by content) has pairs preferring both ways; merge
+    same-way duplicates into the most confident one. Returns (pairs, dropped as contradictory, merged)."""
     groups: dict[tuple, list[PreferencePair]] = defaultdict(list)
     for p in pairs:
-        groups[(p.prompt, p.dimension, frozenset((p.chosen, p.rejected)))].append(p)
+        groups[(p.prompt.strip(), p.dimension, p.content())].append(p)
     kept, dropped, merged = [], 0, 0
     for group in groups.values():
-        if len({p.chosen for p in group}) > 1:
+        if len({p.chosen_sha256 or os.path.realpath(p.chosen) for p in group}) > 1:
             dropped += len(group)
             continue
         best = max(group, key=lambda p: p.confidence)
@@ -172,21 +196,29 @@ def resolve_conflicts(pairs: Iterable[PreferencePair]) -> tuple[list[PreferenceP
 
 
 def build_pairs(store: Store, dimension: str = "OA", *, job: str | None = None, require_consistent: bool = False,
-                allow_inconsistent: bool = False, min_margin: float = 0.0, rankings: bool = True) -> PairsResult:
+                allow_inconsistent: bool = False, min_margin: float = 0.0, rankings: bool = True,
+                min_confidence: float | None = None) -> PairsResult:
     """Preference pairs on `dimension` from the stored judgments (and rankings), filtered and conflict-free.
 
     `require_consistent` keeps only items judged in both orders that agree; `allow_inconsistent` also keeps
-    items where one order called it a tie; `min_margin` drops pairs whose confidence is below it.
+    items where one order called it a tie; `min_confidence` (`min_margin`, its older name) drops pairs
+    whose confidence is below it.
     """
+    if min_confidence is not None:
+        min_margin = min_confidence
     if dimension not in DIMENSIONS:
         raise UsageError(f"unknown dimension {dimension!r}; choose from {', '.join(DIMENSIONS)}")
     if not 0 <= min_margin <= 1:
-        raise UsageError(f"--min-margin is a confidence between 0 and 1, got {min_margin}")
+        raise UsageError(f"--min-confidence is a confidence between 0 and 1, got {min_margin}")
     if require_consistent and allow_inconsistent:
         raise UsageError("--require-consistent and --allow-inconsistent contradict each other")
     skipped: dict[str, int] = defaultdict(int)
     candidates = []
+    known: dict[str, str] = {}  # path -> content hash, from the judgments (for rankings stored without hashes)
     for j in judged_items(store, job):
+        if j.forward is not None:
+            known.setdefault(j.forward.videoA, j.forward.hashA)
+            known.setdefault(j.forward.videoB, j.forward.hashB)
         p, why = from_item(j, dimension, require_consistent=require_consistent,
                            allow_inconsistent=allow_inconsistent)
         if p is None:
@@ -194,7 +226,9 @@ def build_pairs(store: Store, dimension: str = "OA", *, job: str | None = None, 
         else:
             candidates.append(p)
     if rankings and not require_consistent:  # a ranking has no orders to be consistent in
-        ranked, why = from_rankings(store.rankings(job), dimension)
+        entries = [e if e.sha256 or e.candidate not in known else replace(e, sha256=known[e.candidate])
+                   for e in store.rankings(job)]
+        ranked, why = from_rankings(entries, dimension)
         candidates += ranked
         for k, v in why.items():
             skipped[k] += v

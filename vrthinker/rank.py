@@ -10,19 +10,23 @@ with a virtual reference candidate (score 0): a weak prior that keeps the fit fi
 or lost everything, and makes scores "log-odds against a typical candidate".
 
 Uncertainty. `stderr` comes from the Fisher information of that likelihood at the fit (each comparison,
-tied or not, contributes `p(1-p)`), inverted with the reference score held at 0.
+tied or not, contributes `p(1-p)`), inverted with the reference score held at 0. The whole covariance is
+kept: `Ranking.p_beats(d, a, b)` is P(a beats b) = E[sigmoid(s_a - s_b)] with s_a - s_b drawn from the fit's
+normal approximation, so a gap backed by one comparison counts for less than the same gap backed by ten.
 
 Scheduling ("adaptive"). Swiss rounds first (everyone plays; later rounds pair neighbours in the current
-ranking, avoiding repeats), then greedy most-informative pairs until the budget, by default
-`ceil(N log2 N)` comparisons. "Most informative" is greedy D-optimal design: the pair whose outcome most
-shrinks the joint uncertainty, largest `p(1-p) Var(s_i - s_j)`. While the winner is still open (no candidate
-is the best with probability >= TOP_SURE under the fit's normal approximation), TOP_SHARE of these steps
-weight that gain by `P(i best) + P(j best)`, so the budget goes where top-1 is decided; once the winner
-is clear, every step serves the whole order (a consistent judge then gets sorted, not re-confirmed).
-A pair is judged at most twice, once in each order; a candidate goes first about as often as second, so
-a judge's position bias mostly cancels.
+ranking, avoiding repeats), then greedy most-informative pairs until the budget, by default `ceil(N log2 N)`
+comparisons, and never more than round robin's N(N-1)/2 (the budget is capped there). "Most informative" is
+greedy D-optimal design: the pair whose outcome most shrinks the joint uncertainty, largest
+`p(1-p) Var(s_i - s_j)`. While the winner is still open (no candidate is the best with probability
+>= TOP_SURE under the fit's normal approximation), TOP_SHARE of these steps weight that gain by
+`P(i best) + P(j best)`, so the budget goes where top-1 is decided; once the winner is clear, every step
+serves the whole order (a consistent judge then gets sorted, not re-confirmed). A pair is judged at most
+twice, once in each order (only once when the budget is every pair once); a candidate goes first about as
+often as second, so a judge's position bias mostly cancels.
 Pairing follows one dimension (OA by default); every dimension is fitted from the same comparisons, and a
-missing label only drops that comparison from that dimension's fit.
+missing label only drops that comparison from that dimension's fit. A dimension with no label in any
+comparison (TA from a judge that cannot read the prompt) gets no standings: `Ranking.unranked` says why.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ import choix
 import numpy as np
 
 from vrthinker.errors import UsageError
+from vrthinker.probabilities import win_fraction
 from vrthinker.verdict import DIMENSIONS
 
 Labels = Mapping[str, "int | None"]
@@ -56,6 +61,7 @@ class Comparison:
     a: str
     b: str
     labels: Mapping[str, int | None]
+    probabilities: Mapping[str, Mapping[str, float]] | None = None  # what compare gave with the labels, if any
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,15 @@ class Ranking:
     budget: int
     seed: int = 0
     by: str = "OA"
+    # per ranked dimension: candidate -> other candidate -> covariance of their scores (variance on the diagonal)
+    covariance: Mapping[str, Mapping[str, Mapping[str, float]]] = field(default_factory=dict)
+    unranked: Mapping[str, str] = field(default_factory=dict)  # dimension -> why it has no standings
+
+    def p_beats(self, dimension: str, a: str, b: str) -> float:
+        """P(a beats b) on `dimension` under the fit and its covariance (see `p_beats`)."""
+        scores = {s.candidate: s.score for s in self.standings[dimension]}
+        cov = self.covariance[dimension]
+        return p_beats(scores[a] - scores[b], cov[a][a] + cov[b][b] - 2 * cov[a][b])
 
     def order(self, dimension: str | None = None) -> list[str]:
         """Candidates best first on `dimension` (the pairing dimension by default)."""
@@ -102,15 +117,30 @@ class Ranking:
                                "stderr": round(s.stderr, 4), "interval95": [round(x, 4) for x in s.interval],
                                "wins": s.wins, "losses": s.losses, "ties": s.ties}
                               for k, s in enumerate(self.standings[d])] for d in self.dimensions},
-            "history": [{"a": c.a, "b": c.b, "labels": dict(c.labels)} for c in self.history],
+            "history": [{"a": c.a, "b": c.b, "labels": dict(c.labels),
+                         **({"probabilities": dict(c.probabilities)} if c.probabilities else {})}
+                        for c in self.history],
+            "unranked": dict(self.unranked),
         }
 
 
 def default_budget(n: int, schedule: str = "adaptive") -> int:
-    """Comparisons used when no budget is given: ceil(N log2 N) adaptive, every pair once for round robin."""
+    """Comparisons used when no budget is given: every pair once for round robin; adaptive ceil(N log2 N),
+    but never more than round robin (below N = 7 that is every pair once too)."""
+    pairs = n * (n - 1) // 2
     if schedule == "round_robin":
-        return n * (n - 1) // 2
-    return max(1, math.ceil(n * math.log2(n))) if n > 1 else 0
+        return pairs
+    return min(pairs, max(1, math.ceil(n * math.log2(n)))) if n > 1 else 0
+
+
+_NODES, _WEIGHTS = np.polynomial.hermite.hermgauss(40)
+
+
+def p_beats(gap: float, var: float) -> float:
+    """P(i beats j) = E[sigmoid(d)] for d ~ Normal(gap, var): the Bradley-Terry win probability averaged over
+    the fit's uncertainty (Gauss-Hermite quadrature; 40 nodes are exact to about 1e-9 here)."""
+    d = gap + math.sqrt(2 * max(var, 0.0)) * _NODES
+    return float(np.dot(_WEIGHTS, 1.0 / (1.0 + np.exp(-d))) / math.sqrt(math.pi))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -135,11 +165,18 @@ def fit_bt(n: int, outcomes: Sequence[tuple[int, int, int]], prior: float = PRIO
            initial: np.ndarray | None = None, max_iter: int = 500, tol: float = 1e-6) -> Fit:
     """Fit BT scores of `n` items from `(i, j, label)` outcomes (label 1: i won, 2: j won, 0: tie).
 
+    An outcome `(i, j, label, share)` with a share is soft: i took `share` of the comparison (its expected win
+    fraction, P(1) + P(0)/2 from the judge's label probabilities) and j the rest; the tallies keep the label.
+
     `initial` (scores from an earlier fit) warm-starts the iteration.
     """
     wins = np.zeros((n, n))
     ties = np.zeros((n, n))
-    for i, j, lab in outcomes:
+    won = np.zeros((n, n))  # won[i, j]: what i took from its comparisons with j (a soft outcome: its expectation)
+    for i, j, lab, *frac in outcomes:
+        share = frac[0] if frac and frac[0] is not None else {1: 1.0, 2: 0.0}.get(lab, 0.5)
+        won[i, j] += share
+        won[j, i] += 1.0 - share
         if lab == 1:
             wins[i, j] += 1
         elif lab == 2:
@@ -149,7 +186,7 @@ def fit_bt(n: int, outcomes: Sequence[tuple[int, int, int]], prior: float = PRIO
             ties[j, i] += 1
     # Item n is the virtual reference: each candidate ties it `prior` times (half a win each way).
     w = np.zeros((n + 1, n + 1))
-    w[:n, :n] = wins + 0.5 * ties
+    w[:n, :n] = won
     w[:n, n] = w[n, :n] = 0.5 * prior
     params = None if initial is None else np.append(initial, 0.0)
     # choix's ILSR, iterated here so a slow convergence returns the last iterate instead of raising.
@@ -170,8 +207,14 @@ def fit_bt(n: int, outcomes: Sequence[tuple[int, int, int]], prior: float = PRIO
     return Fit(scores=scores, cov=cov, wins=wins, ties=ties)
 
 
-def _outcomes(history: Sequence[tuple[int, int, Mapping[str, int | None]]], dim: str) -> list[tuple[int, int, int]]:
-    return [(i, j, lab[dim]) for i, j, lab in history if lab.get(dim) is not None]
+def _outcomes(history: Sequence[tuple[int, int, Mapping[str, int | None]]], dim: str,
+              soft: Sequence[Mapping | None] | None = None) -> list[tuple]:
+    """(i, j, label) per comparison labelled on `dim`; with `soft` (the label probabilities per comparison,
+    None where there are none) also the expected win fraction of i where it has them."""
+    if soft is None:
+        return [(i, j, lab[dim]) for i, j, lab in history if lab.get(dim) is not None]
+    return [(i, j, lab[dim], win_fraction(p[dim]) if p and p.get(dim) else None)
+            for (i, j, lab), p in zip(history, soft) if lab.get(dim) is not None]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -197,6 +240,8 @@ class _Scheduler:
         self.first = np.zeros(self.n, dtype=int)
         self.shown = np.zeros(self.n, dtype=int)
         self.history: list[tuple[int, int, dict[str, int | None]]] = []
+        self.soft: list[dict | None] = []  # per comparison: the label probabilities compare gave, if any
+        self.use_soft = True
         # A fixed random key breaks score ties, so equal scores never favour input order.
         self.tiebreak = rng.permutation(self.n)
         self._fit: Fit | None = None
@@ -252,12 +297,15 @@ class _Scheduler:
                                      "labels are 1, 2, 0 (tie) or None")
                 labels[d] = None if v is None else int(v)
             self.history.append((a, b, labels))
+            probs = raw.get("probabilities") if isinstance(raw, Mapping) else None
+            self.soft.append(dict(probs) if probs else None)
 
     def fit(self) -> Fit:
         """The current fit of the pairing dimension (refitted only when the history grew)."""
         if self._fit_len != len(self.history):
             prev = self._fit.scores if self._fit is not None else None
-            self._fit = fit_bt(self.n, _outcomes(self.history, self.by), initial=prev)
+            self._fit = fit_bt(self.n, _outcomes(self.history, self.by, self.soft if self.use_soft else None),
+                               initial=prev)
             self._fit_len = len(self.history)
         return self._fit
 
@@ -338,7 +386,7 @@ class _Scheduler:
 def rank(candidates: Sequence[str], compare: CompareFn, dimensions: Sequence[str] = DIMENSIONS,
          budget: int | None = None, schedule: str = "adaptive", seed: int = 0, *, by: str | None = None,
          max_per_pair: int = 2, swiss_rounds: int | None = None, top_share: float = TOP_SHARE,
-         top_sure: float = TOP_SURE, compare_many: CompareManyFn | None = None) -> Ranking:
+         top_sure: float = TOP_SURE, compare_many: CompareManyFn | None = None, soft: bool = True) -> Ranking:
     """Rank `candidates` on each dimension from at most `budget` calls of `compare(a, b)`.
 
     `schedule`: "adaptive" (default budget ceil(N log2 N)) or "round_robin" (every pair once, in a seeded
@@ -348,7 +396,9 @@ def rank(candidates: Sequence[str], compare: CompareFn, dimensions: Sequence[str
     winner (module docstring). Deterministic for a given `seed` and a deterministic `compare`.
     `compare_many(pairs)`, when given, judges the pairs of one round together (each Swiss round, the whole
     round robin; the most-informative steps depend on each outcome and go one by one): same pairs, same
-    history, same ranking as `compare` alone.
+    history, same ranking as `compare` alone. Where compare's result also holds "probabilities"
+    ({dimension: {"1", "2", "0": p}}), a comparison counts as its expected win fraction (soft Bradley-Terry,
+    and so does the adaptive schedule's fit); `soft=False` uses the labels alone.
     """
     candidates = list(candidates)
     dimensions = tuple(dimensions)
@@ -370,21 +420,32 @@ def rank(candidates: Sequence[str], compare: CompareFn, dimensions: Sequence[str
         raise UsageError("max_per_pair must be at least 1")
     n = len(candidates)
     budget = default_budget(n, schedule) if budget is None else budget
+    budget = min(budget, n * (n - 1) // 2)  # never more than round robin: every pair once
+    if budget == n * (n - 1) // 2:
+        max_per_pair = 1  # a budget of every pair once: a repeat could only leave some pair unjudged
     rng = np.random.default_rng(seed)
     sched = _Scheduler(candidates, compare, dimensions, by, budget, rng, max_per_pair, top_sure, compare_many)
+    sched.use_soft = soft
     if schedule == "round_robin":
         sched.round_robin()
     else:
         rounds = swiss_rounds if swiss_rounds is not None else max(1, math.ceil(math.log2(n) / 2))
         sched.adaptive(rounds, top_share)
 
-    standings = {}
+    standings, covariance, unranked = {}, {}, {}
     for d in dimensions:
-        f = sched.fit() if d == by else fit_bt(n, _outcomes(sched.history, d))
+        outcomes = _outcomes(sched.history, d, sched.soft if soft else None)
+        if sched.history and not outcomes:  # nothing to fit: every candidate would sit at 0 +- 2
+            unranked[d] = f"the judge gave no {d} label in any of the {len(sched.history)} comparisons"
+            continue
+        f = sched.fit() if d == by else fit_bt(n, outcomes)
         se = f.stderr
         order = sorted(range(n), key=lambda i: (-f.scores[i], sched.tiebreak[i]))
         standings[d] = tuple(Standing(candidates[i], float(f.scores[i]), float(se[i]), int(f.wins[i].sum()),
                                       int(f.wins[:, i].sum()), int(f.ties[i].sum())) for i in order)
-    history = tuple(Comparison(candidates[a], candidates[b], labels) for a, b, labels in sched.history)
-    return Ranking(candidates=tuple(candidates), dimensions=dimensions, standings=standings,
-                   comparisons=len(history), history=history, schedule=schedule, budget=budget, seed=seed, by=by)
+        covariance[d] = {candidates[i]: {candidates[j]: float(f.cov[i, j]) for j in range(n)} for i in range(n)}
+    history = tuple(Comparison(candidates[a], candidates[b], labels, p)
+                    for (a, b, labels), p in zip(sched.history, sched.soft))
+    return Ranking(candidates=tuple(candidates), dimensions=tuple(d for d in dimensions if d in standings),
+                   standings=standings, comparisons=len(history), history=history, schedule=schedule,
+                   budget=budget, seed=seed, by=by, covariance=covariance, unranked=unranked)

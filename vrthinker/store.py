@@ -25,7 +25,7 @@ from typing import Any
 from vrthinker.errors import UsageError, VideoError
 from vrthinker.identity import canonical
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 DEFAULT_DB = "judgments.sqlite"
 DB_ENV = "VRTHINKER_DB"
 
@@ -232,6 +232,14 @@ def _add_judgment_config(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE judgments ADD COLUMN config TEXT")  # NULL for judgments stored before
 
 
+def _add_ranking_content(db: sqlite3.Connection) -> None:
+    columns = {r[1] for r in db.execute("PRAGMA table_info(rankings)")}
+    if "sha256" not in columns:  # NULL for rankings stored before: those are known by path only
+        db.execute("ALTER TABLE rankings ADD COLUMN sha256 TEXT")
+    if "covariance" not in columns:
+        db.execute("ALTER TABLE rankings ADD COLUMN covariance TEXT")
+
+
 @dataclass(frozen=True)
 class Migration:
     """One step of the schema: applied in one transaction, after which PRAGMA user_version is `version`."""
@@ -247,6 +255,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "the judge configuration beside each judgment (JSON)", _add_judgment_config),
     Migration(4, "dqa serve: jobs, A/B questions and their answers", _statements(_V4_SERVE)),
     Migration(5, "tuner: sampled conversations, run details, video measures", _statements(_V5_TUNER)),
+    Migration(6, "rankings: each candidate's content hash and its row of the fit's covariance",
+              _add_ranking_content),
 )
 
 
@@ -342,6 +352,8 @@ class RankEntry:
     rank: int
     comparisons: int
     model_id: str = ""
+    sha256: str | None = None  # the candidate's content hash (None in rankings stored before schema 6)
+    covariance: Mapping[str, float] | None = None  # other candidate's path -> covariance of the two scores
 
 
 class Store:
@@ -553,12 +565,14 @@ class Store:
     # rankings
 
     def put_ranking(self, job: str, prompt: str, dimension: str, standings: Sequence[Any], *,
-                    model_id: str = "") -> None:
+                    model_id: str = "", hashes: Mapping[str, str] | None = None,
+                    covariance: Mapping[str, Mapping[str, float]] | None = None) -> None:
         """Replace the ranking of (job, prompt, dimension) in one transaction.
 
         `standings` is best first; each entry is a `vrthinker.rank.Standing` (candidate, score, stderr,
         wins, losses, ties) or a mapping with `candidate`, `score` and optionally `uncertainty` (or
-        `stderr`) and `comparisons` (or wins/losses/ties, summed). Candidates are video paths.
+        `stderr`) and `comparisons` (or wins/losses/ties, summed). Candidates are video paths; `hashes`
+        gives their content hashes and `covariance` each one's row of the fit's covariance (by path).
         """
         rows = []
         for k, s in enumerate(standings):
@@ -567,21 +581,34 @@ class Store:
             comparisons = get("comparisons")
             if comparisons is None:
                 comparisons = sum(int(get(n, 0) or 0) for n in ("wins", "losses", "ties"))
-            rows.append((job, prompt, dimension, str(get("candidate")), float(get("score")),
-                         None if unc is None else float(unc), k + 1, int(comparisons), model_id, time.time()))
+            cand = str(get("candidate"))
+            cov = (covariance or {}).get(cand)
+            rows.append((job, prompt, dimension, cand, float(get("score")),
+                         None if unc is None else float(unc), k + 1, int(comparisons), model_id, time.time(),
+                         (hashes or {}).get(cand), None if cov is None else json.dumps(dict(cov))))
         with self.transaction():
             self.db.execute("DELETE FROM rankings WHERE job=? AND prompt=? AND dimension=?", (job, prompt, dimension))
-            self.db.executemany("INSERT INTO rankings VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+            self.db.executemany("INSERT INTO rankings (job, prompt, dimension, candidate, score, uncertainty, rank, "
+                                "comparisons, model_id, updated, sha256, covariance) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                                rows)
 
     def rankings(self, job: str | None = None) -> list[RankEntry]:
         """Stored ranking entries, grouped by job, prompt and dimension, best first."""
-        sql = "SELECT job, prompt, dimension, candidate, score, uncertainty, rank, comparisons, model_id FROM rankings"
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(rankings)")}  # a read-only older file lacks some
+        extra = "".join(f", {c}" for c in ("sha256", "covariance") if c in have)
+        sql = f"SELECT job, prompt, dimension, candidate, score, uncertainty, rank, comparisons, model_id{extra} " \
+              "FROM rankings"
         args: tuple = ()
         if job is not None:
             sql += " WHERE job=?"
             args = (job,)
         sql += " ORDER BY job, prompt, dimension, rank"
-        return [RankEntry(**dict(r)) for r in self.db.execute(sql, args).fetchall()]
+        out = []
+        for r in self.db.execute(sql, args).fetchall():
+            d = dict(r)
+            d["covariance"] = json.loads(d["covariance"]) if d.get("covariance") else None
+            out.append(RankEntry(**d))
+        return out
 
     # ------------------------------------------------------------------------------------------------------
     # health

@@ -3,6 +3,8 @@
 `vrthinker.rank` fits and schedules for any `compare(a, b)`; this module gives it one that goes through
 the judgment store (a judgment stored before is reused, a new one is judged and stored) and saves the
 rankings it produces. `judge rank` parses flags, calls `rank_group` per group and prints.
+A group is known by content: its job hashes the prompt and its videos' content hashes (in any order, from
+any folder), and the store gets each candidate's absolute path and content hash.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from vrthinker import jsonl
 from vrthinker.errors import JudgeError, UsageError
@@ -96,8 +98,9 @@ class StoreCompare:
         from vrthinker.batch import PairRow, run_batch
 
         start = self.judged + self.reused
-        rows = [PairRow(item_id=f"{a}\t{b}", video1=os.path.abspath(a), video2=os.path.abspath(b),
-                        prompt=self.prompt, line=start + k + 1, position=start + k) for k, (a, b) in enumerate(pairs)]
+        full = [(os.path.abspath(a), os.path.abspath(b)) for a, b in pairs]
+        rows = [PairRow(item_id=f"{a}\t{b}", video1=a, video2=b, prompt=self.prompt, line=start + k + 1,
+                        position=start + k) for k, (a, b) in enumerate(full)]
         seen: dict[str, Any] = {}
         run_batch(self.judge, rows, self.store, job=self.job, orders=self.orders, ident=self.ident,
                   on_item=lambda out: seen.__setitem__(out.item_id, out), concurrency=concurrency)
@@ -115,12 +118,26 @@ class StoreCompare:
         return [dict(out.labels) for out in outs]
 
 
-def job_name(group: Group) -> str:
-    """The store's job for a group: its id, else a short hash of its prompt and candidates."""
+def job_name(group: Group, hashes: Sequence[str]) -> str:
+    """The store's job for a group: its id, else a short hash of its prompt and its videos' content hashes
+    (sorted: the same videos from another folder, or listed in another order, are the same group)."""
     if group.id:
         return f"rank:{group.id}"
-    digest = hashlib.sha256(json.dumps([group.prompt, *group.candidates]).encode()).hexdigest()[:12]
+    digest = hashlib.sha256(json.dumps([group.prompt.strip(), *sorted(hashes)]).encode()).hexdigest()[:12]
     return f"rank:{digest}"
+
+
+def content_hashes(store: Any, group: Group, name: str = "rank") -> dict[str, str]:
+    """Each candidate's content hash (the store's cache); two candidates with one content are refused."""
+    hashes: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for c in group.candidates:
+        h = store.file_hash(c)
+        if h in seen:
+            raise UsageError(f"{name}: {seen[h]} and {c} are the same video (same content)")
+        seen[h] = c
+        hashes[c] = h
+    return hashes
 
 
 def rank_group(judge: Any, store: Any, ident: Any, group: Group, *, orders: str = "one",
@@ -130,13 +147,21 @@ def rank_group(judge: Any, store: Any, ident: Any, group: Group, *, orders: str 
 
     With a served judge (`backend.concurrent`) and `concurrency` > 1, each round's pairs are judged with that
     many in flight; the pairs and the ranking are the ones judging them one by one gives."""
-    job, prompt = job_name(group), group.prompt.strip()
+    hashes = content_hashes(store, group, group.id or "rank")
+    job, prompt = job_name(group, list(hashes.values())), group.prompt.strip()
     compare = StoreCompare(judge, store, ident, orders, job, prompt, concurrency)
     served = concurrency > 1 and getattr(getattr(judge, "backend", None), "concurrent", False)
     many = (lambda pairs: compare.many(pairs, concurrency)) if served else None
     # with both orders each judgment already covers both positions: one per pair is all there is
     r = rank(list(group.candidates), compare, budget=budget, schedule=schedule, seed=seed,
              max_per_pair=1 if orders == "both" else 2, compare_many=many)
+    absolute = {c: os.path.abspath(c) for c in group.candidates}  # stored by absolute path and content
     for d in r.dimensions:
-        store.put_ranking(job, prompt, d, r.standings[d], model_id=ident.model_id)
+        rows = [{"candidate": absolute[s.candidate], "score": s.score, "stderr": s.stderr,
+                 "comparisons": s.wins + s.losses + s.ties} for s in r.standings[d]]
+        cov = {absolute[a]: {absolute[b]: v for b, v in row.items()} for a, row in r.covariance[d].items()}
+        store.put_ranking(job, prompt, d, rows, model_id=ident.model_id,
+                          hashes={absolute[c]: h for c, h in hashes.items()}, covariance=cov)
+    for d in r.unranked:  # a dimension the judge gave no label on keeps no older table either
+        store.put_ranking(job, prompt, d, [], model_id=ident.model_id)
     return GroupResult(r, compare.judged, compare.reused, compare.incomplete)

@@ -1,6 +1,6 @@
 """Turn stored judgments and rankings into chosen/rejected preference pairs for DPO (JSON lines).
 
-`judge pairs --db judgments.sqlite --out pairs.jsonl [--dimension OA] [--require-consistent] [--min-margin X]`
+`judge pairs --db judgments.sqlite --out pairs.jsonl [--dimension OA] [--require-consistent] [--min-confidence X]`
 """
 from __future__ import annotations
 
@@ -9,17 +9,20 @@ import argparse
 EPILOG = """\
 Fields of each line (load with datasets.load_dataset("json", data_files="pairs.jsonl")):
   prompt, chosen, rejected   the prompt and two video paths, the preferred one first
+  chosen_sha256, rejected_sha256   their content hashes: duplicates and contradictions are found by these
   dimension                  TA, VQ, MQ or OA: what the preference is on
   labels                     all four dimensions for (chosen, rejected): 1 chosen better, 2 rejected better,
                              0 tie, null missing
   confidence                 1.0 both orders agree; 0.5 one order only; 0.25 one order picked it and the other
-                             said tie (--allow-inconsistent); rankings: tanh(score gap / 2)
+                             said tie (--allow-inconsistent); rankings: P(chosen beats rejected) from the
+                             Bradley-Terry fit and its covariance
   source, job, id            "judgment" or "ranking", and where it came from
   judgments                  the ordered judgments behind it (key, order, labels as given, reason)
   score_gap, chosen_score, rejected_score   Bradley-Terry scores of a ranking pair (null otherwise)
   model_id, protocol         the judge
 Ties, missing labels and orders picking opposite winners make no pair; pairs that prefer opposite videos
-for the same prompt and dimension are all dropped."""
+for the same prompt and dimension are all dropped, whatever path or source (judgment, ranking) they came by:
+videos are matched by content."""
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -37,8 +40,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="keep only pairs judged in both orders that agree (drops single-order and ranking pairs)")
     g.add_argument("--allow-inconsistent", action="store_true",
                    help="also keep pairs where one order picked a winner and the other said tie (confidence 0.25)")
-    p.add_argument("--min-margin", type=float, default=0.0, metavar="X",
-                   help="drop pairs whose confidence is below X (0..1; for rankings tanh(score gap / 2))")
+    p.add_argument("--min-confidence", "--min-margin", dest="min_margin", type=float, default=0.0, metavar="X",
+                   help="drop pairs whose confidence is below X (0..1; for rankings P(chosen beats rejected))")
     p.add_argument("--no-rankings", action="store_true", help="use judgments only, not stored rankings")
 
 
