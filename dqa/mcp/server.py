@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Optional
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, ImageContent, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
 from pydantic import Field, ValidationError
 
 from dqa.mcp.documents import CompareDoc, FramesDoc, PatternsDoc, QuestionDoc, SelectionDoc, TunerDoc, VerifierDoc
