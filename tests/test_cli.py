@@ -70,7 +70,7 @@ def test_real_hf_backend_through_the_console_script(clips, tiny_model_dir, tmp_p
     """The installed `judge` command, the tiny random model, real clips: a verdict with a reason."""
     trace = tmp_path / "trace.json"
     cmd = [sys.executable, "-m", "vrthinker.cli", str(clips["a"]), str(clips["b"]), "--prompt", "A robot",
-           "--model", str(tiny_model_dir), "--max-new-tokens", "8", "--max-turns", "2", "--json",
+           "--model", str(tiny_model_dir), "--protocol", "card", "--max-new-tokens", "8", "--max-turns", "2", "--json",
            "--trace", str(trace), "--device", "cpu"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode in (0, 3), r.stderr

@@ -84,7 +84,11 @@ def render_verdict(v: Verdict, console) -> None:
     from rich.panel import Panel
     from rich.table import Table
 
-    t = Table(title=f"{Path(v.videos[0]).name}  vs  {Path(v.videos[1]).name}", title_justify="left")
+    from rich.markup import escape
+
+    source = v.extra.get("profile_source")  # which conversation the model got, and why: above the labels
+    t = Table(title=escape(f"{Path(v.videos[0]).name}  vs  {Path(v.videos[1]).name}\nprofile: {v.protocol}"
+                           + (f" ({source})" if source else "")), title_justify="left")
     t.add_column("dimension")
     t.add_column("label", justify="center")
     t.add_column("winner")
@@ -133,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 def _compare(argv: list[str]) -> int:
     from rich.console import Console
 
-    from vrthinker.judge import BACKENDS, DEFAULT_MODEL
+    from vrthinker.judge import DEFAULT_MODEL
 
     a = compare_parser().parse_args(argv)
     for path in (a.video1, a.video2):
@@ -144,8 +148,8 @@ def _compare(argv: list[str]) -> int:
     check_model_args(a)  # a flag this backend does not use: one line now, before any decoding
     quiet_libraries()
     grids = None
-    if a.backend in BACKENDS:  # decode first: a bad video should not cost a model load
-        from vrthinker.judge import load_videos
+    if a.backend == "hf":  # decode first: a bad video (or an unknown checkpoint) should not cost a model load;
+        from vrthinker.judge import load_videos  # a served or scripted judge names its profile once loaded
         from vrthinker.protocol import resolve
 
         grids = load_videos(resolve(a.model or DEFAULT_MODEL, a.protocol)[0], a.video1, a.video2)

@@ -6,6 +6,7 @@ A profile holds texts and numbers (grid size, initial indices, per-call and turn
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -187,29 +188,118 @@ def known_checkpoints() -> dict[str, str]:
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
-def resolve(model: str | None, requested: str | None = None) -> tuple[Profile, str]:
+# a Hugging Face hub cache folder: .../models--<org>--<name>[/snapshots/<sha>[/...]]
+_HUB_CACHE = re.compile(r"(?:^|[/\\])models--([^/\\]+?)--([^/\\]+)(?:[/\\]snapshots[/\\][^/\\]+)?[/\\]*$")
+
+
+@dataclass(frozen=True)
+class Recognised:
+    """A checkpoint matched to a profile: which profile, why (the source printed), and whether the match is
+    the checkpoint's identity (a declaration, a hub id), which overrides --protocol, or only a hint (a folder
+    or model card naming a known id), which --protocol overrides."""
+
+    profile: str
+    source: str
+    identity: bool
+
+
+def known_id(name: str) -> str | None:
+    """The known hub id `name` spells, in any letter case, or names as a hub cache folder; else None."""
+    known = {k.lower(): k for k in known_checkpoints()}
+    text = str(name).strip()
+    hit = known.get(text.lower().strip("/"))
+    if hit is None and (m := _HUB_CACHE.search(text)):
+        hit = known.get(f"{m[1]}/{m[2]}".lower())
+    return hit
+
+
+def _named_by_folder(path: Path) -> str | None:
+    """The known hub id whose repository name is this folder's (`hf download ID --local-dir ./<name>`)."""
+    by_name = {}
+    for k in known_checkpoints():
+        by_name.setdefault(k.split("/")[-1].lower(), []).append(k)
+    hits = by_name.get(path.name.lower(), [])
+    return hits[0] if len(hits) == 1 else None
+
+
+def _named_in_files(path: Path) -> tuple[str, str] | None:
+    """(known hub id, file) when the checkpoint's config.json `_name_or_path` or its model card (README.md)
+    names exactly one known checkpoint."""
+    try:
+        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        hit = known_id(str(cfg.get("_name_or_path") or "")) if isinstance(cfg, dict) else None
+        if hit:
+            return hit, "config.json _name_or_path"
+    except (OSError, ValueError):
+        pass
+    try:
+        card = (path / "README.md").read_text(encoding="utf-8", errors="replace").lower()
+    except OSError:
+        return None
+    named = [k for k in known_checkpoints() if re.search(rf"(?<![\w.-]){re.escape(k.lower())}(?![\w.-])", card)]
+    return (named[0], "README.md") if len(named) == 1 else None
+
+
+def recognise(model: str, *, local: bool = True) -> Recognised | None:
+    """Which profile a checkpoint was trained with, from what it is, and how that is known; None: unknown.
+
+    In order: a judge_protocol.json in its folder; a known hub id in any letter case; a hub cache folder of
+    one (models--org--name/snapshots/sha); a folder whose config.json or README.md names exactly one known
+    id; a folder named like one (`--local-dir ./vr-thinker`). `local` False: `model` names a path on
+    another machine (a server's model root), so only its spelling is read.
+    """
+    table = known_checkpoints()
+    path = Path(os.path.expanduser(str(model)))
+    if local and (path / PROTOCOL_FILE).is_file():
+        try:
+            declared = json.loads((path / PROTOCOL_FILE).read_text(encoding="utf-8"))["profile"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise UsageError(f"{path / PROTOCOL_FILE}: not a protocol file ({e})") from None
+        return Recognised(str(declared), f"{PROTOCOL_FILE} beside the checkpoint", True)
+    hit = known_id(str(model))
+    if hit is not None:
+        how = "known checkpoint" if hit.lower() == str(model).strip().lower() else "hub cache of known checkpoint"
+        return Recognised(table[hit], f"{how} {hit}", True)
+    if local and path.is_dir():
+        named = _named_in_files(path)
+        if named is not None:
+            return Recognised(table[named[0]], f"{named[1]} names {named[0]}", False)
+    if local and path.is_dir() or not local and any(c in str(model) for c in "/\\"):
+        hit = _named_by_folder(path)
+        if hit is not None:
+            return Recognised(table[hit], f"folder {path.name} (known checkpoint {hit})", False)
+    return None
+
+
+def unknown_checkpoint(model: str) -> UsageError:
+    """The one-line refusal for a checkpoint no rule recognises: both profiles, and both ways to declare one."""
+    names = sorted(set(known_checkpoints().values()))
+    return UsageError(
+        f"cannot tell which conversation {model} was trained on: pass --protocol "
+        f"{' or --protocol '.join(names)} (card: the model card's conversation; training: the public training "
+        f"code's), or save {PROTOCOL_FILE} beside the checkpoint with {{\"profile\": \"{names[0]}\"}}")
+
+
+def resolve(model: str | None, requested: str | None = None, *, local: bool = True) -> tuple[Profile, str]:
     """Pick the profile for a checkpoint and say where the choice came from.
 
-    Order: a judge_protocol.json beside a local checkpoint, else the table of known hub ids, else the
-    requested profile (`--protocol`), else the default. A checkpoint declares how it was trained, so a
-    conflicting request is overridden; the returned source says so.
+    A checkpoint recognised by identity (`recognise`: its judge_protocol.json, a known hub id in any case,
+    a hub cache folder of one) gets its own profile, even over a conflicting `--protocol` (the source says
+    so); a hint (a folder or model card naming a known id) is used when no `--protocol` is given. An
+    unrecognised checkpoint needs `--protocol`: it is refused rather than given a guess. No model at all
+    (None) is the default checkpoint, whose profile is `card`.
     """
-    declared, source = None, ""
-    if model and (Path(model) / PROTOCOL_FILE).is_file():
-        try:
-            declared = json.loads((Path(model) / PROTOCOL_FILE).read_text(encoding="utf-8"))["profile"]
-        except (ValueError, KeyError) as e:
-            raise UsageError(f"{Path(model) / PROTOCOL_FILE}: not a protocol file ({e})") from None
-        source = f"{PROTOCOL_FILE} beside the checkpoint"
-    elif model and model in known_checkpoints():
-        declared, source = known_checkpoints()[model], f"known checkpoint {model}"
-    if declared is not None:
-        if requested and requested != declared:
+    if model is None:
+        return Profile.load(requested or DEFAULT_PROFILE), "--protocol" if requested else "default"
+    found = recognise(model, local=local)
+    if found is not None and (found.identity or not requested):
+        source = found.source
+        if requested and requested != found.profile:
             source += f" (overrides --protocol {requested})"
-        return Profile.load(declared), source
+        return Profile.load(found.profile), source
     if requested:
         return Profile.load(requested), "--protocol"
-    return Profile.load(DEFAULT_PROFILE), "default"
+    raise unknown_checkpoint(model)
 
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")

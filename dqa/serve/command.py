@@ -54,6 +54,11 @@ def judge_kwargs(a: argparse.Namespace) -> dict:
     from vrthinker.cliutil import check_model_args, model_options
 
     check_model_args(a)
+    if a.backend == "hf":  # the profile as `judge` picks it; an unknown checkpoint is refused before serving
+        from vrthinker.judge import DEFAULT_MODEL
+        from vrthinker.protocol import resolve
+
+        resolve(a.model or DEFAULT_MODEL, a.protocol)
     kw = {"model": a.model, "backend": a.backend, **model_options(a)}
     return {k: v for k, v in kw.items() if v is not None}
 

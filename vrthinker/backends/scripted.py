@@ -74,6 +74,12 @@ class ScriptedBackend:
             raise ModelLoadError(f"scripted backend needs a JSON list of reply strings: {model}")
         return cls(replies, model_id=f"scripted:{Path(model).name}")
 
+    def resolve_profile(self, requested: str | None):
+        """Replies from a file have no checkpoint to recognise: --protocol, else the default profile."""
+        from vrthinker.protocol import resolve
+
+        return resolve(None, requested)
+
     def new_session(self) -> ScriptedSession:
         s = ScriptedSession(self.replies, self.render, self.samples)
         self.sessions.append(s)
