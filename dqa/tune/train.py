@@ -294,7 +294,8 @@ def tune(db: str, model: str, out: str | Path, *, settings: TuneSettings | None 
         if len(new) < need:
             return RunResult("skipped", f"{len(new)} new selection(s) since the last adapter; need {need}",
                              new_selections=len(new), contradicted=sorted(bad))
-        profile, _ = resolve(model, protocol)
+        profile, source = resolve(model, protocol)  # as `judge` picks it: an unknown checkpoint is refused
+        log(f"profile {profile.version} ({source})")
         max_length = settings.max_length or profile.max_context_tokens or DEFAULT_MAX_LENGTH
         # the conversations of the model the run starts from, named as dqa.tune.dataset.judge_identity names a
         # loaded judge
