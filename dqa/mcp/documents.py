@@ -118,6 +118,8 @@ class TunerDoc(_Doc):
     new_patterns: list[str] = Field(description="failure patterns found since the previous run")
     model_confidence: Optional[float] = Field(description="the judge's agreement with the person on held-out "
                                                           "questions after the latest run (0..1)")
+    model_confidence_detail: Optional[dict[str, Any]] = Field(
+        default=None, description="what the confidence was measured on (questions, mean probability if known)")
     status: Literal["done", "skipped"] = Field(description="skipped: not enough new selections yet")
     detail: str
     run_id: Optional[int]

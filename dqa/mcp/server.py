@@ -144,9 +144,9 @@ def build(service: Service, name: str = "dqa") -> MCPServer:
         return await _in_thread(ctx, service.run_tuner, min_new)
 
     @mcp.tool(annotations=READ_ONLY)
-    async def failure_patterns() -> PatternsDoc:
+    async def failure_patterns(ctx: Context = None) -> PatternsDoc:
         """What the videos people rejected have in common (the quality standards' FAILURE_PATTERNS)."""
-        return await _plain(service.failure_patterns)
+        return await _in_thread(ctx, service.failure_patterns)
 
     # ------------------------------------------------------------------------------------------------------
     # resources

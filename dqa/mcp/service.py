@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, Sequence
 
-from vrthinker.errors import JudgeError
+from vrthinker.errors import JudgeError, VideoError
 
 from dqa.mcp.documents import (
     CompareDoc,
@@ -74,7 +73,7 @@ class Service:
     """One `dqa mcp` process's state: the store's connections, the job worker, the A/B questions."""
 
     def __init__(self, db: str, roots: Sequence[str], judge: Mapping[str, Any], *, budget_gb: float = 24.0,
-                 device: str | None = None, tuner: TunerSettings | None = None, poll_s: float = 0.1):
+                 device: str | None = None, tuner: TunerSettings | None = None, poll_s: float = 0.5):
         from dqa.serve.config import ServeConfig
         from dqa.serve.jobs import Jobs
         from dqa.serve.media import Prober
@@ -135,6 +134,15 @@ class Service:
         except JudgeError as e:
             raise ToolFailure(f"{field}: {e}") from None
 
+    def submit(self, kind: str, request: Mapping[str, Any], hashes: Sequence[str]):
+        """A job on dqa serve's queue (or the one that already answers this request)."""
+        from dqa.serve.jobs import QueueFull
+
+        try:
+            return self.jobs.submit(kind, request, hashes)
+        except QueueFull as e:
+            raise ToolFailure(str(e)) from None
+
     def wait(self, job_id: str, progress: Progress, what: str) -> Any:
         """Wait for a job of the shared queue; progress says queued / running / done. Returns the Job."""
         last = None
@@ -148,7 +156,10 @@ class Service:
                 progress(step, 2, f"{what}: {job.state}")
             if job.state in ("done", "failed"):
                 return job
-            time.sleep(self.poll_s)
+            try:
+                self.jobs.wait(job_id, timeout=self.poll_s)
+            except TimeoutError:
+                pass
 
     # ------------------------------------------------------------------------------------------------------
     # the Verifier
@@ -168,7 +179,7 @@ class Service:
         except JudgeError as e:
             raise ToolFailure(f"components: {e}") from None
         real, h = self.video(video, "video")
-        job = self.jobs.submit("score", {"videos": [real], "prompt": prompt, "components": comps}, [h])
+        job = self.submit("score", {"videos": [real], "prompt": prompt, "components": comps}, [h])
         done = self.wait(job.id, progress, "scoring")
         if done.state == "failed" or not done.result:
             raise ToolFailure(f"scoring failed: {(done.error or {}).get('message', 'no result')}")
@@ -184,7 +195,7 @@ class Service:
             raise ToolFailure(f"orders must be 'one' or 'both', not {orders!r}")
         v1, h1 = self.video(video1, "video1")
         v2, h2 = self.video(video2, "video2")
-        job = self.jobs.submit("compare", {"video1": v1, "video2": v2, "prompt": prompt, "orders": orders}, [h1, h2])
+        job = self.submit("compare", {"video1": v1, "video2": v2, "prompt": prompt, "orders": orders}, [h1, h2])
         done = self.wait(job.id, progress, "judging")
         if done.state == "failed" or not isinstance(done.result, dict):
             raise ToolFailure(f"judging failed: {(done.error or {}).get('message', 'no result')}")
@@ -277,7 +288,7 @@ class Service:
         rb, hb = self.video(b, "b")
         if ha == hb:
             raise ToolFailure("a and b have the same content")
-        job = self.jobs.submit("compare", {"video1": ra, "video2": rb, "prompt": prompt, "orders": "one"}, [ha, hb])
+        job = self.submit("compare", {"video1": ra, "video2": rb, "prompt": prompt, "orders": "one"}, [ha, hb])
         q = self.questions.ask(prompt, ra, rb, dim, job.id)
         return QuestionDoc(test_id=q.id, prompt=q.prompt, variation_a=q.a, variation_b=q.b,
                            dimensions=list(q.dimensions), page=f"/ab/{q.id}", judge_job=job.id)
@@ -314,7 +325,7 @@ class Service:
     def run_tuner(self, min_new: int = 1, progress: Progress = _none) -> TunerDoc:
         """One sleeptime cycle: train when at least `min_new` new selections arrived, else say so."""
         from dqa.tune.selections import open_store
-        from dqa.tune.train import pending
+        from dqa.tune.train import TuneSettings, pending
 
         if min_new < 1:
             raise ToolFailure(f"min_new must be at least 1, not {min_new}")
@@ -322,37 +333,36 @@ class Service:
         with self._tuning:  # one tuner run per process at a time
             with open_store(self.db) as store:
                 _, new, _ = pending(store, model)
-            if len(new) < min_new:
-                return self.tuner_doc(None, model, f"{len(new)} new selection(s) since the last adapter; "
-                                                   f"need {min_new}", len(new))
-            if self.judge_kwargs.get("backend") != "hf":
+            if len(new) >= min_new and self.judge_kwargs.get("backend") != "hf":
                 raise ToolFailure(f"{len(new)} new selection(s) to train on, but run_tuner trains the hf "
                                   f"(Qwen2.5-VL) judge: start dqa mcp with --backend hf, not "
                                   f"{self.judge_kwargs.get('backend')}")
-            return self._train(model, min_new, progress)
+            kw = self.judge_kwargs
+            options = {k: kw.get(k) for k in ("device", "dtype", "revision", "protocol", "max_new_tokens",
+                                              "quantize", "max_turns")}
+            steps = [0]
 
-    def _train(self, model: str, min_new: int, progress: Progress) -> TunerDoc:
-        from dqa.tune.train import TuneSettings, tune
+            def log(line: str) -> None:
+                steps[0] += 1
+                progress(steps[0], 0, line)
 
-        kw = self.judge_kwargs
-        steps = [0]
+            settings = TuneSettings(max_steps=self.tuner.max_steps, **dict(self.tuner.extra))
+            try:
+                api = _tuner_api()
+                if api is not None:
+                    d = api.run_tuner(min_new, db=self.db, model=model, out=self.tuner.out, settings=settings,
+                                      log=log, **options)
+                    return self.tuner_doc(d, model, len(new))
+                from dqa.tune.train import tune
 
-        def log(s: str) -> None:
-            steps[0] += 1
-            progress(steps[0], 0, s)
+                r = tune(self.db, model, self.tuner.out, settings=settings, min_new=min_new, log=log, **options)
+            except JudgeError as e:
+                raise ToolFailure(f"tuning failed: {e}") from None
+            return self.tuner_doc({"status": r.status, "detail": r.detail, "run_id": r.run_id}, model, len(new))
 
-        settings = TuneSettings(max_steps=self.tuner.max_steps, **dict(self.tuner.extra))
-        try:
-            r = tune(self.db, model, self.tuner.out, settings=settings, min_new=min_new, device=kw.get("device"),
-                     dtype=kw.get("dtype"), revision=kw.get("revision"), protocol=kw.get("protocol"),
-                     max_new_tokens=kw.get("max_new_tokens"), quantize=kw.get("quantize"),
-                     max_turns=kw.get("max_turns"), log=log)
-        except JudgeError as e:
-            raise ToolFailure(f"tuning failed: {e}") from None
-        return self.tuner_doc(r, model, r.detail, r.new_selections)
-
-    def tuner_doc(self, r: Any, model: str, detail: str, new: int) -> TunerDoc:
-        """The paper's Tuner document from the tune_runs table (all runs) and this run, if one ran."""
+    def tuner_doc(self, d: Mapping[str, Any], model: str, new: int) -> TunerDoc:
+        """The paper's Tuner document: the run's own figures where the tuner gives them, else the tune_runs
+        table's (all successful runs of this base model)."""
         from dqa.tune.selections import open_store
 
         with open_store(self.db) as store:
@@ -360,17 +370,45 @@ class Service:
                 "SELECT * FROM tune_runs WHERE base_model=? AND status='done' ORDER BY id", (model,))]
         last = rows[-1] if rows else {}
         loss = last.get("val_loss") if last.get("val_loss") is not None else last.get("train_loss")
-        return TunerDoc(training_step=sum(int(x.get("steps") or 0) for x in rows), loss=loss,
-                        new_patterns=self.new_patterns(r), model_confidence=last.get("agreement_after"),
-                        status="done" if r is not None and getattr(r, "status", "") == "done" else "skipped",
-                        detail=detail, run_id=last.get("id") if r is not None else None, new_selections=new,
+        status = d.get("status") if d.get("status") in ("done", "skipped") else "skipped"
+        return TunerDoc(training_step=int(d.get("training_step", sum(int(x.get("steps") or 0) for x in rows))),
+                        loss=d.get("loss", loss), new_patterns=[str(x) for x in d.get("new_patterns") or []],
+                        model_confidence=d.get("model_confidence", last.get("agreement_after")),
+                        model_confidence_detail=d.get("model_confidence_detail"), status=status,
+                        detail=str(d.get("detail") or ""), run_id=d.get("run_id"), new_selections=new,
                         adapter=last.get("adapter"))
 
-    def new_patterns(self, _run: Any) -> list[str]:
-        return []
+    def failure_patterns(self, progress: Progress = _none) -> PatternsDoc:
+        """What rejected videos share against chosen ones, over the store's usable selections. Only videos
+        inside the media roots are measured (the others are named as skipped, unread)."""
+        try:
+            from dqa.tune import patterns as pt
+        except ImportError:
+            raise ToolFailure("failure patterns are not available in this install (dqa.tune.patterns is "
+                              "missing)") from None
+        from dqa.serve.media import inside
+        from dqa.tune.selections import open_store, usable
 
-    def failure_patterns(self) -> PatternsDoc:
-        raise ToolFailure("failure patterns are not available in this install (dqa.tune.patterns is missing)")
+        def measure(path: str):
+            from dqa.measures.video import measure_video
+
+            real = os.path.realpath(path)
+            if not inside(real, self.roots):
+                raise VideoError(path, "outside the media roots: not read")
+            return measure_video(real)
+
+        with open_store(self.db) as store:
+            sels, _ = usable(store)
+            report = pt.find(store, sels, measure=measure, progress=lambda s: progress(0, 0, s)).to_dict()
+        found = report.get("patterns") or []
+        detail = report.get("note") or (f"{report.get('selections', 0)} selection(s) measured, "
+                                        f"{report.get('tests', 0)} (group, measure) test(s), "
+                                        f"{len(found)} pattern(s) hold")
+        skipped = report.get("skipped") or []
+        if skipped:
+            detail += (f"; {len(skipped)} selection(s) skipped (e.g. #{skipped[0]['selection_id']}: "
+                       f"{skipped[0]['why']})")
+        return PatternsDoc(FAILURE_PATTERNS=[str(p.get("text", "")) for p in found], patterns=found, detail=detail)
 
     # ------------------------------------------------------------------------------------------------------
     # resources
@@ -411,6 +449,15 @@ class Service:
 
 # ----------------------------------------------------------------------------------------------------------
 # documents from stored results
+
+
+def _tuner_api():
+    """dqa.tune.api (run_tuner, failure patterns) when this install has it, else None."""
+    try:
+        from dqa.tune import api
+    except ImportError:
+        return None
+    return api
 
 
 def _question_of(source: str) -> int | None:
