@@ -259,7 +259,7 @@ def test_evaluate_with_scores_uses_the_sweep():
 def _eval(capsys, *args) -> tuple[int, dict | str]:
     code = main(["eval", *args, "--bootstrap", "50"])
     out = capsys.readouterr().out
-    return code, (json.loads(out) if "--json" in args and code == 0 else out)
+    return code, (json.loads(out) if "--json" in args and code in (0, 3) else out)
 
 
 def test_command_always_one_json(videos, script, capsys):
@@ -326,7 +326,7 @@ def test_command_limit_and_mistakes(videos, script, capsys, tmp_path):
     assert "no usable MJ-Bench-Video pairs (1 skipped" in capsys.readouterr().err
 
 
-def test_command_skips_an_undecodable_video(videos, script, capsys, tmp_path):
+def test_command_counts_an_undecodable_video_as_failed_and_wrong(videos, script, capsys, tmp_path):
     from vrthinker_eval.synth import write_corrupt
 
     root = tmp_path / "mj"
@@ -339,5 +339,18 @@ def test_command_skips_an_undecodable_video(videos, script, capsys, tmp_path):
     write_mjbench(root)
     code, r = _eval(capsys, "--benchmark", "mjbench-video", "--data", str(root), "--backend", "scripted",
                     "--model", script(ALWAYS_1), "--json")
-    assert code == 0 and r["evaluated"] == 2
-    assert [s["id"] for s in r["skipped"]] == ["1"] and r["skipped"][0]["reason"].startswith("bad_video")
+    # given 3, judged 2: the failed pair counts as wrong (exit 3, its reason counted), not left out
+    assert code == 3 and (r["given"], r["judged"], r["evaluated"]) == (3, 2, 3)
+    assert r["coverage"] == pytest.approx(2 / 3) and r["failed"] == {"bad_video": 1} and r["skipped"] == []
+    assert [(f["id"], f["reason"]) for f in r["failures"]] == [("1", "bad_video")]
+    # human OA: video1, video2 (the third unlabelled); always "video 1": right on the first, the second failed
+    oa = r["metrics"]["dimensions"]["OA"]
+    assert (oa["without_ties"]["correct"], oa["without_ties"]["n"], oa["without_ties"]["missing"]) == (1, 2, 1)
+    only = r["metrics_judged_only"]["dimensions"]["OA"]  # over the two judged pairs: labelled as such
+    assert (only["without_ties"]["correct"], only["without_ties"]["n"]) == (1, 1)
+    assert "(judged pairs only)" in r["table"]
+    code, out = _eval(capsys, "--benchmark", "mjbench-video", "--data", str(root), "--backend", "scripted",
+                      "--model", script(ALWAYS_1))
+    assert code == 3 and out.splitlines()[0] == "coverage: 2 of 3 pairs judged (66.7%); failed (counted wrong): " \
+        "bad_video 1"
+    assert "1 pairs failed (counted wrong in every metric above)" in out

@@ -14,7 +14,12 @@ DIR is the local copy of the benchmark (nothing is downloaded):
   genai-bench           GenAI-Bench: video_generation/test-*.parquet (or a .jsonl/.json/.csv export), with
                         the videos under DIR/videos/ named as in their URLs
   mjbench-video         MJ-Bench-Video: test.json and videos/test/*.mp4
-Pairs whose video is missing or undecodable are reported and left out of every metric.
+Pairs whose video is not in the local copy are listed and left out (they are not given to the judge).
+
+Coverage comes first: judged pairs / given pairs. A given pair whose judgment failed (an undecodable video,
+a server error, a conversation that ended without an answer: token or turn limit, no answer, a malformed
+tool call) counts as wrong in every metric, as the field scores an unparseable answer; the reasons are
+listed with their counts. Accuracy over the judged pairs alone is reported beside it, labelled as such.
 
 Metrics, per dimension the benchmark labels (TA, VQ, MQ, OA), with bootstrap 95% intervals:
   w/o ties  accuracy over pairs humans did not call a tie (a predicted tie is wrong)
@@ -28,7 +33,8 @@ Every ordered judgment goes through the judgment store, the same file 'judge bat
 $VRTHINKER_DB, else ./judgments.sqlite): a re-run resumes, and judgments already made by 'judge batch' with
 the same model are reused.
 
-Exit status: 0 evaluated; 2 bad input or usage."""
+Exit status: 0 every given pair judged; 3 evaluated, but some pairs failed (reasons and counts printed);
+2 bad input or usage."""
 
 
 def _benchmarks():
@@ -79,8 +85,11 @@ def _cell(m, ci: bool = True) -> str:
     return f"{_pct(m.value)}{interval}"
 
 
-def markdown_table(title: str, report, orders: str) -> str:
-    """The paper-style row: per dimension accuracy w/o and w/ ties (95% CI), n, and position consistency."""
+def markdown_table(title: str, report, orders: str, judged_only=None) -> str:
+    """The paper-style row: per dimension accuracy w/o and w/ ties (95% CI), n, and position consistency.
+
+    `report` counts every given pair (a failed one as wrong); `judged_only`, when some pairs failed, adds a
+    second row over the judged pairs alone, labelled as such."""
     dims = list(report.dimensions)
     head = ["benchmark"]
     for d in dims:
@@ -88,15 +97,21 @@ def markdown_table(title: str, report, orders: str) -> str:
     head.append("n")
     if orders == "both":
         head.append("pos. consistency")
-    row = [title]
-    for d in dims:
-        r = report.dimensions[d]
-        row += [_cell(r.without_ties), _cell(r.reported_with_ties)]
-    row.append(str(report.examples))
-    if orders == "both":
-        row.append(_cell(report.consistency))
+
+    def row(name: str, rep) -> str:
+        cells = [name]
+        for d in dims:
+            r = rep.dimensions[d]
+            cells += [_cell(r.without_ties), _cell(r.reported_with_ties)]
+        cells.append(str(rep.examples))
+        if orders == "both":
+            cells.append(_cell(rep.consistency))
+        return "| " + " | ".join(cells) + " |"
+
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
-             "| " + " | ".join(row) + " |"]
+             row(title, report)]
+    if judged_only is not None:
+        lines.append(row(f"{title} (judged pairs only)", judged_only))
     return "\n".join(lines)
 
 
@@ -108,7 +123,7 @@ def run(a: argparse.Namespace) -> int:
     from rich.console import Console
 
     from vrthinker.batch import identify
-    from vrthinker.cliutil import BATCH_CONCURRENCY, load_judge, quiet_libraries
+    from vrthinker.cliutil import BATCH_CONCURRENCY, EXIT_INCOMPLETE, EXIT_OK, load_judge, quiet_libraries
     from vrthinker.errors import UsageError
     from vrthinker.store import Store
     from vrthinker.commands import progress_bar
@@ -139,34 +154,54 @@ def run(a: argparse.Namespace) -> int:
             joined = judged.judge_benchmark(judge, loaded, store, job=f"eval/{bench.name}", orders=a.orders,
                                             ident=ident, on_item=step,
                                             concurrency=a.concurrency or BATCH_CONCURRENCY)
-    bad = joined.bad
-    if not joined.human:
-        raise UsageError(f"{a.data}: every {bench.title} pair was skipped ({bad[0][0]}: {bad[0][1]})")
-    report = metrics.evaluate(joined.human, joined.predicted, dimensions=bench.dimensions,
-                              forward=joined.forward if a.orders == "both" else None,
-                              reverse=joined.reverse if a.orders == "both" else None,
-                              scores=joined.scores if any(s for s in joined.scores) else None,
-                              bootstrap=a.bootstrap, seed=a.seed)
-    table = markdown_table(bench.title, report, a.orders)
-    skipped = [{"id": i, "reason": why} for i, why in (*loaded.skipped, *bad)]
+    def report_of(j):
+        return metrics.evaluate(j.human, j.predicted, dimensions=bench.dimensions,
+                                forward=j.forward if a.orders == "both" else None,
+                                reverse=j.reverse if a.orders == "both" else None,
+                                scores=j.scores if any(s for s in j.scores) else None,
+                                bootstrap=a.bootstrap, seed=a.seed)
+
+    report = report_of(joined)  # every given pair: a failed one counts as wrong
+    judged_report = report  # over the judged pairs alone: the same unless some failed
+    if joined.failed:
+        judged_report = report_of(joined.judged_only()) if any(joined.judged) else None
+    table = markdown_table(bench.title, report, a.orders, judged_report if joined.failed else None)
+    skipped = [{"id": i, "reason": why} for i, why in loaded.skipped]
+    failures = [{"id": i, "reason": why, "detail": detail} for i, why, detail in joined.failed]
+    given, judged_n = len(joined.examples), sum(joined.judged)
+    source = getattr(judge, "profile_source", "") or ""
     if a.json:
         print(json.dumps({
             "benchmark": bench.name, "title": bench.title, "data": str(a.data), "source": loaded.source,
             "orders": a.orders, "limit": a.limit, "db": None if db == ":memory:" else db,
             "model": {"model_id": ident.model_id, "revision": ident.revision, "protocol": ident.protocol,
-                      "backend": ident.backend, "adapter": ident.adapter},
-            "evaluated": len(joined.human), "skipped": skipped, "metrics": report.to_dict(), "table": table,
+                      "profile_source": source, "backend": ident.backend, "adapter": ident.adapter},
+            "given": given, "judged": judged_n, "coverage": joined.coverage, "failed": joined.reasons(),
+            "evaluated": given, "failures": failures, "skipped": skipped, "metrics": report.to_dict(),
+            "metrics_judged_only": judged_report.to_dict() if judged_report is not None else None,
+            "table": table,
         }, ensure_ascii=False))
-        return 0
-    _print_details(Console(), bench, report, a.orders, skipped, ident, db, loaded.source)
+        return EXIT_INCOMPLETE if joined.failed else EXIT_OK
+    out = Console()
+    out.print(coverage_line(given, judged_n, joined.reasons()), highlight=False)
+    _print_details(out, bench, report, a.orders, skipped, failures, ident, db, loaded.source, source)
     print(table)
-    return 0
+    return EXIT_INCOMPLETE if joined.failed else EXIT_OK
 
 
-def _print_details(out, bench, report, orders: str, skipped, ident, db: str, source: str) -> None:
+def coverage_line(given: int, judged: int, reasons: dict[str, int]) -> str:
+    """The first line of a run: judged / given, and why the others failed (reason and count)."""
+    line = f"coverage: {judged} of {given} pairs judged ({100 * judged / given:.1f}%)" if given else "coverage: -"
+    if reasons:
+        line += "; failed (counted wrong): " + ", ".join(f"{k} {v}" for k, v in reasons.items())
+    return line
+
+
+def _print_details(out, bench, report, orders: str, skipped, failures, ident, db: str, source: str,
+                   profile_source: str = "") -> None:
     from rich.table import Table
 
-    t = Table(title=f"{bench.title}: {report.examples} pairs", title_justify="left")
+    t = Table(title=f"{bench.title}: {report.examples} pairs given, a failed one counted wrong", title_justify="left")
     for name in ("dim", "labelled", "ties", "w/o ties (n, missing)", "w/ ties 3-class", "w/ ties sweep (eps)",
                  *(("consistency",) if orders == "both" else ())):
         t.add_column(name, justify="right")
@@ -186,12 +221,17 @@ def _print_details(out, bench, report, orders: str, skipped, ident, db: str, sou
                          for name, c in zip(("video1", "video2", "tie"), r.confusion.counts))
         out.print(f"confusion {d} (human -> predicted video1/video2/tie/missing): {rows}", highlight=False)
     out.print(f"model: {ident.model_id}{'@' + ident.revision if ident.revision else ''}  protocol: "
-              f"{ident.protocol}  backend: {ident.backend}  orders: {orders}  "
+              f"{ident.protocol}{f' ({profile_source})' if profile_source else ''}  backend: {ident.backend}  "
+              f"orders: {orders}  "
               f"database: {'(in memory)' if db == ':memory:' else db}", highlight=False)
     out.print(f"data: {source}", highlight=False)
-    if skipped:
-        out.print(f"[yellow]{len(skipped)} pairs skipped[/] (left out of every metric):")
-        for s in skipped[:10]:
-            out.print(f"  {s['id']}: {s['reason']}", highlight=False)
-        if len(skipped) > 10:
-            out.print(f"  ... and {len(skipped) - 10} more (--json lists all)")
+    for rows, what in ((failures, "pairs failed (counted wrong in every metric above)"),
+                       (skipped, "pairs skipped: not in the local copy (not given to the judge)")):
+        if not rows:
+            continue
+        out.print(f"[yellow]{len(rows)} {what}[/]:")
+        for s in rows[:10]:
+            detail = f" ({s['detail']})" if s.get("detail") else ""
+            out.print(f"  {s['id']}: {s['reason']}{detail}", highlight=False)
+        if len(rows) > 10:
+            out.print(f"  ... and {len(rows) - 10} more (--json lists all)")
