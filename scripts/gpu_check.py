@@ -12,6 +12,8 @@ Measurements (models are random-init from the real Qwen2.5-VL-7B config, or the 
   judge_bf16    the judge in bf16 (fp32 on a CPU) built on the device, sdpa or flash-attn as detected: build
                 seconds, peak memory, the scripted six-turn conversation (scripts/bench_judge.py) forced
                 through it, ours against the reference procedure (one pair), both orders batched vs one by one
+  tune_sampling the tuner's sampled conversations (dqa.tune.sampling) on that model: one selection, K = 4
+                (greedy + 3 at temperature 0.7), replies of at most 128 tokens: seconds per selection, kinds
   checkpoint    that model saved once to the work dir (the reference, NF4, QLoRA and DQA loaders read a dir),
                 then loaded back through HFBackend.from_pretrained: load seconds and peak
   judge_nf4     4-bit NF4 (bitsandbytes): load seconds, peak, the same six-turn conversation
@@ -521,6 +523,34 @@ def m_judge_bf16(ctx: Context, rec: Recorder) -> None:
         rec.put("both_orders_speedup", sequential / batched, "sequential / batched", "{:.2f}x")
 
 
+def m_tune_sampling(ctx: Context, rec: Recorder) -> None:
+    """dqa tune's K = 4 conversations for one selection on the judge_bf16 model (random init: its replies
+    rarely call a tool, so each conversation is about one turn of up to 128 tokens)."""
+    import torch
+
+    from dqa.tune import sampling
+    from dqa.tune.selections import add, all_selections, normalize, open_store
+    from vrthinker.backends.hf import HFBackend
+    from vrthinker.judge import Judge
+
+    if ctx.model is None:
+        raise Skip("judge_bf16 left no model")
+    v1, v2 = ctx.clips()
+    with open_store(ctx.work / "tune.sqlite") as store, torch.no_grad():
+        add(store, [normalize(PROMPT, v1, v2, "a", "OA")])
+        judge = Judge(HFBackend(ctx.model, ctx.processor(), model_id=f"random-init:{ctx.size}"), ctx.profile(),
+                      max_new_tokens=128)
+        ctx.mem.reset_peak()
+        seconds, built = _timed(lambda: sampling.build(store, judge.profile, all_selections(store), judge=judge,
+                                                       samples=4, temperature=0.7, seed=0))
+        turns = store.db.execute("SELECT reply FROM tune_samples").fetchall()
+    rec.put("seconds_per_selection", seconds, "K = 4 conversations of one selection (s)", "{:.2f}")
+    rec.put("peak_gb", ctx.mem.peak_gb(), "peak while sampling (GB)", "{:.2f}")
+    rec.put("kinds", built.kind_counts)
+    rec.put("sampled_turns", sum(len(json.loads(r[0])["turns"]) for r in turns), "turns of the 3 sampled ones")
+    rec.put("distinct_replies", len({r[0] for r in turns}), "distinct sampled conversations (of 3)")
+
+
 def m_checkpoint(ctx: Context, rec: Recorder) -> None:
     from make_tiny_model import FIXTURES
     from vrthinker.backends.hf import HFBackend
@@ -799,6 +829,7 @@ def m_frame_access(ctx: Context, rec: Recorder) -> None:
 
 MEASUREMENTS = [
     Measurement("judge_bf16", "the judge, bf16, random init, six-turn pair ours vs reference", m_judge_bf16, 0.30),
+    Measurement("tune_sampling", "the tuner's K = 4 sampled conversations, one selection", m_tune_sampling, 0.05),
     Measurement("checkpoint", "the judge saved once, loaded back through HFBackend", m_checkpoint, 0.10),
     Measurement("judge_nf4", "the judge in 4-bit NF4, same six-turn pair", m_judge_nf4, 0.15),
     Measurement("qlora_dpo", "one QLoRA DPO step of dqa.tune.train on a real tuner row", m_qlora_dpo, 0.12),

@@ -1,6 +1,7 @@
 """The tuner: selections, DPO rows from scripted judge replies, two real DPO steps on a tiny model, sleeptime."""
 import json
 import shutil
+import time
 
 import pytest
 
@@ -213,25 +214,49 @@ def test_two_dpo_steps_sleeptime_and_reload(small_model, clips, db, tmp_path, ca
 
     from dqa.tune.train import TuneSettings, runs, tune
 
+    from dqa.tune import split as qs
+
     with open_store(db) as store:
-        add(store, [_sel(clips, "ab"[k % 2], ("OA", "TA")[k % 2], prompt=f"prompt {k}") for k in range(4)])
+        add(store, [_sel(clips, "ab"[k % 2], ("OA", "TA")[k % 2], prompt=f"prompt {k}") for k in range(20)])
+        # four questions of which the fixed split rule puts exactly one on the validation side
+        sels = all_selections(store)
+        val = [s for s in sels if qs.is_validation(s, 0.2)][:1]
+        keep = {s.id for s in val + [s for s in sels if not qs.is_validation(s, 0.2)][:3]}
+        store.db.execute(f"DELETE FROM selections WHERE id NOT IN ({','.join(map(str, keep))})")
+        store.db.commit()
         for s in all_selections(store):  # scripted first replies, reused instead of generated
             ds.save_reply(store, s.id, f"{small_model}|card-small/1|", AGREE_A)
     out = tmp_path / "adapter"
-    settings = TuneSettings(max_steps=2, learning_rate=1e-3, batch_size=1, lora_r=4, eval_steps=2)
+    # the greedy conversation only, and rows the old way (the random tiny model rarely reaches a label)
+    settings = TuneSettings(max_steps=2, learning_rate=1e-3, batch_size=1, lora_r=4, eval_steps=2, samples=1,
+                            allow_label_swap=True)
     r = tune(db, str(small_model), out, settings=settings, min_new=3, device="cpu", max_new_tokens=4)
-    assert r.status == "done" and r.steps == 2 and (r.n_train, r.n_val) == (3, 1)
+    assert r.status == "done" and r.steps == 2 and (r.n_train, r.n_val) == (3, 1) and r.val_questions == 1
+    assert r.kinds == {"sampled": 0, "label_swap": 4, "none": 0}
+    assert r.model_confidence["n"] == 1 and r.agreement_after == r.model_confidence["agreement"]
     assert math.isfinite(r.train_loss) and math.isfinite(r.val_loss)
     assert r.agreement_before is not None and r.agreement_after is not None
     weights = load_file(out / "adapter_model.safetensors")
     assert any("lora_B" in k and v.abs().sum() > 0 for k, v in weights.items())  # B starts at zero
     cfg = json.loads((out / "tune_config.json").read_text())
     assert cfg["base_model"] == str(small_model) and cfg["profile_version"] == "card-small/1"
-    assert sorted(cfg["data"]["train"] + cfg["data"]["val"]) == [1, 2, 3, 4]
+    assert sorted(cfg["data"]["train"] + cfg["data"]["val"]) == sorted(keep) and cfg["data"]["val"] == [val[0].id]
+    assert cfg["split"]["val"] == [val[0].id] and cfg["split"]["val_questions"] == 1 and cfg["split"]["fraction"] == 0.2
+    assert cfg["split"]["rule"] == qs.RULE and cfg["kinds"]["label_swap"] == 4
     seen = [json.loads(x) for x in (out / "data.jsonl").read_text().splitlines()]
     assert {x["split"] for x in seen} == {"train", "val"} and "images" not in seen[0]
+    assert all(x["synthetic"] and x["kind"] == "label_swap" for x in seen)
     [run] = runs(open_store(db))
-    assert run["status"] == "done" and (run["first_id"], run["last_id"]) == (1, 4) and json.loads(run["losses"])
+    assert run["status"] == "done" and (run["first_id"], run["last_id"]) == (min(keep), max(keep))
+    assert json.loads(run["losses"])
+    capsys.readouterr()  # the trainer's own log lines
+    assert main(["tune", "--db", db, "--history"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("run #1 done: steps 2, train loss") and "on 1 validation question(s)" in line
+    assert main(["tune", "--db", db, "--history", "--json"]) == 0
+    [h] = json.loads(capsys.readouterr().out)
+    assert h["steps"] == 2 and h["val_questions"] == 1 and h["kinds"]["label_swap"] == 4
+    assert h["agreement_after"] == r.agreement_after and h["new_patterns"] == []
 
     # sleeptime: nothing new -> nothing happens; one new selection is below --min-new 3
     assert tune(db, str(small_model), out, settings=settings, min_new=3).status == "skipped"
@@ -271,6 +296,14 @@ def test_tune_bad_flags(clips, db, tmp_path, capsys):
     assert main(base + ["--max-length", "0"]) == 2 and "--max-length" in capsys.readouterr().err
     assert main(base + ["--adapter", str(tmp_path / "no-adapter")]) == 2
     assert "adapter directory not found" in capsys.readouterr().err
+    for flags, said in ((["--samples", "0"], "--samples"), (["--temperature", "0"], "--temperature"),
+                        (["--val-fraction", "1"], "--val-fraction"), (["--json"], "--json goes with --history")):
+        assert main(base + flags) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("dqa: error:") and said in err and "\n" not in err
+    assert main(["tune", "--db", db, "--model", "m"]) == 2 and "--out" in capsys.readouterr().err
+    assert main(["tune", "--db", db, "--history"]) == 0 and "no tune runs yet" in capsys.readouterr().out
+    assert main(["patterns", "--db", db, "--since", "7"]) == 2 and "no such tune run" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -295,7 +328,8 @@ def test_tune_starts_from_an_adapter_and_loads_quantized(small_model, clips, db,
         for s in all_selections(store):  # the replies of the model the run starts from: base + adapter
             ds.save_reply(store, s.id, f"{small_model}|card-small/1|{start.resolve()}", AGREE_A)
     out = tmp_path / "adapter"
-    settings = TuneSettings(max_steps=1, learning_rate=1e-4, lora_r=4, val_fraction=0)
+    settings = TuneSettings(max_steps=1, learning_rate=1e-4, lora_r=4, val_fraction=0, samples=1,
+                            allow_label_swap=True)
     r = tune(db, str(small_model), out, settings=settings, device="cpu", adapter=str(start), max_new_tokens=4)
     assert r.status == "done" and r.steps == 1
     before, after = load_file(start / "adapter_model.safetensors"), load_file(out / "adapter_model.safetensors")
@@ -329,12 +363,21 @@ def test_cli_four_selections_to_a_loaded_adapter(tiny_model_dir, clips, tmp_path
     out = tmp_path / "adapter"
     # card's 448-pixel frames make ~2,650-token rows: no validation split there, to keep the test short
     val = ["--val-fraction", "0"] if protocol == "card" else []
+    # four conversations per selection (the greedy one and three sampled); where none reaches a label the
+    # row is built the old way (--allow-label-swap)
+    t0 = time.perf_counter()
     assert main(["tune", "--db", db, "--model", str(tiny_model_dir), "--out", str(out), "--max-steps", "2",
-                 "--device", "cpu", "--protocol", protocol, "--max-new-tokens", "8", "--max-turns", "2", *val]) == 0
+                 "--device", "cpu", "--protocol", protocol, "--max-new-tokens", "8", "--max-turns", "2",
+                 "--samples", "4", "--allow-label-swap", *val]) == 0
+    seconds = time.perf_counter() - t0
     captured = capsys.readouterr()
     assert "rows per ending" in captured.out and "longest row" in captured.err
+    assert "selections per kind" in captured.out and "selections per kind of row" in captured.err
     cfg = json.loads((out / "tune_config.json").read_text())
     assert cfg["profile"] == protocol and cfg["steps"] == 2 and sum(cfg["endings"].values()) == 4
+    assert sum(cfg["kinds"].values()) == 4 and cfg["kinds"]["none"] == 0
+    with open_store(db) as store:
+        assert store.db.execute("SELECT count(*) FROM tune_samples").fetchone()[0] == 4 * 3
     assert cfg["max_turns"] == 2 and cfg["longest_tokens"] > 0 and cfg["seconds_per_step"] > 0
     assert (out / "adapter_model.safetensors").is_file()
     rows = [json.loads(x) for x in (out / "data.jsonl").read_text().splitlines()]
@@ -346,5 +389,6 @@ def test_cli_four_selections_to_a_loaded_adapter(tiny_model_dir, clips, tmp_path
     v = json.loads(capsys.readouterr().out)
     assert v["protocol"] == f"{protocol}/1" and v["turns"]
     with capsys.disabled():
-        print(f"\nMEASURE {protocol}: endings {cfg['endings']}, tokens {[r['tokens'] for r in rows]}, "
-              f"{cfg['seconds_per_step']} s/step, estimated peak {cfg['estimated_peak_gb']} GB")
+        print(f"\nMEASURE {protocol}: endings {cfg['endings']}, kinds {cfg['kinds']}, tokens "
+              f"{[r['tokens'] for r in rows]}, {cfg['seconds_per_step']} s/step, estimated peak "
+              f"{cfg['estimated_peak_gb']} GB, whole run {seconds:.1f} s")

@@ -1,14 +1,16 @@
 """The tuner: a LoRA adapter for the judge, trained with DPO (TRL + PEFT) on a person's A/B selections.
 
-One run: decide whether to train (the sleeptime rule), get the judge's whole conversation on each
-selection (replayed from the store, or run with the judge the run starts from, `max_turns` limiting it),
-build DPO rows from its final turn (dqa.tune.dataset), split off a validation set, train with `trl.DPOTrainer`
+One run: decide whether to train (the sleeptime rule), get the judge's whole conversations on each
+selection, greedy and sampled (replayed from the store, or run with the judge the run starts from, `max_turns`
+limiting them), build DPO rows where one ends in the person's label and one in the other (dqa.tune.sampling),
+split by question (dqa.tune.split: a fixed hash rule), train with `trl.DPOTrainer`
 and dqa.tune.dataset's collator (images and the `training` profile's video item; TRL's fused LM head scores
 the completion tokens only; QLoRA: 4-bit base + gradient checkpointing on CUDA, or the quantization asked
 for; plain LoRA on CPU; from a given adapter instead of a fresh one when asked), keep the adapter with the
 lowest validation loss (early stopping), measure agreement (the whole conversation's final label) on the
-validation split before and after, save the adapter with tune_config.json and data.jsonl, and record the
-run in the `tune_runs` table.
+validation questions before and after, save the adapter with tune_config.json and data.jsonl, record the
+run in `tune_runs` and what else it found (row kinds, split, model confidence, failure patterns from
+dqa.tune.patterns) in `tune_run_details`.
 
 Context: rows are cut by dqa.tune.dataset's truncation rule at `max_length` tokens (default: the profile's own
 `max_context_tokens`, the limit its judge applies; else DEFAULT_MAX_LENGTH); the longest row's tokens and
@@ -26,7 +28,6 @@ before the training model is loaded, and that one is freed before returning.
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import math
 import shutil
@@ -43,6 +44,9 @@ from vrthinker.protocol import resolve
 from vrthinker.store import ModelIdentity
 
 from dqa.tune import dataset as ds
+from dqa.tune import patterns as pt
+from dqa.tune import sampling
+from dqa.tune import split as question_split
 from dqa.tune.selections import Selection, open_store, usable
 
 # the language model's attention projections (the vision tower names its own qkv/proj, so it is left alone)
@@ -51,6 +55,7 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 # (chosen + rejected, gradient checkpointing) within 24 GB by estimate_peak_gb
 DEFAULT_MAX_LENGTH = 16384
 GB = 1024 ** 3
+CONFIDENCE_WINDOW = 20  # model confidence: the most recent validation selections it is measured on
 
 
 @dataclass
@@ -65,8 +70,11 @@ class TuneSettings:
     val_fraction: float = 0.2
     eval_steps: int | None = None  # None: about 5 evaluations per run
     patience: int = 2  # evaluations without a lower validation loss before stopping
-    seed: int = 0
+    seed: int = 0  # the trainer's seed, and the one each sampled conversation derives its own from
     max_length: int | None = None  # the truncation rule's limit; None: the profile's, else DEFAULT_MAX_LENGTH
+    samples: int = sampling.DEFAULT_SAMPLES  # conversations per selection, the greedy one included
+    temperature: float = sampling.DEFAULT_TEMPERATURE
+    allow_label_swap: bool = False  # rows built the old way (synthetic) where no sample reached a label
 
 
 @dataclass
@@ -90,6 +98,12 @@ class RunResult:
     estimated_peak_gb: float | None = None
     measured_peak_gb: float | None = None  # CUDA only
     seconds_per_step: float | None = None
+    kinds: dict[str, int] = field(default_factory=dict)  # selections per kind of row: sampled, label_swap, none
+    why: list[tuple[int, str, str]] = field(default_factory=list)  # per selection: (id, kind, why)
+    val_questions: int = 0
+    model_confidence: dict | None = None
+    new_patterns: list[dict] = field(default_factory=list)
+    patterns_note: str = ""
 
 
 def last_run(store, base_model: str) -> dict | None:
@@ -110,13 +124,47 @@ def pending(store, base_model: str) -> tuple[list[Selection], list[Selection], s
     return sels, [s for s in sels if s.id > after], bad
 
 
-def split(meta: list[dict], fraction: float) -> tuple[list[int], list[int]]:
-    """Row positions for training and validation; stable for a selection whatever else is in the set."""
-    n = len(meta)
-    n_val = 0 if fraction <= 0 or n < 2 else min(n - 1, max(1, round(n * fraction)))
-    order = sorted(range(n), key=lambda i: hashlib.sha256(str(meta[i]["selection_id"]).encode()).hexdigest())
-    val = sorted(order[:n_val])
-    return [i for i in range(n) if i not in set(val)], val
+def split(meta: list[dict], val_ids: set[int]) -> tuple[list[int], list[int]]:
+    """Row positions for training and validation: a row is on its selection's question's side."""
+    val = [i for i, m in enumerate(meta) if m["selection_id"] in val_ids]
+    return [i for i, m in enumerate(meta) if m["selection_id"] not in val_ids], val
+
+
+def details(store, run_id: int) -> dict:
+    row = store.db.execute("SELECT details FROM tune_run_details WHERE run_id=?", (run_id,)).fetchone()
+    return json.loads(row[0]) if row else {}
+
+
+def history(store) -> list[dict]:
+    """Every run, oldest first: steps, losses, agreement before and after, and what else it recorded."""
+    out = []
+    for r in runs(store):
+        d = details(store, r["id"])
+        out.append({"run_id": r["id"], "status": r["status"], "base_model": r["base_model"], "adapter": r["adapter"],
+                    "started": r["started"], "steps": r["steps"], "train_loss": r["train_loss"],
+                    "val_loss": r["val_loss"], "agreement_before": r["agreement_before"],
+                    "agreement_after": r["agreement_after"], "n_train": r["n_train"], "n_val": r["n_val"],
+                    "val_questions": d.get("split", {}).get("val_questions"), "kinds": d.get("kinds"),
+                    "model_confidence": d.get("model_confidence"), "new_patterns": d.get("new_patterns", [])})
+    return out
+
+
+def previous_patterns(store, before_run: int) -> list[dict]:
+    """The patterns the last successful run before `before_run` stored (empty when none did)."""
+    row = store.db.execute("SELECT d.details FROM tune_run_details d JOIN tune_runs r ON r.id = d.run_id "
+                           "WHERE r.status='done' AND r.id < ? ORDER BY r.id DESC LIMIT 1", (before_run,)).fetchone()
+    return json.loads(row[0]).get("patterns", []) if row else []
+
+
+def confidence(outcomes: list[dict], window: int = CONFIDENCE_WINDOW) -> dict | None:
+    """Agreement with the person on the most recent validation selections, and the mean probability the
+    judge gave the person's label where its verdicts carry probabilities."""
+    recent = sorted(outcomes, key=lambda o: o["selection_id"])[-window:]
+    if not recent:
+        return None
+    probs = [o["probability"] for o in recent if o.get("probability") is not None]
+    return {"agreement": sum(o["agreed"] for o in recent) / len(recent), "n": len(recent),
+            "mean_probability": sum(probs) / len(probs) if probs else None, "with_probability": len(probs)}
 
 
 def free() -> None:
@@ -253,21 +301,30 @@ def train(rows: list[dict], val_rows: list[dict], model: str, out: Path, setting
 def agreement_on(judge, selections: list[Selection], profile) -> float | None:
     """Agreement of `judge` with the person on `selections`: the final label of its whole conversation
     (a conversation without that label disagrees)."""
+    outcomes = agreement_details(judge, selections, profile)
+    return sum(o["agreed"] for o in outcomes) / len(outcomes) if outcomes else None
+
+
+def agreement_details(judge, selections: list[Selection], profile) -> list[dict]:
+    """Per selection: the judge's final label, whether it is the person's, and the probability the verdict
+    gave the person's label (None where the verdict carries no probabilities)."""
     from vrthinker.judge import load_videos
 
-    if not selections:
-        return None
-    hits = 0
+    out = []
     for s in selections:
         v = judge.compare(s.video_a, s.video_b, s.prompt, grids=load_videos(profile, s.video_a, s.video_b))
-        hits += v.labels.get(s.dimension) == s.label
-    return hits / len(selections)
+        said = v.labels.get(s.dimension)
+        probs = (getattr(v, "probabilities", None) or {}).get(s.dimension) or {}
+        p = probs.get(str(s.label))
+        out.append({"selection_id": s.id, "said": said, "agreed": said == s.label,
+                    "probability": None if p is None else float(p)})
+    return out
 
 
 def tune(db: str, model: str, out: str | Path, *, settings: TuneSettings | None = None, min_new: int = 1,
          device: str | None = None, dtype: str | None = None, revision: str | None = None,
          protocol: str | None = None, max_new_tokens: int | None = None, quantize: str | None = None,
-         adapter: str | None = None, max_turns: int | None = None,
+         adapter: str | None = None, max_turns: int | None = None, find_patterns: bool = True,
          log: Callable[[str], None] = lambda s: None) -> RunResult:
     """One tuner run (see the module doc). Returns what happened; a skipped run writes nothing.
 
@@ -281,6 +338,12 @@ def tune(db: str, model: str, out: str | Path, *, settings: TuneSettings | None 
         raise UsageError("--max-turns must be at least 1")
     if settings.max_length is not None and settings.max_length < 1:
         raise UsageError("--max-length must be at least 1")
+    if settings.samples < 1:
+        raise UsageError("--samples must be at least 1")
+    if not (settings.temperature > 0 and math.isfinite(settings.temperature)):
+        raise UsageError("--temperature must be above 0")
+    if not 0 <= settings.val_fraction < 1:
+        raise UsageError("--val-fraction must be at least 0 and below 1")
     if adapter and not Path(adapter).expanduser().is_dir():
         raise UsageError(f"--adapter {adapter}: adapter directory not found")
     adapter = str(Path(adapter).expanduser().resolve()) if adapter else None
@@ -313,20 +376,32 @@ def tune(db: str, model: str, out: str | Path, *, settings: TuneSettings | None 
                                          quantize=quantize, adapter=adapter).items() if v}))
             return loaded[0]
 
-        built = ds.build(store, profile, sels, judge=load_judge, identity=identity, max_turns=max_turns,
-                         max_length=max_length, progress=log)
+        built = sampling.build(store, profile, sels, judge=load_judge, identity=identity,
+                               samples=settings.samples, temperature=settings.temperature, seed=settings.seed,
+                               allow_label_swap=settings.allow_label_swap, max_turns=max_turns,
+                               max_length=max_length, progress=log)
         if loaded:
             loaded.clear()
             free()
+        kinds = built.kind_counts
+        log("selections per kind of row: " + ", ".join(f"{k} {v}" for k, v in kinds.items())
+            + ("" if settings.allow_label_swap else " (label_swap is off: --allow-label-swap)"))
         if not built.rows:
-            raise UsageError("no usable DPO pairs: " + "; ".join(f"#{i}: {why}" for i, why in built.skipped[:3]))
+            raise UsageError("no usable DPO pairs: " + "; ".join(f"#{i}: {why}" for i, _, why in built.kinds[:3]))
         log(f"{len(built.rows)} row(s) from {len(sels)} selection(s); endings: "
             + ", ".join(f"{k} {v}" for k, v in built.endings.items()))
-        tr, va = split(built.meta, settings.val_fraction)
+        qs = question_split.split(sels, settings.val_fraction)
+        val_ids = set(qs.val)
+        tr, va = split(built.meta, val_ids)
+        if not tr:
+            raise UsageError(f"every row falls on the validation side ({qs.val_questions} validation question(s) at "
+                             f"--val-fraction {settings.val_fraction}): add selections or lower --val-fraction")
         train_rows, val_rows = [built.rows[i] for i in tr], [built.rows[i] for i in va]
-        val_sels = {s.id: s for s in sels}
-        val_sel = [val_sels[built.meta[i]["selection_id"]] for i in va]
-        before = (sum(built.meta[i]["agreed"] for i in va) / len(va)) if va else None
+        val_sel = [s for s in sels if s.id in val_ids]  # validation questions, with or without a row
+        seen = [s for s in val_sel if built.greedy.get(s.id, -1) != -1]
+        before = sum(built.greedy[s.id] == s.label for s in seen) / len(seen) if seen else None
+        log(f"split by question: {qs.train_questions} train, {qs.val_questions} validation question(s) "
+            f"({len(val_sel)} validation selection(s))")
         ids = [m["selection_id"] for m in built.meta]
         started = time.time()
         with store.transaction():
@@ -349,7 +424,7 @@ def tune(db: str, model: str, out: str | Path, *, settings: TuneSettings | None 
                 import torch
 
                 with torch.no_grad():
-                    return agreement_on(j, val_sel, profile)
+                    return agreement_details(j, val_sel, profile)
             finally:
                 j = None
 
@@ -362,25 +437,37 @@ def tune(db: str, model: str, out: str | Path, *, settings: TuneSettings | None 
                 store.db.execute("UPDATE tune_runs SET status='failed', detail=?, finished=? WHERE id=?",
                                  (f"{type(e).__name__}: {e}"[:500], time.time(), run_id))
             raise
+        outcomes = info.get("after") or []
+        after_agreement = sum(o["agreed"] for o in outcomes) / len(outcomes) if outcomes else None
+        conf = confidence(outcomes)
+        found = pt.find(store, sels, progress=log) if find_patterns else None
+        current = [p.to_dict() for p in found.patterns] if found else []
+        fresh = pt.new_patterns(current, previous_patterns(store, run_id))
+        extra = {"kinds": kinds, "why": [list(k) for k in built.kinds], "split": qs.to_dict(),
+                 "agreement_n": len(val_sel), "model_confidence": conf, "patterns": current, "new_patterns": fresh,
+                 "patterns_note": found.note if found else "not looked for"}
         write_outputs(out, model, revision, profile, settings, built, tr, va, info, run_id,
-                      quantize=quantize, adapter=adapter, max_turns=max_turns, max_length=max_length)
+                      quantize=quantize, adapter=adapter, max_turns=max_turns, max_length=max_length, extra=extra)
         with store.transaction():
             store.db.execute(
                 "UPDATE tune_runs SET status='done', steps=?, train_loss=?, val_loss=?, losses=?, agreement_before=?,"
                 " agreement_after=?, finished=? WHERE id=?",
                 (info["steps"], info["train_loss"], info["val_loss"], json.dumps(info["history"]), before,
-                 info.get("after"), time.time(), run_id))
+                 after_agreement, time.time(), run_id))
+            store.db.execute("INSERT OR REPLACE INTO tune_run_details VALUES (?,?)", (run_id, json.dumps(extra)))
         return RunResult("done", f"adapter saved to {out}", run_id, len(new), len(tr), len(va), info["steps"],
-                         info["train_loss"], info["val_loss"], before, info.get("after"), built.skipped,
+                         info["train_loss"], info["val_loss"], before, after_agreement, built.skipped,
                          sorted(bad), str(out), built.endings, info["longest_tokens"],
-                         info["estimated_peak_gb"], info["measured_peak_gb"], info["seconds_per_step"])
+                         info["estimated_peak_gb"], info["measured_peak_gb"], info["seconds_per_step"],
+                         kinds, list(built.kinds), qs.val_questions, conf, fresh, extra["patterns_note"])
     finally:
         store.close()
 
 
 def write_outputs(out: Path, model: str, revision: str | None, profile, settings: TuneSettings, built: ds.Built,
                   tr: list[int], va: list[int], info: dict, run_id: int, quantize: str | None = None,
-                  adapter: str | None = None, max_turns: int | None = None, max_length: int | None = None) -> None:
+                  adapter: str | None = None, max_turns: int | None = None, max_length: int | None = None,
+                  extra: dict | None = None) -> None:
     """tune_config.json (what the adapter is for and how it was made) and data.jsonl (what it saw, no images)."""
     from dataclasses import asdict
 
@@ -396,6 +483,9 @@ def write_outputs(out: Path, model: str, revision: str | None, profile, settings
               "max_turns": max_turns or profile.max_turns, "max_length": max_length, "endings": built.endings,
               "longest_tokens": info.get("longest_tokens"), "estimated_peak_gb": info.get("estimated_peak_gb"),
               "measured_peak_gb": info.get("measured_peak_gb"), "seconds_per_step": info.get("seconds_per_step")}
+    extra = extra or {}
+    config.update({k: extra[k] for k in ("kinds", "split", "model_confidence") if k in extra})
+    config["data"]["split"] = extra.get("split", {}).get("rule")
     if quantize:
         config["quantize"] = quantize
     if adapter:
