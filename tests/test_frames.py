@@ -253,3 +253,24 @@ def test_grid_cache_decodes_each_video_once_within_a_bound(clips):
     tiny.load(clips["pan"])
     tiny.load(clips["shapes"])
     assert tiny.decodes == 3
+
+
+def test_vendored_smart_resize_equals_qwen_vl_utils():
+    """The light core sizes frames with its own copy of smart_resize: it must equal qwen_vl_utils' everywhere."""
+    qv = pytest.importorskip("qwen_vl_utils.vision_process")
+    from vrthinker.media.frame_grid import smart_resize
+
+    rng = np.random.default_rng(0)
+    sizes = [(28, 28), (1, 200), (200, 1), (1080, 1920), (480, 854), (56, 11200)]
+    sizes += [tuple(int(x) for x in rng.integers(1, 4000, 2)) for _ in range(400)]
+    bounds = [(4 * 28 * 28, 16384 * 28 * 28), (448 * 448, 448 * 448), (256 * 28 * 28, 1280 * 28 * 28), (3136, 12845056)]
+    checked = 0
+    for h, w in sizes:
+        if max(h, w) / min(h, w) > 200:
+            continue
+        for lo, hi in bounds:
+            assert smart_resize(h, w, 28, lo, hi) == qv.smart_resize(h, w, factor=28, min_pixels=lo, max_pixels=hi)
+            checked += 1
+    assert checked > 1000
+    with pytest.raises(ValueError):
+        smart_resize(1, 500, 28, 3136, 12845056)

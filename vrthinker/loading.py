@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 from vrthinker.errors import ModelLoadError, UsageError
 
+HF_EXTRA = "pip install 'vrthinker[hf]'"  # the one line that fixes a missing in-process model stack
 HUB_HINT = "pass --model DIR"  # how the offline message says to use a local copy (dqa names its own flag)
 # Qwen2.5-VL-7B (the default judge): 8.29 B parameters, so about 16 GB in bf16 and 31 GB in fp32
 DEFAULT_PARAMS_B = 8.29
@@ -25,8 +26,14 @@ _DTYPES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp
 
 
 def pick_device(device: str | None) -> str:
-    """cuda when there is one and nothing was asked, else the device asked for (checked)."""
-    import torch
+    """cuda when there is one and nothing was asked, else the device asked for (checked). Without torch (the
+    light core) only the CPU exists: the weight-free parts run, and a model load says which extra it needs."""
+    try:
+        import torch
+    except ModuleNotFoundError:
+        if device in (None, "", "auto", "cpu"):
+            return "cpu"
+        raise ModelLoadError(f"--device {device} needs torch: {HF_EXTRA}") from None
 
     if device in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"

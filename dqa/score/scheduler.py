@@ -141,8 +141,12 @@ def _rss_gb() -> float | None:
 
 
 def _module_refs(obj: Any, depth: int = 3) -> list[weakref.ref]:
-    """Weak references to every torch module reachable from a worker's attributes (a few levels deep)."""
-    import torch
+    """Weak references to every torch module reachable from a worker's attributes (a few levels deep); none
+    without torch (the light core's weight-free workers hold no modules)."""
+    try:
+        import torch
+    except ModuleNotFoundError:
+        return []
 
     refs, seen = [], set()
 

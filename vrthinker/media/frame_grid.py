@@ -6,6 +6,7 @@ converts them (PIL resize, on first use) and keeps grids in the shared cache of 
 from __future__ import annotations
 
 import hashlib
+import math
 import operator
 import os
 import threading
@@ -43,9 +44,32 @@ def sample_indices(total: int, grid_size: int = GRID_SIZE, sampling: str = "floo
 def fit_size(height: int, width: int, pixels: tuple[int, int]) -> tuple[int, int]:
     """(height, width) with the aspect kept, sides multiples of 28, area within `pixels` = (min, max):
     qwen_vl_utils' smart_resize, as its fetch_image sizes a frame."""
-    from qwen_vl_utils import smart_resize
-
     return smart_resize(height, width, factor=28, min_pixels=pixels[0], max_pixels=pixels[1])
+
+
+MAX_RATIO = 200
+
+
+def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """qwen_vl_utils' smart_resize, line for line (tests compare the two): vendored so that the light core (no
+    torch, no torchvision, which qwen_vl_utils imports) sizes frames exactly as the checkpoint saw them."""
+    if max_pixels < min_pixels:
+        raise ValueError("The max_pixels of image must be greater than or equal to min_pixels.")
+    if max(height, width) / min(height, width) > MAX_RATIO:
+        raise ValueError(
+            f"absolute aspect ratio must be smaller than {MAX_RATIO}, got {max(height, width) / min(height, width)}"
+        )
+    h_bar = max(factor, round(height / factor) * factor)
+    w_bar = max(factor, round(width / factor) * factor)
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = math.floor(height / beta / factor) * factor
+        w_bar = math.floor(width / beta / factor) * factor
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
 
 
 # ----------------------------------------------------------------------------------------------------------
