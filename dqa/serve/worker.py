@@ -2,8 +2,9 @@
 
 One thread means one model computes at a time. Two lanes share it: compares (from /v1/compare and A/B
 questions) and scores. A score job runs in chunks of videos (each chunk's scores are stored, the last step
-reads them all back), and before each step the lane that has used less of the worker's time goes next, so a
-compare waits behind at most one chunk of a long score job. A worker thread that dies fails the job it held,
+reads them all back), and before each step the lane that has used less of its share of the worker's time
+goes next (compares 3/4, scores 1/4 while both wait), so a compare waits behind at most one chunk of a long
+score job and a score job is never starved. A worker thread that dies fails the job it held,
 with the reason, and is started again; after too many deaths in a minute /health says `dead` (503).
 """
 from __future__ import annotations
@@ -21,12 +22,17 @@ if TYPE_CHECKING:
 LANES = ("compare", "score")
 
 
-class FairShare:
-    """Which lane steps next: of the lanes with work, the one that has used the least worker time (ties go to
-    compares). A lane without work catches up with the others, so idle time is never saved up as credit."""
+WEIGHTS = {"compare": 3.0, "score": 1.0}  # while both lanes have work, compares get 3/4 of the worker's time
 
-    def __init__(self):
-        self.used = dict.fromkeys(LANES, 0.0)
+
+class FairShare:
+    """Which lane steps next: of the lanes with work, the one that has used the least worker time for its
+    weight (ties go to compares). A lane without work catches up with the others, so idle time is never
+    saved up as credit."""
+
+    def __init__(self, weights: dict[str, float] | None = None):
+        self.weights = dict(weights or WEIGHTS)
+        self.used = dict.fromkeys(LANES, 0.0)  # seconds / weight
 
     def pick(self, waiting: set[str]) -> str | None:
         busy = [lane for lane in LANES if lane in waiting]
@@ -39,7 +45,7 @@ class FairShare:
         return min(busy, key=lambda lane: (self.used[lane], LANES.index(lane)))
 
     def charge(self, lane: str, seconds: float) -> None:
-        self.used[lane] += seconds
+        self.used[lane] += seconds / self.weights[lane]
 
 
 @dataclass(frozen=True)
