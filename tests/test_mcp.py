@@ -431,3 +431,31 @@ def test_a_missing_sdk_is_one_line_naming_the_extra(media, tmp_path):
                        timeout=60)
     assert p.returncode == 2, p.stderr
     assert p.stderr.strip().count("\n") == 0 and 'pip install "vrthinker[serve]"' in p.stderr, p.stderr
+
+
+def test_the_documented_refine_loop_stops_at_the_first_grade_over_the_threshold(tmp_path):
+    """docs/mcp.md's plain Python loop (examples/mcp_refine_loop.py): a ruined first attempt is refined, the
+    clean second one is accepted, and the third is never made."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mcp_refine_loop", ROOT / "examples" / "mcp_refine_loop.py")
+    loop = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loop)
+    root = tmp_path / "media"
+    root.mkdir()
+    asked: list[tuple[str, int]] = []
+    make = loop.synthetic_generator(root)
+
+    def generate(prompt: str, attempt: int) -> str:
+        asked.append((prompt, attempt))
+        return make(prompt, attempt)
+
+    async def main():
+        async with stdio(tmp_path / "loop.sqlite", root) as c:
+            return await loop.refine_loop(c, PROMPT, generate, threshold=0.6, attempts=3, log=lambda s: None)
+
+    best, history = anyio.run(main)
+    assert [h["action"] for h in history] == ["reject", "accept"] and best == history[-1]
+    assert history[0]["prompt_adherence"] < 0.6 <= best["prompt_adherence"]
+    assert [k for _, k in asked] == [0, 1] and asked[1][0].startswith(PROMPT + ". Fix: ")
+    assert not (root / "attempt_2.mp4").exists()
