@@ -100,6 +100,87 @@ class SyntheticJudge:
         return out
 
 
+class CalibratedJudge(SyntheticJudge):
+    """The same judge (same label distribution), saying how sure it is, and calibrated.
+
+    Thurstone's rule "the first wins when (q_1 - q_2) / sigma + b + e > 0, e ~ N(0, 1)" is split in two: the
+    judge sees y = (q_1 - q_2) / sigma + b + e_1 with e_1 ~ N(0, `unseen`) (what it cannot tell: its misreading
+    of the videos), and its own decision noise e_2 ~ N(0, 1 - `unseen`) is what its probability is about:
+    p = P(y + e_2 > 0 | y) = Phi(y / sqrt(1 - unseen)). It reports P(1) = (1 - tie) p, P(2) = (1 - tie) (1 - p),
+    P(0) = tie and draws its label from them. Its labels are distributed exactly as SyntheticJudge's, and its
+    probabilities are calibrated (given y, the label is drawn from them), but they are not the truth: with
+    `unseen` > 0 a confident call can still be wrong.
+    """
+
+    unseen: float = 0.5
+
+    def __call__(self, a: str, b: str) -> dict:
+        self.calls += 1
+        out: dict = {"probabilities": {}}
+        for d in DIMS:
+            q1, q2 = self.quality[a][d], self.quality[b][d]
+            y = (q1 - q2) / self._sigma + self._b + math.sqrt(self.unseen) * self._rng.standard_normal()
+            p = float(self._ndtr(y / math.sqrt(1 - self.unseen)))
+            probs = {"1": (1 - self.tie) * p, "2": (1 - self.tie) * (1 - p), "0": self.tie}
+            u = self._rng.random()
+            out[d] = 1 if u < probs["1"] else 2 if u < probs["1"] + probs["2"] else 0
+            out["probabilities"][d] = probs
+            if out[d]:
+                self.decisive += 1
+                self.correct += (out[d] == 1) == (q1 > q2)
+        return out
+
+
+def soft_trial(args: tuple) -> dict:
+    """One seeded adaptive ranking by the calibrated judge at a given budget: top-1 on OA, soft or hard fit."""
+    from vrthinker.rank import rank
+
+    n, seed, budget, accuracy, soft = args
+    judge = CalibratedJudge.random(n, seed=seed, accuracy=accuracy)
+    r = rank(list(judge.quality), judge, seed=seed, budget=budget, soft=soft, dimensions=("OA",))
+    return {"budget": budget, "soft": soft, "comparisons": r.comparisons,
+            "top1": float(r.order("OA")[0] == judge.true_order("OA")[0])}
+
+
+def soft_main(a) -> int:
+    """Soft against hard Bradley-Terry at equal top-1: the same calibrated judge, the same seeds, a range of budgets."""
+    n, budgets = a.soft_n, [int(x) for x in a.soft_budgets.split(",")]
+    jobs = [(n, 1000 * n + t, b, a.accuracy, soft) for b in budgets for t in range(a.soft_trials)
+            for soft in (True, False)]
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=a.workers) as ex:
+        results = list(ex.map(soft_trial, jobs, chunksize=8))
+    curve = {}
+    print(f"calibrated synthetic judge (thurstone, accuracy {a.accuracy}, position bias +0.1, ties 10%, half the "
+          f"noise unseen by the judge), N={n}, "
+          f"{a.soft_trials} trials per budget, adaptive schedule, OA ({time.perf_counter() - t0:.0f}s)")
+    print(f"{'budget':>7} {'comparisons':>12} {'top-1 soft':>11} {'top-1 hard':>11}")
+    for b in budgets:
+        row = {s: [r for r in results if r["budget"] == b and r["soft"] == s] for s in (True, False)}
+        top = {s: float(np.mean([r["top1"] for r in row[s]])) for s in row}
+        cmp_ = float(np.mean([r["comparisons"] for r in row[True]]))
+        curve[b] = (cmp_, top[True], top[False])
+        print(f"{b:>7} {cmp_:>12.1f} {top[True]:>11.3f} {top[False]:>11.3f}")
+    # the hard fit's top-1 at the largest budget; the comparisons the soft fit needs to reach it (interpolated)
+    target_cmp, _, target = curve[budgets[-1]]
+    need = None
+    prev = None
+    for b in budgets:
+        c, soft_top, _ = curve[b]
+        if soft_top >= target:
+            if prev is None or prev[1] >= target:
+                need = c
+            else:
+                need = prev[0] + (c - prev[0]) * (target - prev[1]) / (soft_top - prev[1])
+            break
+        prev = (c, soft_top)
+    print(f"soft: {'n/a' if need is None else f'{need:.1f}'} comparisons for the top-1 ({target:.3f}) hard reaches "
+          f"with {target_cmp:.1f}")
+    print(f"soft_comparisons={'nan' if need is None else f'{need:.1f}'} hard_comparisons={target_cmp:.1f} "
+          f"top1={target:.3f} ratio={'nan' if need is None else f'{need / target_cmp:.2f}'}")
+    return 0
+
+
 def trial(args: tuple) -> dict:
     """One seeded ranking of N candidates with one schedule: tau and top-1 per dimension, comparisons used."""
     from scipy.stats import kendalltau
@@ -131,7 +212,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--accuracy", type=float, default=0.8)
     p.add_argument("--judge-model", choices=["thurstone", "constant"], default="thurstone")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--soft", action="store_true",
+                   help="instead: a calibrated judge's label probabilities (soft Bradley-Terry) against its labels "
+                        "alone, comparisons needed for equal top-1")
+    p.add_argument("--soft-n", type=int, default=16)
+    p.add_argument("--soft-budgets", default="8,12,16,24,32,48,64")
+    p.add_argument("--soft-trials", type=int, default=200)
     a = p.parse_args(argv)
+    if a.soft:
+        return soft_main(a)
     sizes = [int(x) for x in a.sizes.split(",")]
     trials = [int(x) for x in a.trials.split(",")]
     if len(trials) != len(sizes):

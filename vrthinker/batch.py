@@ -23,7 +23,7 @@ from vrthinker.errors import UsageError, VideoError
 from vrthinker.identity import plain
 from vrthinker.orders import agreement, combine
 from vrthinker.store import Item, Judgment, ModelIdentity, Store, judgment_key
-from vrthinker.verdict import DIMENSIONS, Verdict
+from vrthinker.verdict import DIMENSIONS, Verdict, plain_probabilities
 
 REQUIRED = ("video1", "video2", "prompt")
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
@@ -175,6 +175,7 @@ class ItemOutcome:
 
 
 @dataclass(frozen=True)
+    probabilities: dict | None = None  # the item's label probabilities (both orders averaged), if read
 class BatchSummary:
     """Counts of one run, and its position consistency over the items judged in both orders."""
 
@@ -210,7 +211,8 @@ def _stored_verdict(v: Verdict) -> dict:
 def _as_verdict(j: Judgment) -> Verdict:
     return Verdict(labels=j.labels, reason=j.reason, detail=j.detail, reasoning=j.reasoning,
                    videos=(j.videoA, j.videoB), prompt=j.prompt, model_id=j.model_id, protocol=j.protocol,
-                   backend=j.backend)
+                   backend=j.backend, probabilities=(j.verdict or {}).get("probabilities"),
+                   mass=(j.verdict or {}).get("mass"))  # None for judgments stored before they were read
 
 
 def combined(forward: Judgment, reverse: Judgment | None) -> Verdict:
@@ -373,7 +375,8 @@ def _run_one(judge, row: PairRow, store: Store, job: str, orders: str, ident: Mo
         counts["incomplete"] += 1
     return ItemOutcome(row.item_id, row.position, "judged" if new else "reused", v.reason, v.detail,
                        {d: v.labels.get(d) for d in DIMENSIONS},
-                       agreement(forward.labels, reverse.labels) if reverse is not None else {})
+                       agreement(forward.labels, reverse.labels) if reverse is not None else {},
+                       plain_probabilities(v.probabilities))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -405,7 +408,8 @@ class JudgedItem:
             if j is not None:
                 per_order.append({"order": name, "key": j.key, "shown": [j.videoA, j.videoB],
                                   "labels": dict(j.labels), "reason": j.reason,
-                                  "frames_requested": j.verdict.get("frames_requested", [])})
+                                  "frames_requested": j.verdict.get("frames_requested", []),
+                                  "probabilities": j.verdict.get("probabilities")})
         return {
             "id": it.item_id, "job": it.job, "status": it.status, "video1": it.video1, "video2": it.video2,
             "prompt": it.prompt, "orders": it.orders,
@@ -422,6 +426,8 @@ class JudgedItem:
 
 
 def judged_items(store: Store, job: str | None = None, include_bad: bool = False) -> Iterable[JudgedItem]:
+            "probabilities": plain_probabilities(v.probabilities) if v else None,
+            "tv_distance": v.extra.get("tv_distance") if v else None,
     """Stored items (done ones, and bad ones if asked) with their judgments, in input order."""
     for it in store.items(job):
         if it.status != "done":

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from vrthinker.backends.base import Reply, Session
-from vrthinker.parsing import CallRules, final_reasoning, labels_or_missing, read_reply
+from vrthinker.parsing import CallRules, final_reasoning, labels_or_missing, read_reply, recommendation_positions
+from vrthinker.probabilities import at_positions
 from vrthinker.protocol import Conversation, Profile, fill
 from vrthinker.verdict import DIMENSIONS, REASONS, Turn
 
@@ -23,6 +24,9 @@ class Outcome:
     reasoning: str
     turns: tuple[Turn, ...]
     recommendation: dict | None = None  # the last interim <Recommend Answer> (labels, confidence), if any
+    probabilities: dict | None = None  # {dimension: {"1", "2", "0": p}} at the final answer's label digits
+    mass: dict | None = None
+    no_probabilities: str = ""  # why there are none, where the backend said
 
 
 class Dialogue:
@@ -49,10 +53,12 @@ class Dialogue:
         """What the model is asked now: messages and media (PIL images, protocol.Clip videos)."""
         return self.conv.request()
 
-    def _end(self, labels, reason, detail, reply_text) -> None:
+    def _end(self, labels, reason, detail, reply_text, reply: Reply | None = None) -> None:
         recs = [t.recommendation for t in self.turns if t.recommendation]
+        last = self.turns[-1] if self.turns and self.turns[-1].action == "answer" else None
         self.outcome = Outcome(labels, reason, detail, final_reasoning(reply_text), tuple(self.turns),
-                               recs[-1] if recs else None)
+                               recs[-1] if recs else None, last.probabilities if last else None,
+                               last.mass if last else None, reply.no_probabilities if reply else "")
 
     def _over_context(self, reply: Reply) -> bool:
         limit = self.profile.max_context_tokens
@@ -70,13 +76,16 @@ class Dialogue:
                 "reused_tokens": reply.reused_tokens, "stopped": reply.stopped, "seconds": reply.seconds,
                 "recommendation": rec, "prompt_tokens": reply.prompt_tokens,
                 "server_prompt_tokens": reply.server_prompt_tokens}
+        # the labels this turn wrote: its answer's, else its interim <Recommend Answer>'s
+        positions = reading.positions if reading.action == "answer" else recommendation_positions(reply.text)
+        base["probabilities"], base["mass"] = at_positions(positions, reply.digits)
 
         if reading.action == "answer":
             self.turns.append(Turn(action="answer", **base))
             labels = labels_or_missing(reading.labels)
             missing = [d for d in DIMENSIONS if labels[d] is None]
             self._end(labels, "partial_answer" if missing else None,
-                      f"no label for {', '.join(missing)}" if missing else "", reply.text)
+                      f"no label for {', '.join(missing)}" if missing else "", reply.text, reply)
             return
 
         call = reading.call

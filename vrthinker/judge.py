@@ -123,12 +123,13 @@ class Judge:
         return load_videos(self.profile, video1, video2, self.min_frames, self.grids)
 
     def compare(self, video1: str | Path, video2: str | Path, prompt: str, *, orders: str = "one",
-                grids=None) -> Verdict:
+                grids=None, combine_rule: str = "labels") -> Verdict:
         """Judge video1 against video2 for `prompt`. Bad videos give a verdict with reason bad_video.
 
         `orders="both"` also judges (video2, video1) and combines the two (see `orders.combine`); the
         two conversations are stepped together so the backend can batch them. `grids` may pass the
-        two already-decoded FrameGrids (see `load_videos`) to skip decoding.
+        two already-decoded FrameGrids (see `load_videos`) to skip decoding. `combine_rule`
+        "probabilities" takes each label from both orders' averaged label probabilities where read.
         """
         if not prompt or not prompt.strip():
             raise UsageError("the prompt is empty: pass the text the videos were generated from")
@@ -156,13 +157,14 @@ class Judge:
             m = dict(meta, videos=(meta["videos"][i], meta["videos"][j]))
             verdicts.append(Verdict(
                 labels=out.labels, reason=out.reason, detail=out.detail, reasoning=out.reasoning,
-                turns=out.turns, timings=timings,
+                turns=out.turns, timings=timings, probabilities=out.probabilities, mass=out.mass,
                 extra={"profile_source": self.profile_source, "orders": "one",
                        "recommendation": out.recommendation, **_count_warnings(out.turns),
+                       **({"no_probabilities": out.no_probabilities} if out.no_probabilities else {}),
                        "frames": [{"video": k + 1, "total_frames": g.total_frames, "fps": g.fps}
                                   for k, g in enumerate((grids[i], grids[j]))]},
                 **m))
-        return verdicts[0] if orders == "one" else combine(*verdicts)
+        return verdicts[0] if orders == "one" else combine(*verdicts, rule=combine_rule)
 
 
 def _count_warnings(turns) -> dict:

@@ -9,7 +9,9 @@ One JSON line per pair, every line with the same fields (so `datasets.load_datas
 - `labels`: all four dimensions for (chosen, rejected) in the judge's convention: 1 = chosen better,
   2 = rejected better, 0 = tie, null = missing (for rankings: from the scores on each ranked dimension).
 - `confidence` in [0, 1]: 1.0 when both orders agree, 0.5 when judged in one order only, 0.25 when one
-  order picks the winner and the other calls it a tie (kept only with allow_inconsistent); for a ranking,
+  order picks the winner and the other calls it a tie (kept only with allow_inconsistent); where the judge
+  read label probabilities, instead the chosen video's probability on the dimension, averaged over both orders
+  with the reverse mapped back (position-debiased; one order's alone when judged in one); for a ranking,
   P(chosen beats rejected) from the Bradley-Terry fit and its covariance (`vrthinker.rank.p_beats`): above
   0.5, and near 0.5 when the gap rests on little evidence.
 - `chosen_sha256`, `rejected_sha256`: the videos' content hashes (what duplicates are found by).
@@ -122,6 +124,9 @@ def from_item(j: JudgedItem, dimension: str, *, require_consistent: bool = False
         if require_consistent or not allow_inconsistent:
             return None, "inconsistent"
         confidence = CONFIDENCE_HALF_TIE
+    probs = (j.verdict.probabilities or {}).get(dimension)
+    if probs is not None:  # the judge's own figure: the winner's probability, both orders averaged (debiased)
+        confidence = round(float(probs[str(side)]), 6)
     it = j.item
     labels = {d: j.verdict.labels.get(d) for d in DIMENSIONS}
     chosen, rejected = (it.video1, it.video2) if side == 1 else (it.video2, it.video1)

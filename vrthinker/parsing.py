@@ -27,13 +27,19 @@ _ANY_TAG = re.compile(r"<\s*/?\s*(snapshot|synthesis|think|answer|final[\s_]*ans
                       r"|tool_call)\s*>", re.I)
 
 
+def _label_spans(block: str, base: int = 0) -> dict[str, tuple[int, int]]:
+    """(value, offset of its digit in the reply) of the first value written for each dimension; one outside
+    0..2 leaves that dimension missing. `base` is where `block` starts in the reply."""
+    first: dict[str, tuple[int, int]] = {}
+    for m in _LABEL.finditer(block):
+        first.setdefault(m[1].upper(), (int(m[2]), base + m.start(2)))
+    return {d: v for d, v in first.items() if v[0] in (0, 1, 2)}
+
+
 def _labels(block: str) -> dict[str, int]:
     """The first value written for each dimension, as the reference reads it; one outside 0..2 leaves
     that dimension missing."""
-    first: dict[str, int] = {}
-    for dim, value in _LABEL.findall(block):
-        first.setdefault(dim.upper(), int(value))
-    return {d: v for d, v in first.items() if v in (0, 1, 2)}
+    return {d: v for d, (v, _) in _label_spans(block).items()}
 
 
 def parse_answer(text: str) -> dict[str, int] | None:
@@ -56,6 +62,12 @@ def parse_recommendation(text: str) -> dict[str, Any] | None:
     cf = _CF.search(blocks[-1][1])
     confidence = int(cf[1]) if cf and int(cf[1]) in (1, 2, 3) else None
     return {"labels": _labels(blocks[-1][1]), "confidence": confidence}
+
+
+def recommendation_positions(text: str) -> dict[str, int]:
+    """Where each label digit of the last <Recommend Answer> block stands in `text` (empty: no block)."""
+    blocks = list(_RECOMMEND.finditer(text))
+    return {d: at for d, (_, at) in _label_spans(blocks[-1][2], blocks[-1].start(2)).items()} if blocks else {}
 
 
 @dataclass(frozen=True)
@@ -265,6 +277,7 @@ class Reading:
     labels: dict[str, int] | None = None
     call: ToolCall | None = None
     recommendation: dict[str, Any] | None = None
+    positions: dict[str, int] = field(default_factory=dict)  # answer label -> offset of its digit in the reply
 
 
 def read_reply(text: str, rules: CallRules, rule: str = "reference") -> Reading:
@@ -273,36 +286,50 @@ def read_reply(text: str, rules: CallRules, rule: str = "reference") -> Reading:
     if rule not in REPLY_RULES:
         raise ValueError(f"unknown reply rule {rule!r}")
     read = _reference_reading if rule == "reference" else _training_reading
-    action, labels, call = read(text, rules)
-    return Reading(action, labels, call, parse_recommendation(text))
+    action, spans, call = read(text, rules)
+    labels = None if spans is None else {d: v for d, (v, _) in spans.items()}
+    positions = {d: at for d, (_, at) in (spans or {}).items()}
+    return Reading(action, labels, call, parse_recommendation(text), positions)
+
+
+def answer_positions(text: str) -> dict[str, int]:
+    """Where each label digit of the last <Answer> / <final answer> block stands in `text` (empty: none)."""
+    return {d: at for d, (_, at) in (_last_answer_spans(text) or {}).items()}
+
+
+def _last_answer_spans(text: str) -> dict[str, tuple[int, int]] | None:
+    """parse_answer with each label's digit offset: the last <Answer> / <final answer> block, or None."""
+    blocks = list(_ANSWER.finditer(text))
+    return _label_spans(blocks[-1][2], blocks[-1].start(2)) if blocks else None
 
 
 def _reference_reading(text: str, rules: CallRules) -> tuple[str, dict | None, ToolCall | None]:
     # 1-2: exactly infer.py: the first closed <Answer> if it holds a label as infer.py reads them (one
     # outside 0..2 is then missing), else the first closed <tool_call> whose JSON parses and names the argument.
     m = REFERENCE_ANSWER.search(text)
-    found = _reference_labels(m[1]) if m else {}
+    found = _reference_labels(m[1], m.start(1)) if m else {}
     if found:
-        return "answer", {d: v for d, v in found.items() if v in (0, 1, 2)}, None
+        return "answer", {d: v for d, v in found.items() if v[0] in (0, 1, 2)}, None
     call = _reference_call(text, rules)
     if call is not None:
         return "tool_call", None, call
     # 3: where infer.py gives up (all labels None), the tolerant reading: tag variants, JSON slips and
     # unclosed tags, with the reference's order: a closed answer with a label, a tool call, any answer.
-    for _, block in _CLOSED_ANSWER.findall(text):
-        if _labels(block):
-            return "answer", _labels(block), None
+    for block in _CLOSED_ANSWER.finditer(text):
+        if _label_spans(block[2]):
+            return "answer", _label_spans(block[2], block.start(2)), None
     call = read_tool_call(text, rules)
     if call is not None:
         return "tool_call", None, call
-    labels = parse_answer(text)
-    return ("answer", labels, None) if labels is not None else ("none", None, None)
+    spans = _last_answer_spans(text)
+    return ("answer", spans, None) if spans is not None else ("none", None, None)
 
 
-def _reference_labels(block: str) -> dict[str, int]:
-    """infer.py's reading of an answer block: the first digit after each `DIM=`, whatever it is."""
+def _reference_labels(block: str, base: int = 0) -> dict[str, tuple[int, int]]:
+    """infer.py's reading of an answer block: the first digit after each `DIM=`, whatever it is (with its
+    offset in the reply; `base` is where the block starts)."""
     found = {d: re.search(rf"{d}\s*=\s*(\d)", block) for d in ("TA", "MQ", "VQ", "OA")}
-    return {d: int(m[1]) for d, m in found.items() if m}
+    return {d: (int(m[1]), base + m.start(1)) for d, m in found.items() if m}
 
 
 def _reference_call(text: str, rules: CallRules) -> ToolCall | None:
@@ -350,5 +377,5 @@ def _training_reading(text: str, rules: CallRules) -> tuple[str, dict | None, To
         body = cut[start + len("<tool_call>"):end] if start >= 0 else cut[:end]
         return "tool_call", None, read_call_body(body, rules)
     # The episode ends; training's answer parser is missing (§7): the tolerant reading of the last answer.
-    labels = parse_answer(text)
-    return ("answer", labels, None) if labels is not None else ("none", None, None)
+    spans = _last_answer_spans(text)
+    return ("answer", spans, None) if spans is not None else ("none", None, None)

@@ -72,3 +72,44 @@ class ForcedReplies:
         scores[:] = float("-inf")
         scores[:, target] = 0.0
         return scores
+
+
+class GivenProbabilities:
+    """A backend wrapper whose answers' label digits carry given probabilities, for a backend that reads none
+    (ScriptedBackend): so everything downstream of the probabilities (orders, ranking, pairs, eval, report)
+    runs without a model. `scripts[c][k]` is {dimension: {"1": p, "2": p, "0": p}} for turn k of the c-th
+    conversation started (cycling), or None for that turn; `mass` is reported for every digit."""
+
+    def __init__(self, backend, scripts, mass: float = 0.99):
+        self.inner, self.scripts, self.mass = backend, [list(s) for s in scripts], mass
+        self.started = 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def new_session(self):
+        script = self.scripts[self.started % len(self.scripts)]
+        self.started += 1
+        return _GivenSession(self.inner.new_session(), script, self.mass)
+
+
+class _GivenSession:
+    def __init__(self, inner, script, mass: float):
+        self.inner, self.script, self.mass, self.turn = inner, script, mass, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def generate(self, messages, images, max_new_tokens):
+        from dataclasses import replace
+
+        from vrthinker.parsing import answer_positions, recommendation_positions
+
+        reply = self.inner.generate(messages, images, max_new_tokens)
+        given = self.script[self.turn] if self.turn < len(self.script) else None
+        self.turn += 1
+        if given is None:
+            return replace(reply, digits={})
+        where = answer_positions(reply.text) or recommendation_positions(reply.text)
+        return replace(reply, digits={where[d]: ({k: float(p[k]) for k in ("1", "2", "0")}, self.mass)
+                                      for d, p in given.items() if d in where})

@@ -115,7 +115,8 @@ class StoreCompare:
                 self.judged += 1
             if any(out.labels.get(d) is None for d in DIMENSIONS):
                 self.incomplete += 1
-        return [dict(out.labels) for out in outs]
+        # with the label probabilities where the judge read them: rank() then counts expected win fractions
+        return [{**out.labels, **({"probabilities": out.probabilities} if out.probabilities else {})} for out in outs]
 
 
 def job_name(group: Group, hashes: Sequence[str]) -> str:

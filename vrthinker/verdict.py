@@ -51,6 +51,10 @@ class Turn:
     tool_error: str = ""  # "tool_error" turns: why the call was answered with a message instead of frames
     prompt_tokens: int | None = None  # served backends: our own count of the rendered prompt
     server_prompt_tokens: int | None = None  # served backends: the server's count (usage.prompt_tokens)
+    # the labels this turn wrote (its answer, else its <Recommend Answer>): P over "1", "2", "0" at each label
+    # digit, renormalised over the three, and the mass the three held in the whole vocabulary (None: not known)
+    probabilities: Mapping[str, Mapping[str, float]] | None = None
+    mass: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,10 @@ class Verdict:
     timings: Mapping[str, float] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
     per_order: tuple[Verdict, ...] = ()  # with --orders both: the (v1, v2) and the (v2, v1) verdicts
+    # {dimension: {"1": p, "2": p, "0": p}} read at the final answer's label digits (see probabilities.py);
+    # None where the backend gives none (the weight-free judge, a server without logprobs, old stored verdicts)
+    probabilities: Mapping[str, Mapping[str, float]] | None = None
+    mass: Mapping[str, float] | None = None  # {dimension: share of the vocabulary's mass on "0", "1", "2"}
 
     @property
     def complete(self) -> bool:
@@ -90,14 +98,25 @@ class Verdict:
         d["complete"] = self.complete
         d["frames_requested"] = [list(x) for x in self.frames_requested]
         d["per_order"] = [v.to_dict(trace) for v in self.per_order]
+        for k in ("probabilities", "mass"):
+            d[k] = plain_probabilities(getattr(self, k))
         for t in d["turns"]:  # only a served backend counts both ways; other traces stay as they were
             for k in SERVED_COUNTS:
                 if t.get(k) is None:
                     t.pop(k, None)
+            for k in ("probabilities", "mass"):
+                t[k] = plain_probabilities(t.get(k))
         if not trace:
             d["turns"] = [{k: v for k, v in t.items() if k not in ("rendered", "new_images")}
                           for t in d["turns"]]
         return d
+
+
+def plain_probabilities(value: Any) -> Any:
+    """A probabilities or mass mapping as plain JSON (dimensions in order, floats); None stays None."""
+    if value is None:
+        return None
+    return {d: (dict(value[d]) if isinstance(value[d], Mapping) else value[d]) for d in DIMENSIONS if d in value}
 
 
 def failed(reason: str, detail: str = "", **kw) -> Verdict:

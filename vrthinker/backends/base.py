@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,10 @@ class Reply:
     seconds: float = 0.0
     prompt_tokens: int | None = None  # our own count of the rendered prompt (served backends)
     server_prompt_tokens: int | None = None  # the server's count of it (usage.prompt_tokens)
+    # offset in `text` of each label-able digit -> ({"1", "2", "0"} probabilities renormalised, their mass in
+    # the vocabulary), as vrthinker.probabilities reads them; None: this backend gave no probabilities
+    digits: Mapping[int, tuple[Mapping[str, float], float]] | None = None
+    no_probabilities: str = ""  # why `digits` is None, where the backend knows (e.g. the server sent no logprobs)
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,8 @@ class HFBackend:
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         if self.generation_config.pad_token_id is None:
             self.generation_config.pad_token_id = processor.tokenizer.pad_token_id
+        # the label tokens whose probabilities a verdict records (Qwen's tokenizer writes every digit alone)
+        self.label_ids = {k: processor.tokenizer.convert_tokens_to_ids(k) for k in LabelProbe.KEYS}
 
     @classmethod
     def from_pretrained(cls, model: str, *, device: str | None = None, dtype: str | None = None,
@@ -283,11 +285,13 @@ class HFSession:
         # The model keeps rope deltas as state, valid only for the sequence they came from (another
         # session's, or this one before window memory dropped images): generate recomputes them.
         m.model.rope_deltas = None
-        out = m.generate(**kwargs, **self.b.call_kwargs([self], [(messages, images)]))
+        probe = LabelProbe(self.b.label_ids)
+        out = m.generate(**kwargs, **probe.kwargs(self.b.call_kwargs([self], [(messages, images)])))
         self.rope_deltas = m.model.rope_deltas
         seq = out.sequences[0].tolist()
         self.prefix.hold(out.past_key_values, seq)
-        return self._reply(seq[len(ids):], max_new_tokens, p["rendered"], len(ids) - reuse, reuse, t0)
+        return self._reply(seq[len(ids):], max_new_tokens, p["rendered"], len(ids) - reuse, reuse, t0,
+                           probs=probe.row(0))
 
     def _generate_full(self, messages: list[dict], media: Sequence[Any], max_new_tokens: int) -> Reply:
         """The reference's way: re-render and re-encode everything, images included, every turn."""
@@ -298,13 +302,14 @@ class HFSession:
         clips = [x for x in media if _is_clip(x)]
         inputs = proc(text=[rendered], images=images or None, return_tensors="pt", padding=True,
                       **(self.b.video_inputs(clips) if clips else {})).to(m.device)
+        probe = LabelProbe(self.b.label_ids)
         out = m.generate(**inputs, generation_config=self._config(max_new_tokens),
-                         **self.b.call_kwargs([self], [(messages, media)]))
+                         **probe.kwargs(self.b.call_kwargs([self], [(messages, media)])))
         n = inputs["input_ids"].shape[1]
-        return self._reply(out.sequences[0, n:].tolist(), max_new_tokens, rendered, n, 0, t0)
+        return self._reply(out.sequences[0, n:].tolist(), max_new_tokens, rendered, n, 0, t0, probs=probe.row(0))
 
     def _reply(self, new: list[int], max_new_tokens: int, rendered: str, prefill: int, reused: int,
-               t0: float, seconds: float | None = None) -> Reply:
+               t0: float, seconds: float | None = None, probs: list | None = None) -> Reply:
         eos = next((k for k, t in enumerate(new) if t in self.b.eos_ids), None)
         if eos is not None:
             new = new[: eos + 1]  # a batched row may run on (padding) after its own end
@@ -312,7 +317,63 @@ class HFSession:
         text = self.b.processor.tokenizer.decode(new, skip_special_tokens=True)
         return Reply(text=text, new_tokens=len(new), stopped=stopped, rendered=rendered,
                      prefill_tokens=prefill, reused_tokens=reused,
-                     seconds=time.perf_counter() - t0 if seconds is None else seconds)
+                     seconds=time.perf_counter() - t0 if seconds is None else seconds,
+                     digits=None if probs is None else self._digits(new, text, probs))
+
+    def _digits(self, new: list[int], text: str, probs: list) -> dict[int, tuple[dict[str, float], float]]:
+        """Offset in `text` of each generated label-token digit -> its {"1", "2", "0"} distribution (from
+        LabelProbe: the scores greedy decoding chose from) and the mass those three held."""
+        from vrthinker.probabilities import renormalise
+
+        tok, ids = self.b.processor.tokenizer, self.b.label_ids
+        digit_of = {i: k for k, i in ids.items()}
+        out = {}
+        for k, t in enumerate(new[:len(probs)]):
+            if t not in digit_of:
+                continue
+            upto = tok.decode(new[:k + 1], skip_special_tokens=True)
+            if not text.startswith(upto) or not upto.endswith(digit_of[t]):
+                continue  # a digit whose text is not where the reply's text puts it: no figure, not a wrong one
+            out[len(upto) - 1] = renormalise(dict(zip(LabelProbe.KEYS, probs[k])))
+        return out
+
+
+class LabelProbe:
+    """A logits processor that changes nothing and records, at every step and for every row, the probability
+    the scores it is handed give "1", "2" and "0" (softmax over the whole vocabulary, in fp32).
+
+    It runs after the checkpoint's own processors (repetition penalty: transformers puts the processors a
+    call passes after the ones it builds, and sampling's temperature / top-k / top-p after both) and before
+    any a call adds (a test's forced replies), so in greedy decoding its argmax is the token chosen.
+    """
+
+    KEYS = ("1", "2", "0")
+
+    def __init__(self, label_ids: dict[str, int]):
+        self.cols = [label_ids[k] for k in self.KEYS]
+        self.steps: list[Any] = []
+        self._rows: list | None = None
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        s = scores.float()
+        self.steps.append(torch.exp(s[:, self.cols] - torch.logsumexp(s, dim=-1, keepdim=True)))
+        return scores
+
+    def kwargs(self, call: dict) -> dict:
+        """A call's generate() arguments with this probe first among the logits processors it passes."""
+        from transformers import LogitsProcessorList
+
+        return {**call, "logits_processor": LogitsProcessorList([self, *(call.get("logits_processor") or [])])}
+
+    def row(self, b: int) -> list[list[float]]:
+        """Row `b`'s [P(1), P(2), P(0)] per generated token (one device-to-host copy for all rows)."""
+        if self._rows is None:
+            import torch
+
+            self._rows = torch.stack(self.steps, dim=1).tolist() if self.steps else []
+        return self._rows[b] if self._rows else []
 
 
 def _is_clip(x: Any) -> bool:
@@ -363,12 +424,13 @@ def generate_many(backend: HFBackend, sessions: Sequence[HFSession], requests: S
     m = backend.model
     input_ids = torch.tensor([p["ids"] for p in preps], device=m.device)
     m.model.rope_deltas = None
+    probe = LabelProbe(backend.label_ids)
     out = m.generate(
         input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
         mm_token_type_ids=sessions[0].token_types(input_ids),
         **vision_kwargs([v for s in sessions for v in s.vision], 0, m.device),
         generation_config=backend.config_for(max_new_tokens[0], sessions[0].generation),
-        **backend.call_kwargs(sessions, requests))
+        **probe.kwargs(backend.call_kwargs(sessions, requests)))
     seconds = (time.perf_counter() - t0) / len(sessions)
     n = input_ids.shape[1]
     replies = []
@@ -377,5 +439,5 @@ def generate_many(backend: HFBackend, sessions: Sequence[HFSession], requests: S
     for b, (s, p, seq) in enumerate(zip(sessions, preps, seqs)):
         s.prefix = rows[b]
         s.rope_deltas = m.model.rope_deltas[b:b + 1]
-        replies.append(s._reply(seq[n:], max_new_tokens[0], p["rendered"], n, 0, t0, seconds))
+        replies.append(s._reply(seq[n:], max_new_tokens[0], p["rendered"], n, 0, t0, seconds, probe.row(b)))
     return replies

@@ -14,8 +14,9 @@ Fields of each line (load with datasets.load_dataset("json", data_files="pairs.j
   labels                     all four dimensions for (chosen, rejected): 1 chosen better, 2 rejected better,
                              0 tie, null missing
   confidence                 1.0 both orders agree; 0.5 one order only; 0.25 one order picked it and the other
-                             said tie (--allow-inconsistent); rankings: P(chosen beats rejected) from the
-                             Bradley-Terry fit and its covariance
+                             said tie (--allow-inconsistent); where the judge read label probabilities:
+                             the chosen video's probability, both orders averaged; rankings: P(chosen
+                             beats rejected) from the Bradley-Terry fit and its covariance
   source, job, id            "judgment" or "ranking", and where it came from
   judgments                  the ordered judgments behind it (key, order, labels as given, reason)
   score_gap, chosen_score, rejected_score   Bradley-Terry scores of a ranking pair (null otherwise)

@@ -1,0 +1,70 @@
+"""Label probabilities downstream of the model: both orders combined, stored and exported (no model needed)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vrthinker.backends.scripted import ScriptedBackend
+from vrthinker.batch import PairRow, identify, judged_items, run_batch
+from vrthinker.judge import Judge
+from vrthinker.orders import combine
+from vrthinker.store import Store
+from vrthinker.testing import GivenProbabilities
+from vrthinker.verdict import Verdict
+
+ANSWER = "<Think>steady</Think><Answer>TA=1, VQ=0, MQ=2, OA=1</Answer>"
+P = {"TA": {"1": 0.9, "2": 0.05, "0": 0.05}, "VQ": {"1": 0.3, "2": 0.3, "0": 0.4},
+     "MQ": {"1": 0.2, "2": 0.7, "0": 0.1}, "OA": {"1": 0.55, "2": 0.4, "0": 0.05}}
+# the reverse order (v2, v1): TA agrees strongly, OA flips to "the first shown" (v2) being better
+R = {"TA": {"1": 0.1, "2": 0.85, "0": 0.05}, "VQ": {"1": 0.3, "2": 0.3, "0": 0.4},
+     "MQ": {"1": 0.6, "2": 0.3, "0": 0.1}, "OA": {"1": 0.9, "2": 0.05, "0": 0.05}}
+R_ANSWER = "<Answer>TA=2, VQ=0, MQ=1, OA=1</Answer>"
+
+
+def verdict(labels, probs):
+    return Verdict(labels=labels, reason=None, probabilities=probs, mass={d: 0.9 for d in probs})
+
+
+def test_combine_averages_the_orders_mapped_back_and_measures_their_distance():
+    f = verdict({"TA": 1, "VQ": 0, "MQ": 2, "OA": 1}, P)
+    r = verdict({"TA": 2, "VQ": 0, "MQ": 1, "OA": 1}, R)
+    v = combine(f, r)
+    assert v.probabilities["TA"] == pytest.approx({"1": 0.875, "2": 0.075, "0": 0.05})
+    assert v.probabilities["OA"] == pytest.approx({"1": 0.3, "2": 0.65, "0": 0.05})
+    # the default rule is unchanged: OA disagrees between the orders, so it is a tie
+    assert dict(v.labels) == {"TA": 1, "VQ": 0, "MQ": 2, "OA": 0}
+    tv = [0.05, 0.0, 0.1, 0.5]  # TA, VQ, MQ, OA: half the L1 distance, reverse mapped back
+    assert v.extra["tv_distance"] == pytest.approx(sum(tv) / 4)
+    assert v.extra["consistency"] == 0.75
+    soft = combine(f, r, rule="probabilities")
+    assert dict(soft.labels) == {"TA": 1, "VQ": 0, "MQ": 2, "OA": 2}  # OA: the averaged argmax
+    assert soft.extra["combine"] == "probabilities"
+
+
+def test_combine_without_probabilities_is_as_before():
+    f = Verdict(labels={"TA": 1, "VQ": 1, "MQ": 1, "OA": 1}, reason=None)
+    v = combine(f, f)
+    assert v.probabilities is None and "tv_distance" not in v.extra and v.to_dict()["probabilities"] is None
+
+
+def test_a_judge_records_probabilities_and_the_store_keeps_them(tmp_path, clips):
+    backend = GivenProbabilities(ScriptedBackend([ANSWER]), [[P]])
+    judge = Judge(backend, "card")
+    v = judge.compare(clips["a"], clips["b"], "shapes move")
+    assert v.probabilities == P and v.turns[-1].probabilities == P and set(v.mass) == set(P)
+    d = json.loads(json.dumps(v.to_dict()))
+    assert d["probabilities"]["OA"] == {"1": 0.55, "2": 0.4, "0": 0.05} and d["mass"]["TA"] == 0.99
+    # stored, then read back and combined: the probabilities survive; an old stored verdict has none
+    rows = [PairRow("x", str(clips["a"]), str(clips["b"]), "shapes move", 1, 0)]
+    with Store(str(tmp_path / "j.sqlite")) as store:
+        both = Judge(GivenProbabilities(ScriptedBackend([ANSWER]), [[P], [R]]), "card")
+        run_batch(both, rows, store, job="j", orders="both", ident=identify(both))
+        item = next(iter(judged_items(store, "j")))
+        assert item.verdict.per_order[0].probabilities == P
+        exported = item.to_dict()
+        assert exported["probabilities"]["TA"]["1"] == pytest.approx(0.9 / 2 + 0.85 / 2)
+        assert exported["per_order"][1]["probabilities"] == R
+        store.db.execute("UPDATE judgments SET verdict = json_remove(verdict, '$.probabilities', '$.mass')")
+        old = next(iter(judged_items(store, "j")))
+        assert old.verdict.probabilities is None and old.to_dict()["probabilities"] is None
