@@ -91,3 +91,18 @@ def test_help_explains_every_flag(capsys):
     for flag in ("--model", "--protocol", "--json", "--trace", "--max-turns", "--max-new-tokens", "--device",
                  "--dtype", "--quantize", "--backend"):
         assert flag in out
+
+
+def test_a_missing_extra_is_one_line_naming_the_install(monkeypatch, capsys):
+    """The light core has no torch: whatever needs it says which extra to install, in one line, exit 2."""
+    import importlib
+
+    from vrthinker.cliutil import guarded
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ModuleNotFoundError('torch')
+    assert guarded(lambda: importlib.import_module("torch"), "dqa") == 2
+    err = capsys.readouterr().err
+    assert err == "dqa: error: this needs torch, which the light install leaves out: pip install 'vrthinker[hf]'\n"
+    monkeypatch.setitem(sys.modules, "not_an_extra_module", None)
+    with pytest.raises(ModuleNotFoundError):  # a module no extra installs is a bug: it keeps its traceback
+        guarded(lambda: importlib.import_module("not_an_extra_module"))

@@ -107,12 +107,32 @@ def error(message: str, prog: str = "judge") -> None:
     print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr)
 
 
+# the optional stacks, by the top-level module a missing import names, and the extra that installs each
+EXTRAS = {"torch": "hf", "torchvision": "hf", "transformers": "hf", "accelerate": "hf", "qwen_vl_utils": "hf",
+          "trl": "tune", "peft": "tune", "datasets": "tune", "mcp": "serve", "bitsandbytes": "quant",
+          "flash_attn": "gpu", "pyiqa": "iqa", "decord": "decord", "playwright": "browser"}
+
+
+def missing_extra(module: str | None) -> str | None:
+    """The one line that fixes a missing optional package (None for a module no extra installs)."""
+    top = (module or "").split(".")[0]
+    if top not in EXTRAS:
+        return None
+    return f"this needs {top}, which the light install leaves out: pip install 'vrthinker[{EXTRAS[top]}]'"
+
+
 def guarded(run, prog: str = "judge") -> int:
     """Run a command; a user mistake or Ctrl-C becomes one line and an exit status, not a traceback."""
     try:
         return run()
     except JudgeError as e:
         error(str(e), prog)
+        return EXIT_USAGE
+    except ModuleNotFoundError as e:
+        fix = missing_extra(e.name)
+        if fix is None:
+            raise
+        error(fix, prog)
         return EXIT_USAGE
     except KeyboardInterrupt:
         error("interrupted", prog)
