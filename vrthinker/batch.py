@@ -128,19 +128,27 @@ def judge_config(judge: Any) -> dict:
     return {}
 
 
-def identify(judge: Any, adapter: str | None = None) -> ModelIdentity:
+def identify(judge: Any, adapter: str | None = None, store: Store | None = None) -> ModelIdentity:
     """What makes this judge's answers what they are: model id, revision, protocol, backend, adapter and
     the whole configuration (`judge_config`). The one way a judge is named: stored judgments are keyed by
     it and the tuner's stored replies by its `label`.
 
     A `Judge` has them on its backend and profile; a judge without a backend (the weight-free metrics
     judge) is read from its attributes, else its module's MODEL_ID / PROTOCOL / BACKEND constants.
+    A local model or adapter is named by its resolved path (`./ckpt` is `/abs/ckpt`); with `store`, its
+    files' hashes come from the store's cache (each file read once, not once per run).
     """
+    from vrthinker.identity import hashing_with, local_dir
+
     backend = getattr(judge, "backend", None)
-    config = judge_config(judge)
+    with hashing_with(store.file_hash if store is not None else None):
+        config = judge_config(judge)
     if backend is not None and hasattr(backend, "model_id"):
         adapter = adapter or getattr(backend, "adapter", None)
-        return ModelIdentity(model_id=str(backend.model_id), revision=str(getattr(backend, "revision", None) or ""),
+        if local_dir(adapter) is not None:
+            adapter = str(local_dir(adapter))
+        model_id = str(local_dir(backend.model_id) or backend.model_id)
+        return ModelIdentity(model_id=model_id, revision=str(getattr(backend, "revision", None) or ""),
                              protocol=str(judge.profile.version), backend=str(getattr(backend, "name", "")),
                              adapter=str(adapter or ""), config=config)
     module = sys.modules.get(type(judge).__module__)
@@ -249,7 +257,7 @@ def run_batch(judge: Any, rows: Sequence[PairRow], store: Store, *, job: str, or
     """
     if orders not in ("one", "both"):
         raise UsageError(f"orders must be 'one' or 'both', not {orders!r}")
-    ident = ident or identify(judge)
+    ident = ident or identify(judge, store=store)
     t0 = time.perf_counter()
     counts = {"judged": 0, "reused": 0, "bad": 0, "written": 0, "incomplete": 0}
     per_dim = {d: [0, 0] for d in DIMENSIONS}

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vrthinker.errors import UsageError, VideoError
-from vrthinker.identity import canonical
+from vrthinker.identity import canonical, content_view
 
 SCHEMA_VERSION = 6
 DEFAULT_DB = "judgments.sqlite"
@@ -287,11 +287,16 @@ class ModelIdentity:
 
 
 def judgment_key(hash_a: str, hash_b: str, prompt: str, ident: ModelIdentity) -> str:
-    """sha256 of one ordered judgment's inputs (JSON-encoded, so no two field splits collide)."""
-    parts = [hash_a, hash_b, prompt.strip(), ident.model_id, ident.revision or "", ident.protocol,
-             ident.backend, ident.adapter or ""]
-    if ident.config:
-        parts.append(canonical(ident.config))
+    """sha256 of one ordered judgment's inputs (JSON-encoded, so no two field splits collide). A local model
+    or adapter counts by its fingerprint, not its path (`identity.content_view`)."""
+    config = content_view(dict(ident.config)) if ident.config else {}
+    model = config["model_id"] if config.get("fingerprint") else ident.model_id
+    adapter = config.get("adapter")
+    adapter = adapter["adapter"] if isinstance(adapter, dict) and adapter.get("fingerprint") else ident.adapter
+    parts = [hash_a, hash_b, prompt.strip(), model, ident.revision or "", ident.protocol,
+             ident.backend, adapter or ""]
+    if config:
+        parts.append(canonical(config))
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
 
 

@@ -64,7 +64,7 @@ def run(a: argparse.Namespace) -> int:
     with Store(a.db) as store:
         quiet_libraries()
         judge = load_judge(a)
-        ident = identify(judge, adapter=a.adapter)
+        ident = identify(judge, adapter=a.adapter, store=store)
         with progress_bar(console) as progress:
             task = progress.add_task(f"judging {job}", total=len(rows), status="")
             tally = {"judged": 0, "reused": 0, "bad": 0}

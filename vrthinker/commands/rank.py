@@ -92,10 +92,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--budget must be at least 1, got {args.budget}")
     quiet_libraries()
     judge = load_judge(args)
-    ident = identify(judge, adapter=args.adapter)
     db = args.db  # the store judge batch uses by default: hours of judging survive a crash
     console = Console()
     with Store(db) as store:
+        ident = identify(judge, adapter=args.adapter, store=store)  # checkpoint files hashed through the store
         for g in groups:
             res = rank_group(judge, store, ident, g, orders=args.orders, budget=args.budget,
                              schedule=args.schedule, seed=args.seed,
