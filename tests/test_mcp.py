@@ -459,3 +459,47 @@ def test_the_documented_refine_loop_stops_at_the_first_grade_over_the_threshold(
     assert history[0]["prompt_adherence"] < 0.6 <= best["prompt_adherence"]
     assert [k for _, k in asked] == [0, 1] and asked[1][0].startswith(PROMPT + ". Fix: ")
     assert not (root / "attempt_2.mp4").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_run_tuner_trains_the_tiny_judge_on_selections_made_through_mcp(tiny_model_dir, media, tmp_path):
+    """The sleeptime cycle over MCP: two A/B choices, run_tuner(min_new=2) trains one DPO step on the tiny
+    random Qwen2.5-VL (the paper's Tuner document, progress on the way), then run_tuner(min_new=1) skips."""
+    db, out = tmp_path / "tune.sqlite", tmp_path / "adapter"
+    args = ["-m", "dqa.cli", "mcp", "--db", str(db), "--media-root", str(media["root"]), "--backend", "hf",
+            "--model", str(tiny_model_dir), "--protocol", "training", "--device", "cpu", "--max-new-tokens", "8",
+            "--max-turns", "2", "--tune-out", str(out), "--tune-max-steps", "1", "--tune-samples", "1",
+            "--allow-label-swap"]
+    server = StdioServerParameters(command=sys.executable, args=args, cwd=str(ROOT), env=clean_env())
+
+    async def main():
+        async with Client(server, read_timeout_seconds=900) as c:
+            for k, chosen in enumerate(("variation_a", "variation_b")):
+                q = (await c.call_tool("ask_preference", {"prompt": f"{PROMPT} {k}", "a": "a.mp4",
+                                                          "b": "sub/b.mp4"})).structured_content
+                r = await c.call_tool("record_selection", {"test_id": q["test_id"], "chosen": chosen,
+                                                           "dimension": "OA"})
+                assert not r.is_error, r.content
+            seen = []
+
+            async def progress(done, total, message):
+                seen.append(message)
+
+            first = await c.call_tool("run_tuner", {"min_new": 2}, progress_callback=progress)
+            second = await c.call_tool("run_tuner", {"min_new": 1})
+            history = json.loads((await c.read_resource("dqa://tuner/history")).contents[0].text)
+            return first, second, seen, history
+
+    first, second, seen, history = anyio.run(main)
+    assert not first.is_error, first.content
+    t = first.structured_content
+    assert (t["status"], t["training_step"], t["new_selections"]) == ("done", 1, 2)
+    assert isinstance(t["loss"], float) and t["run_id"] == history[0]["id"]
+    assert t["model_confidence"] is None or 0 <= t["model_confidence"] <= 1
+    assert t["adapter"] == str(out.resolve()) and (out / "adapter_model.safetensors").is_file()
+    assert seen and any("training on" in s for s in seen)  # the tuner's own log lines, as progress
+    assert [(h["status"], h["steps"]) for h in history] == [("done", 1)]
+    s = second.structured_content
+    assert not second.is_error and s["status"] == "skipped" and s["new_selections"] == 0
+    assert (s["training_step"], s["loss"]) == (1, t["loss"])  # nothing trained: the same step and loss

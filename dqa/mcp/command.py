@@ -1,7 +1,8 @@
 """`dqa mcp`: its flags, the HTTP guard (dqa serve's token rules), and the function that runs the server.
 
   dqa mcp --media-root DIR [--media-root DIR ...] [--db DB] [--transport stdio|http] [--host 127.0.0.1]
-          [--port 8701] [--token T | env DQA_TOKEN] [--tune-out DIR] [the judge's model flags: --backend, ...]
+          [--port 8701] [--token T | env DQA_TOKEN] [--tune-out DIR] [--tune-max-steps N] [--tune-samples K]
+          [--allow-label-swap] [the judge's model flags: --backend, --model, --protocol, ...]
 """
 from __future__ import annotations
 
@@ -41,6 +42,10 @@ def add_parser(sub) -> None:
     s.add_argument("--tune-out", default=None, metavar="DIR",
                    help="where run_tuner saves the adapter (default: dqa-adapter beside the store)")
     s.add_argument("--tune-max-steps", type=int, default=50, metavar="N", help="run_tuner: DPO steps at most")
+    s.add_argument("--tune-samples", type=int, default=None, metavar="K",
+                   help="run_tuner: conversations per selection, the greedy one included (as dqa tune --samples)")
+    s.add_argument("--allow-label-swap", action="store_true",
+                   help="run_tuner: build synthetic rows where no sample reaches a label (as dqa tune)")
     add_model_args(s)
 
 
@@ -83,17 +88,16 @@ def service_of(a: argparse.Namespace):
 
     if a.tune_max_steps < 1:
         raise UsageError("--tune-max-steps must be at least 1")
-    tuner = None
-    if a.tune_out:
-        tuner = TunerSettings(out=a.tune_out, max_steps=a.tune_max_steps)
+    if a.tune_samples is not None and a.tune_samples < 1:
+        raise UsageError("--tune-samples must be at least 1")
+    extra = {k: v for k, v in (("samples", a.tune_samples), ("allow_label_swap", a.allow_label_swap or None))
+             if v is not None}
+    out = a.tune_out or os.path.join(os.path.dirname(os.path.abspath(a.db)), "dqa-adapter")
+    tuner = TunerSettings(out=out, max_steps=a.tune_max_steps, extra=extra)
     try:
-        service = Service(a.db, a.media_root, judge_kwargs(a), budget_gb=a.vram_budget, device=a.device,
-                          tuner=tuner)
+        return Service(a.db, a.media_root, judge_kwargs(a), budget_gb=a.vram_budget, device=a.device, tuner=tuner)
     except ToolFailure as e:
         raise UsageError(str(e)) from None
-    if tuner is None:
-        service.tuner.max_steps = a.tune_max_steps
-    return service
 
 
 def run(a: argparse.Namespace) -> int:
