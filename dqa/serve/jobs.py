@@ -19,6 +19,7 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from vrthinker.errors import JudgeError
@@ -64,6 +65,28 @@ def request_key(kind: str, request: Mapping[str, Any], hashes: Sequence[str], co
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def hub_commit(model: str, revision: str | None = None) -> str | None:
+    """The commit of the hub model's snapshot in the local cache (what loading it offline reads), if any."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        path = try_to_load_from_cache(model, "config.json", revision=revision or None)
+    except Exception:  # noqa: BLE001 - no hub library, a local path, a malformed id: no commit to name
+        return None
+    parts = Path(path).parts if isinstance(path, str) else ()
+    return parts[parts.index("snapshots") + 1] if "snapshots" in parts[:-1] else None
+
+
+def code_versions() -> dict[str, str]:
+    """The installed version of the code that answers (a new release may answer differently)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return {"vrthinker": version("vrthinker")}
+    except PackageNotFoundError:
+        return {"vrthinker": "unknown"}
+
+
 def _job(row) -> Job:
     return Job(row["id"], row["kind"], row["state"], json.loads(row["request"]),
                json.loads(row["result"]) if row["result"] is not None else None,
@@ -85,33 +108,61 @@ class Jobs:
         self.score_chunk = score_chunk  # videos per step of a score job
         self.log = log or (lambda s: print(f"dqa serve: {s}", file=sys.stderr, flush=True))
         self._judge = None
+        self._workers: dict[tuple[str, ...], dict] = {}  # components -> their workers' configurations
         self._finished = threading.Condition()
         self.worker = Worker(self, self.log)
 
     # ------------------------------------------------------------------------------------------------------
-    # configuration identities (part of every job key)
+    # configuration identities (part of every job key): a finished job is reused only under the same one
 
     def judge_config(self) -> dict:
+        """What answers a comparison, as the judgment store's keys see it: the model flags, the model and the
+        adapter by content (local fingerprint of whole files, revision, the hub snapshot's commit) and the
+        code's version. Read without loading the judge, so a request is keyed the same before and after."""
+        from vrthinker.identity import adapter_identity, content_view, hashing_with, model_identity
+
         cfg = {k: v for k, v in self.judge_kwargs.items() if v is not None}
         if cfg.get("backend") == "metrics":
             from dqa.measures.pairwise import MetricsJudge
 
             cfg.update(MetricsJudge().config())
+        with hashing_with(self.conns.get().file_hash):  # each checkpoint file hashed once, then by size+mtime
+            if cfg.get("model"):
+                model, revision = str(cfg["model"]), cfg.get("revision")
+                cfg["model"] = content_view(model_identity(model, revision, hub_commit(model, revision)))
+            if cfg.get("adapter"):
+                cfg["adapter"] = content_view({"adapter": adapter_identity(str(cfg["adapter"]))})["adapter"]
+        cfg["code"] = code_versions()
         return cfg
 
-    def score_config(self) -> dict:
+    def score_config(self, request: Mapping[str, Any] | None = None) -> dict:
+        """What answers a score request: the grade weights, the device, and every worker the request's
+        components need with its configuration as the score store keys it (worker and measures versions,
+        models, options), plus the code's version."""
         from dqa.score.grade import load_config
 
         w = load_config()
         return {"weights": {"weights": dict(w.weights), **{g: dict(m) for g, m in w.groups.items()}},
-                "device": self.device or "auto"}
+                "device": self.device or "auto", "workers": self._worker_configs((request or {}).get("components")),
+                "code": code_versions()}
+
+    def _worker_configs(self, components: Any) -> dict:
+        from vrthinker.loading import pick_device
+
+        from dqa.score.scoring import build_workers, resolve_components
+
+        comps = resolve_components(components)
+        if comps not in self._workers:  # built, never loaded: a worker's config() needs no weights
+            self._workers[comps] = {w.name: {"version": str(getattr(w, "version", "")), **w.config()}
+                                    for w in build_workers(comps, device=pick_device(self.device))}
+        return self._workers[comps]
 
     # ------------------------------------------------------------------------------------------------------
     # queue
 
     def submit(self, kind: str, request: Mapping[str, Any], hashes: Sequence[str]) -> Job:
         """A new queued job, or the finished / pending one that already answers this request."""
-        config = self.judge_config() if kind == "compare" else self.score_config()
+        config = self.judge_config() if kind == "compare" else self.score_config(request)
         key = request_key(kind, request, hashes, config)
         store = self.conns.get()
         with store.transaction() as db:
