@@ -37,6 +37,8 @@ class Joined:
     scores: tuple[Mapping[str, float] | None, ...]
     judged: tuple[bool, ...]
     failed: tuple[tuple[str, str, str], ...]
+    # the judge's label probabilities per example (both orders averaged when judged in both), None where none
+    probabilities: tuple[Mapping[str, Mapping[str, float]] | None, ...] = ()
 
     @property
     def coverage(self) -> float | None:
@@ -106,6 +108,7 @@ def judge_benchmark(judge: Any, loaded: Loaded, store: Any, *, job: str, orders:
 
     run_batch(judge, rows, store, job=job, orders=orders, ident=ident, on_item=step, concurrency=concurrency)
     human, predicted, forward, reverse, scores, judged = [], [], [], [], [], []
+    probabilities: list = []
     failed: list[tuple[str, str, str]] = []
     none = {d: None for d in DIMENSIONS}
     for ex, row in zip(loaded.examples, rows):
@@ -122,13 +125,15 @@ def judge_benchmark(judge: Any, loaded: Loaded, store: Any, *, job: str, orders:
             forward.append(None)
             reverse.append(None)
             scores.append(None)
+            probabilities.append(None)
             continue
         predicted.append(out.labels)
+        probabilities.append(out.probabilities)
         forward.append(dict(f.labels) if f else None)
         reverse.append(dict(r.labels) if r else None)
         scores.append(score_differences(f.verdict) if f else None)
     return Joined(tuple(loaded.examples), tuple(human), tuple(predicted), tuple(forward), tuple(reverse),
-                  tuple(scores), tuple(judged), tuple(failed))
+                  tuple(scores), tuple(judged), tuple(failed), tuple(probabilities))
 
 
 def _failure(out: Any, forward: Any, reverse: Any, orders: str) -> tuple[str, str] | None:

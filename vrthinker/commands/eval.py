@@ -28,6 +28,9 @@ Metrics, per dimension the benchmark labels (TA, VQ, MQ, OA), with bootstrap 95%
   a missing prediction (no answer) counts as wrong and is reported separately; the table shows "–"
             for a dimension the judge labelled on no pair (e.g. TA for --backend metrics)
   with --orders both: position consistency, the share of labels both orders agree on
+  with label probabilities (a judge that reads them): per dimension ECE and Brier score, a reliability
+            table, accuracy at falling coverage (surest calls first) and the tie threshold swept over
+            the top label's probability (--json: calibration {dim: {ece, brier, n}}, calibration_detail)
 
 Every ordered judgment goes through the judgment store, the same file 'judge batch' uses (--db PATH, else
 $VRTHINKER_DB, else ./judgments.sqlite): a re-run resumes, and judgments already made by 'judge batch' with
@@ -169,6 +172,7 @@ def run(a: argparse.Namespace) -> int:
     skipped = [{"id": i, "reason": why} for i, why in loaded.skipped]
     failures = [{"id": i, "reason": why, "detail": detail} for i, why, detail in joined.failed]
     given, judged_n = len(joined.examples), sum(joined.judged)
+    calib = _calibration(joined, bench.dimensions)  # {} when the judge read no label probabilities
     source = getattr(judge, "profile_source", "") or ""
     if a.json:
         print(json.dumps({
@@ -179,14 +183,46 @@ def run(a: argparse.Namespace) -> int:
             "given": given, "judged": judged_n, "coverage": joined.coverage, "failed": joined.reasons(),
             "evaluated": given, "failures": failures, "skipped": skipped, "metrics": report.to_dict(),
             "metrics_judged_only": judged_report.to_dict() if judged_report is not None else None,
+            "calibration": {d: c.summary() for d, c in calib.items()} or None,
+            "calibration_detail": {d: c.to_dict() for d, c in calib.items()} or None,
             "table": table,
         }, ensure_ascii=False))
         return EXIT_INCOMPLETE if joined.failed else EXIT_OK
     out = Console()
     out.print(coverage_line(given, judged_n, joined.reasons()), highlight=False)
     _print_details(out, bench, report, a.orders, skipped, failures, ident, db, loaded.source, source)
+    if calib:
+        _print_calibration(out, calib)
     print(table)
     return EXIT_INCOMPLETE if joined.failed else EXIT_OK
+
+
+def _calibration(joined, dimensions) -> dict:
+    """Per dimension: how the judge's label probabilities bear out (vrthinker_eval.calibration); {} without them."""
+    from vrthinker_eval import calibration
+
+    probs = getattr(joined, "probabilities", ())
+    return calibration.calibration(joined.human, probs, dimensions) if calibration.has_probabilities(probs) else {}
+
+
+def _print_calibration(out, calib: dict) -> None:
+    """The calibration table: ECE, Brier, accuracy at 50% coverage and the probability tie sweep, per dimension;
+    then each dimension's reliability rows."""
+    from rich.table import Table
+
+    t = Table(title="label probabilities (3-class, top label)", title_justify="left")
+    for name in ("dim", "n", "ECE", "Brier", "acc @100%", "acc @50%", "tie sweep (t)"):
+        t.add_column(name, justify="right")
+    for d, c in calib.items():
+        cov = {k: acc for k, _, acc in c.coverage}
+        sweep = "–" if c.tie_accuracy is None else f"{_pct(c.tie_accuracy)} ({c.tie_threshold:.3f})"
+        t.add_row(d, str(c.n), "–" if c.ece is None else f"{c.ece:.3f}", "–" if c.brier is None else f"{c.brier:.3f}",
+                  _pct(cov.get(1.0)), _pct(cov.get(0.5)), sweep)
+    out.print(t)
+    for d, c in calib.items():
+        rows = ", ".join(f"[{b.low:.1f},{b.high:.1f}) {b.n}: {b.confidence:.2f}->{b.accuracy:.2f}"
+                         for b in c.reliability if b.n)
+        out.print(f"reliability {d} (top probability bin, rows: said -> right): {rows or '–'}", highlight=False)
 
 
 def coverage_line(given: int, judged: int, reasons: dict[str, int]) -> str:
