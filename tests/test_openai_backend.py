@@ -576,7 +576,7 @@ def test_piecewise_token_count_is_the_whole_renderings(processor, clips):
     from vrthinker.judge import load_videos
     from vrthinker.protocol import Conversation, Profile
 
-    r = Renderer(processor)
+    r = Renderer.from_processor(processor)
     assert r._piecewise
     for name in ("card", "training"):
         p = Profile.load(name)

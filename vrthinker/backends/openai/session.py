@@ -1,0 +1,69 @@
+"""One conversation with the servers: its turns as requests, the replies as the judge's Reply."""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Sequence
+
+from vrthinker.backends.base import Reply
+from vrthinker.backends.openai.body import openai_messages
+from vrthinker.backends.openai.pool import Server
+from vrthinker.backends.openai.tokens import is_clip
+from vrthinker.errors import ServerError, UsageError
+
+if TYPE_CHECKING:
+    from vrthinker.backends.openai.backend import OpenAIBackend
+
+
+class OpenAISession:
+    """One conversation: its server (kept for the prefix cache while it stays well) and decoding settings."""
+
+    def __init__(self, backend: OpenAIBackend):
+        self.b = backend
+        self.server: Server | None = None
+        self.generation: dict = {}
+
+    def set_generation(self, overrides: dict) -> None:
+        self.generation = dict(overrides)
+
+    def generate(self, messages: list[dict], images: Sequence[Any], max_new_tokens: int) -> Reply:
+        t0 = time.perf_counter()
+        b = self.b
+        video = b.caps["video"]
+        api = openai_messages(messages, images, video)
+        rendered, ours = b.renderer.render(messages, images) if b.renderer is not None else (None, None)
+        if b.check_rendering and not b._checked:
+            b.check(api, ours, self.server or b.pool.servers[0])
+        body = {"model": b.model_id, "messages": api, "max_tokens": int(max_new_tokens), "stream": False,
+                **b.settings(self.generation)}
+        if any(is_clip(x) for x in images) and b.kind == "vllm":
+            clip = next(x for x in images if is_clip(x))
+            body["media_io_kwargs"] = {"video": {"fps": float(clip.fps), "num_frames": -1,
+                                                 "do_sample_frames": False}}
+        body.update(b.extra_body)
+        if b.on_request is not None:
+            b.on_request(self, body)
+        try:
+            with b.slot():  # at most `concurrency` requests at the servers
+                data, self.server = b.post("/chat/completions", body, prefer=self.server)
+        except ServerError as e:
+            if "media_io_kwargs" in str(e) and "trust-request-mm-kwargs" in str(e):
+                raise UsageError("this profile's video item needs its fps and frames kept per request: start "
+                                 "vLLM with --trust-request-mm-kwargs") from None
+            raise
+        try:
+            choice = data["choices"][0]
+            text = choice["message"].get("content") or ""
+            finish = choice.get("finish_reason")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise ServerError(f"{self.server.url}: a reply without choices[0].message: {str(data)[:200]}") from None
+        usage = data.get("usage") or {}
+        server_prompt = usage.get("prompt_tokens")
+        cached = ((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+        new_tokens = usage.get("completion_tokens")
+        if new_tokens is None and b.renderer is not None:
+            new_tokens = b.renderer.count(text)
+        prompt = server_prompt if server_prompt is not None else (len(ours) if ours is not None else 0)
+        return Reply(text=text, new_tokens=int(new_tokens or 0), stopped="length" if finish == "length" else "eos",
+                     rendered=rendered, prefill_tokens=int(prompt) - int(cached), reused_tokens=int(cached),
+                     seconds=time.perf_counter() - t0, prompt_tokens=len(ours) if ours is not None else None,
+                     server_prompt_tokens=None if server_prompt is None else int(server_prompt))
