@@ -173,3 +173,30 @@ def test_split_by_question_is_stable_and_keeps_a_pair_together():
         assert len(sides) == 1
     many = [_selection(i, f"q{i}", f"a{i}", f"b{i}") for i in range(2000)]
     assert 0.17 < len(qs.split(many, 0.2).val) / 2000 < 0.23  # the threshold is the fraction
+
+
+def test_hf_sampling_is_seeded_and_greedy_stays_greedy(hf_backend, clips, tmp_path):
+    """On the tiny model: a sampled conversation is the same for the same seed, differs across seeds, and a
+    session without sampling still decodes greedily (the judge's replies are unchanged)."""
+    import json
+    import shutil
+
+    from vrthinker.protocol import Profile, _prompts_root
+
+    prof = tmp_path / "card-small"
+    shutil.copytree(_prompts_root() / "card", prof)
+    data = json.loads((prof / "profile.json").read_text())
+    data.update(name="card-small", version="card-small/1", image_side=56)  # small frames: seconds, not minutes
+    (prof / "profile.json").write_text(json.dumps(data))
+    judge = Judge(hf_backend, Profile.load(prof), max_new_tokens=12, max_turns=1)
+    s = Selection(1, "A robot", str(clips["a"]), str(clips["b"]), "ha", "hb", "a")
+    grids = judge.load_videos(clips["a"], clips["b"])
+
+    one = sampling.converse(judge, s, grids, Sampling(0.7, 11))
+    again = sampling.converse(judge, s, grids, Sampling(0.7, 11))
+    assert [t.reply for t in one] == [t.reply for t in again]
+    others = {tuple(t.reply for t in sampling.converse(judge, s, grids, Sampling(1.5, seed))) for seed in range(4)}
+    assert len(others) > 1
+    greedy = [t.reply for t in sampling.converse(judge, s, grids, None)]
+    assert greedy == [t.reply for t in sampling.converse(judge, s, grids, None)]
+    assert greedy == [t.reply for t in judge.compare(clips["a"], clips["b"], "A robot", grids=grids).turns]
