@@ -68,3 +68,55 @@ def test_a_judge_records_probabilities_and_the_store_keeps_them(tmp_path, clips)
         store.db.execute("UPDATE judgments SET verdict = json_remove(verdict, '$.probabilities', '$.mass')")
         old = next(iter(judged_items(store, "j")))
         assert old.verdict.probabilities is None and old.to_dict()["probabilities"] is None
+
+
+def test_pair_confidence_is_the_winners_probability_and_min_confidence_filters_on_it(tmp_path, clips):
+    from vrthinker.pairs import build_pairs
+
+    judge = Judge(GivenProbabilities(ScriptedBackend([ANSWER]), [[P]]), "card")
+    rows = [PairRow("x", str(clips["a"]), str(clips["b"]), "shapes move", 1, 0)]
+    with Store(str(tmp_path / "j.sqlite")) as store:
+        run_batch(judge, rows, store, job="j", orders="one", ident=identify(judge))
+        ta = build_pairs(store, "TA", job="j").pairs
+        mq = build_pairs(store, "MQ", job="j").pairs
+        assert [p.confidence for p in ta] == [0.9] and ta[0].chosen == str(clips["a"])
+        assert [p.confidence for p in mq] == [0.7] and mq[0].chosen == str(clips["b"])
+        kept = build_pairs(store, "MQ", job="j", min_confidence=0.8)
+        assert not kept.pairs and kept.skipped.get("below_margin") == 1
+
+
+def test_report_draws_a_bar_per_label_from_the_averaged_probabilities(tmp_path, clips):
+    from vrthinker.report import write_report
+
+    judge = Judge(GivenProbabilities(ScriptedBackend([ANSWER]), [[P], [R]]), "card")
+    rows = [PairRow("x", str(clips["a"]), str(clips["b"]), "<b>shapes</b> move", 1, 0)]
+    out = tmp_path / "r.html"
+    with Store(str(tmp_path / "j.sqlite")) as store:
+        run_batch(judge, rows, store, job="j", orders="both", ident=identify(judge))
+        write_report(store, str(out), job="j")
+    page = out.read_text()
+    assert "probabilities (both orders averaged)" in page
+    # TA: forward 0.9, reverse mapped back 0.85 -> 0.875 for video 1
+    assert "width:87.5%'></span></span>0.88" in page and "width:7.5%'></span></span>0.08" in page
+    assert "<b>shapes</b>" not in page and "&lt;b&gt;shapes&lt;/b&gt;" in page
+
+
+def test_the_table_shows_each_labels_probability_and_combine_needs_both_orders(clips, capsys):
+    from rich.console import Console
+
+    from vrthinker.cli import main, render_verdict
+
+    f = verdict({"TA": 1, "VQ": 0, "MQ": 2, "OA": 1}, P)
+    r = verdict({"TA": 2, "VQ": 0, "MQ": 1, "OA": 1}, R)
+    console = Console(record=True, width=120)
+    render_verdict(combine(f, r, rule="probabilities"), console)
+    rows = {line.split()[1]: line.split() for line in console.export_text().splitlines() if line.startswith("│ ")
+            and line.split()[1] in P}
+    assert rows["TA"][-2] == "0.88" and rows["OA"][-2] == "0.65" and rows["VQ"][-2] == "0.40"
+    console = Console(record=True, width=120)
+    render_verdict(Verdict(labels={"OA": 1}, reason=None), console)
+    assert " P " not in console.export_text()
+    code = main([str(clips["a"]), str(clips["b"]), "--prompt", "p", "--combine", "probabilities",
+                 "--backend", "metrics"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--orders both" in err

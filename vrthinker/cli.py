@@ -74,6 +74,9 @@ def compare_parser() -> argparse.ArgumentParser:
     return p
 
 
+    p.add_argument("--combine", choices=["labels", "probabilities"], default="labels",
+                   help="with --orders both: labels (default: disagreeing orders give a tie) or probabilities "
+                        "(each label is the argmax of both orders' label probabilities averaged)")
 def exit_code(v: Verdict) -> int:
     if v.reason == "bad_video":
         return EXIT_USAGE
@@ -95,12 +98,18 @@ def render_verdict(v: Verdict, console) -> None:
     for d in DIMENSIONS:
         lab = v.labels.get(d)
         winner = "[dim]missing[/]" if lab is None else LABEL_NAMES[lab]
-        t.add_row(f"{d}  {NAMES[d]}", "-" if lab is None else str(lab), winner)
+        p = "" if lab is None or d not in probs else f"{float(probs[d][str(lab)]):.2f}"
+        t.add_row(f"{d}  {NAMES[d]}", "-" if lab is None else str(lab), winner, *((p or "-",) if probs else ()))
+    probs = v.probabilities or {}
+    if probs:  # the label's own probability (both orders averaged with --orders both)
+        t.add_column("P", justify="right")
     console.print(t)
     console.print(f"prompt: {v.prompt}")
     if v.frames_requested:
         asked = "; ".join(f"turn {t.index + 1}: {list(t.requested)}" for t in v.turns if t.action == "tool_call")
         console.print(f"frames requested: {asked}")
+    if v.extra.get("no_probabilities"):
+        console.print(f"label probabilities: none ({escape(str(v.extra['no_probabilities']))})", highlight=False)
     else:
         console.print("frames requested: none (judged on the initial frames)")
     console.print(f"model: {v.model_id}  protocol: {v.protocol}  backend: {v.backend}  "
@@ -154,7 +163,13 @@ def _compare(argv: list[str]) -> int:
 
         grids = load_videos(resolve(a.model or DEFAULT_MODEL, a.protocol)[0], a.video1, a.video2)
     judge = load_judge(a)
-    v = judge.compare(a.video1, a.video2, a.prompt, orders=a.orders, **({"grids": grids} if grids else {}))
+    if a.combine != "labels" and (a.orders != "both" or a.backend == "metrics"):
+        raise JudgeError("--combine probabilities needs --orders both and a judge that reads label probabilities "
+                         "(not --backend metrics)")
+    extra = {"grids": grids} if grids else {}
+    if a.combine != "labels":
+        extra["combine_rule"] = a.combine
+    v = judge.compare(a.video1, a.video2, a.prompt, orders=a.orders, **extra)
     if a.trace:
         Path(a.trace).write_text(json.dumps(v.to_dict(trace=True), indent=2, ensure_ascii=False) + "\n",
                                  encoding="utf-8")

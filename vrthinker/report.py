@@ -31,6 +31,8 @@ table{border-collapse:collapse;margin:6px 0}td,th{border:1px solid #ddd;padding:
 .frames{display:flex;flex-wrap:wrap;gap:10px}.frame{border:1px solid #eee;padding:4px;text-align:center}
 .frame img{display:inline-block;margin:0 2px}.reasoning{white-space:pre-wrap;background:#f4f4f4;padding:8px}
 .note{color:#a40;font-size:12px}
+.probs{font-size:12px;white-space:nowrap}.bar{display:inline-block;width:60px;height:8px;background:#eee;
+margin:0 4px 0 2px;vertical-align:middle}.bar span{display:block;height:8px;background:#4a7}
 """
 
 
@@ -124,13 +126,28 @@ def _label(v) -> str:
     return "missing" if v is None else f"{v} ({LABEL_NAMES[v]})"
 
 
+def _bars(dist) -> str:
+    """A small bar per label ("1", "2", "0") as long as its probability, the figure beside it; "-" without."""
+    if not dist:
+        return "-"
+    return "<br>".join(f"{_e(k)}<span class='bar' title='{_e(LABEL_NAMES[int(k)])}'><span style='width:"
+                       f"{100 * min(1.0, max(0.0, float(dist[k]))):.1f}%'></span></span>{float(dist[k]):.2f}"
+                       for k in ("1", "2", "0"))
+
+
 def _labels_table(j: JudgedItem) -> str:
     head = "<tr><th>dimension</th><th>label</th>"
     orders = [(n, o) for n, o in (("video1 first", j.forward), ("video2 first", j.reverse)) if o is not None]
-    head += "".join(f"<th>{_e(n)} (as answered)</th>" for n, _ in orders) + "</tr>"
+    head += "".join(f"<th>{_e(n)} (as answered)</th>" for n, _ in orders)
+    probs = j.verdict.probabilities or {}
+    head += ("<th>probabilities (both orders averaged)</th>" if len(orders) == 2 else "<th>probabilities</th>"
+             ) if probs else ""
+    head += "</tr>"
     rows = []
     for d in DIMENSIONS:
         cells = "".join(f"<td>{_e(_label(o.labels.get(d)))}</td>" for _, o in orders)
+        if probs:
+            cells += f"<td class='probs'>{_bars(probs.get(d))}</td>"
         flag = " <span class='note'>orders disagree</span>" if d in j.inconsistent else ""
         rows.append(f"<tr><td>{d} {_e(NAMES[d])}</td><td class='label' data-dim='{d}'>"
                     f"{_e(_label(j.verdict.labels.get(d)))}{flag}</td>{cells}</tr>")
