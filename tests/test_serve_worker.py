@@ -158,3 +158,34 @@ def test_a_full_queue_answers_429_with_retry_after_and_big_bodies_413(clips, tmp
     db = sqlite3.connect(f"file:{s.db}?mode=ro", uri=True)
     assert db.execute("SELECT count(*) FROM ab_questions").fetchone() == (0,)  # a refused A/B question left nothing
     db.close()
+
+
+def test_the_python_face_submits_and_waits_without_http(clips, tmp_path):
+    """What a second front end uses: Jobs.submit / wait / health on the same store and worker, no HTTP."""
+    from dqa.serve.jobs import Jobs, QueueFull
+    from dqa.serve.tables import Connections
+
+    conns = Connections(str(tmp_path / "py.sqlite"))
+    jobs = Jobs(conns, {"backend": "metrics"}, max_queue=1, log=lambda _s: None)
+    store = conns.get()
+    paths = [str(clips / f"c{i:02d}.mp4") for i in (0, 1, 2, 3)]
+    hashes = [store.file_hash(p) for p in paths]
+    first = jobs.submit("compare", {"video1": paths[0], "video2": paths[1], "prompt": "py", "orders": "one"},
+                        hashes[:2])
+    with pytest.raises(QueueFull) as full:  # the worker is not started: the one queued job fills the queue
+        jobs.submit("compare", {"video1": paths[2], "video2": paths[3], "prompt": "py", "orders": "one"}, hashes[2:])
+    assert full.value.retry_after >= 1
+    with pytest.raises(TimeoutError):
+        jobs.wait(first.id, timeout=0.3)
+    jobs.start()
+    try:
+        done = jobs.wait(first.id, timeout=60)
+        assert done.state == "done" and done.result["videos"] == paths[:2]
+        assert jobs.wait("no-such-job") is None
+        h = jobs.health()
+        assert h["ok"] and h["queue"]["depth"] == 0 and h["worker"]["state"] in ("idle", "busy")
+        jobs.stop()
+        assert jobs.health()["worker"]["state"] == "stopped"
+    finally:
+        jobs.stop()
+        conns.close()
