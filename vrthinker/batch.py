@@ -175,6 +175,7 @@ class ItemOutcome:
     detail: str = ""
     labels: dict[str, int | None] = field(default_factory=dict)
     agreement: dict[str, bool] = field(default_factory=dict)  # per dimension both orders labelled: agree?
+    probabilities: dict | None = None  # the item's label probabilities (both orders averaged), if read
 
     @property
     def consistency(self) -> float | None:
@@ -183,7 +184,6 @@ class ItemOutcome:
 
 
 @dataclass(frozen=True)
-    probabilities: dict | None = None  # the item's label probabilities (both orders averaged), if read
 class BatchSummary:
     """Counts of one run, and its position consistency over the items judged in both orders."""
 
@@ -426,6 +426,8 @@ class JudgedItem:
             "reasoning": v.reasoning if v else "",
             "consistency": self.consistency, "inconsistent": list(self.inconsistent),
             "single_order": list(v.extra.get("single_order") or ()) if v else [],
+            "probabilities": plain_probabilities(v.probabilities) if v else None,
+            "tv_distance": v.extra.get("tv_distance") if v else None,
             "backend": ref.backend if ref else None, "model_id": ref.model_id if ref else None,
             "revision": ref.revision if ref else None, "adapter": ref.adapter if ref else None,
             "protocol": ref.protocol if ref else None, "config": ref.config if ref else None,
@@ -434,8 +436,6 @@ class JudgedItem:
 
 
 def judged_items(store: Store, job: str | None = None, include_bad: bool = False) -> Iterable[JudgedItem]:
-            "probabilities": plain_probabilities(v.probabilities) if v else None,
-            "tv_distance": v.extra.get("tv_distance") if v else None,
     """Stored items (done ones, and bad ones if asked) with their judgments, in input order."""
     for it in store.items(job):
         if it.status != "done":

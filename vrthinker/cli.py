@@ -70,13 +70,13 @@ def compare_parser() -> argparse.ArgumentParser:
     p.add_argument("--orders", choices=["one", "both"], default="one",
                    help="both: also judge (video2, video1) and keep only labels both orders agree on")
     p.add_argument("--trace", metavar="FILE", help="write every turn (rendered text, images, reply, cost) as JSON")
+    p.add_argument("--combine", choices=["labels", "probabilities"], default="labels",
+                   help="with --orders both: labels (default: disagreeing orders give a tie) or probabilities "
+                        "(each label is the argmax of both orders' label probabilities averaged)")
     add_model_args(p)
     return p
 
 
-    p.add_argument("--combine", choices=["labels", "probabilities"], default="labels",
-                   help="with --orders both: labels (default: disagreeing orders give a tie) or probabilities "
-                        "(each label is the argmax of both orders' label probabilities averaged)")
 def exit_code(v: Verdict) -> int:
     if v.reason == "bad_video":
         return EXIT_USAGE
@@ -95,21 +95,21 @@ def render_verdict(v: Verdict, console) -> None:
     t.add_column("dimension")
     t.add_column("label", justify="center")
     t.add_column("winner")
+    probs = v.probabilities or {}
+    if probs:  # the label's own probability (both orders averaged with --orders both)
+        t.add_column("P", justify="right")
     for d in DIMENSIONS:
         lab = v.labels.get(d)
         winner = "[dim]missing[/]" if lab is None else LABEL_NAMES[lab]
         p = "" if lab is None or d not in probs else f"{float(probs[d][str(lab)]):.2f}"
         t.add_row(f"{d}  {NAMES[d]}", "-" if lab is None else str(lab), winner, *((p or "-",) if probs else ()))
-    probs = v.probabilities or {}
-    if probs:  # the label's own probability (both orders averaged with --orders both)
-        t.add_column("P", justify="right")
     console.print(t)
+    if v.extra.get("no_probabilities"):
+        console.print(f"label probabilities: none ({escape(str(v.extra['no_probabilities']))})", highlight=False)
     console.print(f"prompt: {v.prompt}")
     if v.frames_requested:
         asked = "; ".join(f"turn {t.index + 1}: {list(t.requested)}" for t in v.turns if t.action == "tool_call")
         console.print(f"frames requested: {asked}")
-    if v.extra.get("no_probabilities"):
-        console.print(f"label probabilities: none ({escape(str(v.extra['no_probabilities']))})", highlight=False)
     else:
         console.print("frames requested: none (judged on the initial frames)")
     console.print(f"model: {v.model_id}  protocol: {v.protocol}  backend: {v.backend}  "
@@ -155,6 +155,9 @@ def _compare(argv: list[str]) -> int:
     if not a.prompt.strip():
         raise JudgeError("--prompt is empty: pass the text the videos were generated from")
     check_model_args(a)  # a flag this backend does not use: one line now, before any decoding
+    if a.combine != "labels" and (a.orders != "both" or a.backend == "metrics"):
+        raise JudgeError("--combine probabilities needs --orders both and a judge that reads label probabilities "
+                         "(not --backend metrics)")
     quiet_libraries()
     grids = None
     if a.backend == "hf":  # decode first: a bad video (or an unknown checkpoint) should not cost a model load;
@@ -163,9 +166,6 @@ def _compare(argv: list[str]) -> int:
 
         grids = load_videos(resolve(a.model or DEFAULT_MODEL, a.protocol)[0], a.video1, a.video2)
     judge = load_judge(a)
-    if a.combine != "labels" and (a.orders != "both" or a.backend == "metrics"):
-        raise JudgeError("--combine probabilities needs --orders both and a judge that reads label probabilities "
-                         "(not --backend metrics)")
     extra = {"grids": grids} if grids else {}
     if a.combine != "labels":
         extra["combine_rule"] = a.combine
