@@ -25,6 +25,7 @@ PROMPT = "a red square glides over a textured field"
 TOOLS = {"verify_video", "compare_videos", "get_frames", "ask_preference", "record_selection", "run_tuner",
          "failure_patterns"}
 TOKEN = "mcp-test-token"
+ANN_TOKEN = "ann-has-her-own-token"  # a --users token: selections made with it are recorded as ann's
 
 
 @pytest.fixture(scope="module")
@@ -72,12 +73,12 @@ def http_client(url: str, token: str | None = None) -> Client:
 class HttpServer:
     """A real `dqa mcp --transport http` process on a free loopback port."""
 
-    def __init__(self, db, root, token: str | None = None):
+    def __init__(self, db, root, *extra: str, token: str | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(str(db) + f".{self.port}.log", "ab+")
         self.proc = subprocess.Popen([sys.executable, *mcp_args(db, root, "--transport", "http", "--port",
-                                                                 str(self.port))],
+                                                                 str(self.port), *extra)],
                                      cwd=ROOT, env=clean_env(token), stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -259,7 +260,11 @@ def test_stdio_lists_tools_calls_every_tool_and_refuses_bad_input_in_one_line(me
 
 @pytest.fixture(scope="module")
 def token_server(media):
-    s = HttpServer(media["base"] / "http.sqlite", media["root"], token=TOKEN)
+    import hashlib
+
+    users = media["base"] / "users.txt"
+    users.write_text(f"ann {hashlib.sha256(ANN_TOKEN.encode()).hexdigest()}\n")
+    s = HttpServer(media["base"] / "http.sqlite", media["root"], "--users", str(users), token=TOKEN)
     yield s
     s.stop()
     assert "Traceback" not in s.stderr()
@@ -267,15 +272,34 @@ def token_server(media):
 
 def test_http_with_token_serves_every_tool(token_server, media):
     async def main():
-        async with http_client(token_server.url + "/mcp", TOKEN) as c:
+        async with http_client(token_server.url + "/mcp", ANN_TOKEN) as c:
             await exercise(c, media)
             await errors(c, media)
 
     anyio.run(main)
 
 
+def test_http_records_a_selection_as_the_tokens_user(token_server):
+    """As dqa serve: with authentication the token says who chose; another name is refused in one line."""
+    async def main():
+        out = {}
+        for who, token in (("admin", TOKEN), ("ann", ANN_TOKEN)):
+            async with http_client(token_server.url + "/mcp", token) as c:
+                q = (await c.call_tool("ask_preference", {"prompt": f"{PROMPT} as {who}", "a": "a.mp4",
+                                                          "b": "c.mp4"})).structured_content
+                out[who, "other"] = await c.call_tool("record_selection", {"test_id": q["test_id"], "chosen": "a",
+                                                                           "user": "mallory"})
+                out[who] = await c.call_tool("record_selection", {"test_id": q["test_id"], "chosen": "a"})
+        return out
+
+    out = anyio.run(main)
+    for who in ("admin", "ann"):
+        one_line_error(out[who, "other"], f"signed in as {who}")
+        assert not out[who].is_error and out[who].structured_content["user"] == who
+
+
 def test_http_without_or_with_a_wrong_token_is_refused(token_server):
-    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}, {"Authorization": ANN_TOKEN}):
         r = httpx.post(token_server.url + "/mcp", headers=headers | {"Accept": "application/json, text/event-stream"},
                        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", r.text
@@ -337,15 +361,15 @@ def test_two_concurrent_clients_lose_and_duplicate_nothing(token_server, media):
                                                              "dimension": "MQ"})
                     assert not r.is_error, r.content
                     r = await c.call_tool("record_selection", {"test_id": r.structured_content["test_id"],
-                                                               "chosen": "ab"[i % 2], "user": f"u{k}"})
+                                                               "chosen": "ab"[i % 2]})
                     assert not r.is_error, r.content
                     results[k].append(r.structured_content)
 
                 for i, p in enumerate(prompts[k]):
                     tg.start_soon(one, p, i)
 
-                async def shared_answer():  # both clients answer the same question as the same person
-                    r = await c.call_tool("record_selection", {"test_id": shared["q"], "chosen": "a", "user": "sam"})
+                async def shared_answer():  # both clients answer the same question as the same person (admin)
+                    r = await c.call_tool("record_selection", {"test_id": shared["q"], "chosen": "a"})
                     results[k].append(r)
 
                 async def verify():
@@ -373,9 +397,9 @@ def test_two_concurrent_clients_lose_and_duplicate_nothing(token_server, media):
               if not isinstance(x, dict) and not x.is_error and "grade" in (x.structured_content or {})]
     assert len(grades) == 2 and grades[0] == grades[1]
     with sqlite3.connect(db) as con:
-        rows = con.execute("SELECT prompt, user, chosen FROM selections").fetchall()
+        rows = con.execute("SELECT prompt, user, chosen, dimension FROM selections").fetchall()
         assert len(rows) - before == 9 and len(set(rows)) == len(rows)
-        assert {(p, f"u{k}") for k in (1, 2) for p in prompts[k]} <= {(r[0], r[1]) for r in rows}
+        assert {(p, "admin") for k in (1, 2) for p in prompts[k]} <= {(r[0], r[1]) for r in rows}
         jobs = con.execute("SELECT count(*) FROM serve_jobs WHERE kind='score' AND request LIKE '%c.mp4%'").fetchone()
         assert jobs[0] == 1  # both clients got the one scoring job
 

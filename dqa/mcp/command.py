@@ -1,8 +1,8 @@
 """`dqa mcp`: its flags, the HTTP guard (dqa serve's token rules), and the function that runs the server.
 
   dqa mcp --media-root DIR [--media-root DIR ...] [--db DB] [--transport stdio|http] [--host 127.0.0.1]
-          [--port 8701] [--token T | env DQA_TOKEN] [--tune-out DIR] [--tune-max-steps N] [--tune-samples K]
-          [--allow-label-swap] [the judge's model flags: --backend, --model, --protocol, ...]
+          [--port 8701] [--token T | env DQA_TOKEN] [--users FILE] [--tune-out DIR] [--tune-max-steps N]
+          [--tune-samples K] [--allow-label-swap] [the judge's model flags: --backend, --model, --protocol, ...]
 """
 from __future__ import annotations
 
@@ -37,6 +37,9 @@ def add_parser(sub) -> None:
                    help="a directory videos may be read from (repeatable); nothing outside is read")
     s.add_argument("--token", default=None, help=f"http: require this Bearer token (default ${TOKEN_ENV}; "
                                                  "prefer the variable: flags show in the process list)")
+    s.add_argument("--users", default=None, metavar="FILE",
+                   help="http: per-user tokens, one 'NAME SHA256' line each (as dqa serve); a selection is "
+                        "recorded as the token's user")
     s.add_argument("--vram-budget", type=float, default=24.0, metavar="GB",
                    help="memory budget for one scoring worker at a time (default 24)")
     s.add_argument("--tune-out", default=None, metavar="DIR",
@@ -53,11 +56,9 @@ class Guard:
     """ASGI wrapper with dqa serve's rules: without a token only this machine's own host names are answered
     (no DNS rebinding); with one, every request but /health needs `Authorization: Bearer TOKEN`."""
 
-    def __init__(self, app, token: str | None):
-        from dqa.serve.auth import Auth
-
+    def __init__(self, app, auth):
         self.app = app
-        self.auth = Auth(token)
+        self.auth = auth
 
     @staticmethod
     def host(headers: dict) -> str:
@@ -103,8 +104,14 @@ def service_of(a: argparse.Namespace):
 def run(a: argparse.Namespace) -> int:
     token = a.token if a.token is not None else os.environ.get(TOKEN_ENV)
     token = token if token and token.strip() else None
+    if a.users and a.transport != "http":
+        raise UsageError("--users goes with --transport http (stdio has one user: whoever started it)")
+    users = {}
     if a.transport == "http":
-        check_host(a.host, token)  # before anything slow: a refused start says so at once
+        from dqa.serve.users import load_users
+
+        users = load_users(a.users) if a.users else {}
+        check_host(a.host, token or bool(users))  # before anything slow: a refused start says so at once
         if not 0 < a.port < 65536:
             raise UsageError(f"--port {a.port}: not a port number")
     try:
@@ -112,12 +119,15 @@ def run(a: argparse.Namespace) -> int:
 
         from dqa.mcp.server import build
     except ImportError as e:
-        raise UsageError(NEEDS.format(name=e.name)) from None
+        raise UsageError(NEEDS.format(name=(e.name or "mcp").split(".")[0])) from None
     from vrthinker.cliutil import quiet_libraries
 
     quiet_libraries()
+    from dqa.serve.auth import Auth
+
+    auth = Auth(token, users) if a.transport == "http" else None
     service = service_of(a)
-    server = build(service)
+    server = build(service, auth=auth)
     service.start()
     try:
         if a.transport == "stdio":
@@ -130,9 +140,10 @@ def run(a: argparse.Namespace) -> int:
             async def health(_request):
                 return JSONResponse({"status": "ok"})
 
-            app = Guard(server.streamable_http_app(host=a.host), token)
+            app = Guard(server.streamable_http_app(host=a.host), auth)
+            how = ", ".join(x for x in ("token" if token else "", f"{len(users)} users" if users else "") if x)
             print(f"dqa mcp: http://{a.host}:{a.port}/mcp  (streamable HTTP; store {a.db}; "
-                  f"auth {'token' if token else 'none, loopback only'})", file=sys.stderr, flush=True)
+                  f"auth {how or 'none, loopback only'})", file=sys.stderr, flush=True)
             uvicorn.run(app, host=a.host, port=a.port, log_level="warning", access_log=False)
     finally:
         service.stop()

@@ -77,8 +77,23 @@ async def _plain(fn, *args, **kw):
         raise ToolError(str(e)) from None
 
 
-def build(service: Service, name: str = "dqa") -> MCPServer:
-    """The MCP server for one Service (the caller starts and stops the service's job worker)."""
+def caller(auth, ctx: Context | None, given: Optional[str]) -> Optional[str]:
+    """Who an answer is recorded as, by dqa serve's rule: with authentication (HTTP with a token or --users),
+    whoever the verified Bearer token says (a different `user` is refused); otherwise the argument."""
+    if auth is None or not auth.required:
+        return given
+    headers = (ctx.headers if ctx is not None else None) or {}
+    user = auth.bearer_user(next((v for k, v in headers.items() if k.lower() == "authorization"), None))
+    if user is None:
+        raise ToolError("send Authorization: Bearer TOKEN")
+    if given not in (None, "", user):
+        raise ToolError(f"you are signed in as {user}; leave user out or give {user}")
+    return user
+
+
+def build(service: Service, name: str = "dqa", auth=None) -> MCPServer:
+    """The MCP server for one Service (the caller starts and stops the service's job worker). `auth`: the HTTP
+    transport's dqa.serve.auth.Auth, which names the user a selection is recorded as."""
     mcp = DQAServer(name, instructions=INSTRUCTIONS, version="1", log_level="WARNING")
 
     @mcp.tool(annotations=READ_ONLY)
@@ -131,10 +146,11 @@ def build(service: Service, name: str = "dqa") -> MCPServer:
                                chosen: Annotated[Literal["variation_a", "variation_b", "a", "b", "tie"], Field(
                                    description="the variation the person preferred, or tie")],
                                dimension: Dimension = None,
-                               user: Annotated[Optional[str], Field(description="who chose")] = None,
-                               ) -> SelectionDoc:
+                               user: Annotated[Optional[str], Field(description="who chose (over HTTP with a "
+                                                                                "token: the token's user)")] = None,
+                               ctx: Context = None) -> SelectionDoc:
         """Record a person's choice on an A/B question; it becomes a selection the tuner learns from."""
-        return await _plain(service.record_selection, test_id, chosen, dimension, user)
+        return await _plain(service.record_selection, test_id, chosen, dimension, caller(auth, ctx, user))
 
     @mcp.tool(annotations=WRITES)
     async def run_tuner(min_new: Annotated[int, Field(description="train only when at least this many new "
