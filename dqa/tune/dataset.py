@@ -49,10 +49,10 @@ END_OF_TURN = "<|im_end|>"  # what the model writes after its reply (its eos): s
 _CUT = re.compile(r"<\s*(tool_call|recommend(?:ed)?[\s_]*answer|answer|final[\s_]*answer)\s*>", re.I)
 
 
-def judge_identity(judge: Any, adapter: str | None = None) -> str:
+def judge_identity(judge: Any, adapter: str | None = None, store: Store | None = None) -> str:
     """What the stored replies depend on: the model, the protocol version and an adapter (the judge's
-    `vrthinker.batch.identify` label)."""
-    return identify(judge, adapter=adapter).label
+    `vrthinker.batch.identify` label); with `store`, checkpoint files are hashed through its cache."""
+    return identify(judge, adapter=adapter, store=store).label
 
 
 def set_label(reply: str, dimension: str, label: int) -> str | None:
@@ -255,7 +255,7 @@ def build(store: Store, profile: Profile, selections: Sequence[Selection], *, ju
     `max_turns` limits the conversations; `max_length` is the truncation rule (see the module doc).
     """
     if judge is not None and identity is None and hasattr(judge, "compare"):
-        identity = judge_identity(judge)
+        identity = judge_identity(judge, store=store)
     if identity is None:
         raise ValueError("build() needs a judge or the identity of stored replies")
     rules = limited(profile, max_length)

@@ -167,7 +167,7 @@ def build(store: Store, profile: Profile, selections: Sequence[Selection], *, ju
     if samples > 1 and not temperature > 0:
         raise UsageError("--temperature must be above 0 to sample")
     if judge is not None and identity is None and hasattr(judge, "compare"):
-        identity = ds.judge_identity(judge)
+        identity = ds.judge_identity(judge, store=store)
     if identity is None:
         raise ValueError("build() needs a judge or the identity of stored conversations")
     rules = ds.limited(profile, max_length)
