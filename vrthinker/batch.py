@@ -193,7 +193,7 @@ class BatchSummary:
     reused: int
     bad: int
     judgments_written: int
-    incomplete: int  # done items with at least one missing label
+    incomplete: int  # done items with a label missing for a reason other than the backend's design
     agreed: int
     compared: int
     per_dimension: dict[str, tuple[int, int]]  # dimension -> (agreed, compared)
@@ -356,9 +356,10 @@ def _run_one(judge, row: PairRow, store: Store, job: str, orders: str, ident: Mo
     if need_f or need_r:
         verdicts = ([v for o, v in by_order.items() if (o == "f" and need_f) or (o == "r" and need_r)]
                     if judged is not None else _judge(judge, row, need_f, need_r))
-        # a server that failed after its retries: the row is 'bad' for now (no judgment kept), so a rerun
-        # judges it again
-        broken = next((v for v in verdicts if v.reason in ("bad_video", "server_error")), None)
+        # a server that failed after its retries, or refused a prompt past its context length (--max-model-len,
+        # not the model's answer): the row is 'bad' for now (no judgment kept), so a rerun judges it again
+        broken = next((v for v in verdicts
+                       if v.reason in ("bad_video", "server_error") or v.extra.get("refused")), None)
         if broken is not None:
             return bad(broken.reason, broken.detail)
         wanted = ([(kf, h1, h2)] if need_f else []) + ([(kr, h2, h1)] if need_r else [])
@@ -379,7 +380,7 @@ def _run_one(judge, row: PairRow, store: Store, job: str, orders: str, ident: Mo
     forward = new.get(kf) or store.judgment(kf)
     reverse = (new.get(kr) or store.judgment(kr)) if kr else None
     v = combined(forward, reverse)
-    if not v.complete:
+    if not v.as_designed:
         counts["incomplete"] += 1
     return ItemOutcome(row.item_id, row.position, "judged" if new else "reused", v.reason, v.detail,
                        {d: v.labels.get(d) for d in DIMENSIONS},

@@ -1,6 +1,8 @@
 """`judge V1 V2 --prompt P`: a thin command line over `vrthinker.Judge`.
 
-Exit status: 0 all four labels; 3 judged but incomplete (the reason is printed); 2 bad input or usage.
+Exit status (every command of the project): 0 done (a dimension the backend cannot give by design, such as TA
+from the weight-free judge, is reported, not a failure); 3 ran, but some judgment failed or ended incomplete (the
+reasons are printed, what was judged is stored); 2 bad input or usage; 130 interrupted.
 """
 from __future__ import annotations
 
@@ -55,7 +57,9 @@ def commands_epilog() -> str:
     width = max(map(len, SUBCOMMANDS))
     lines = [f"  {name:<{width}}  {summary(mod)}" for name, mod in sorted(SUBCOMMANDS.items())]
     return ("other commands (judge COMMAND --help for their flags):\n" + "\n".join(lines) +
-            "\n\nExit status: 0 all four labels; 3 judged but incomplete; 2 bad input or usage.")
+            "\n\nExit status: 0 done (TA that the weight-free judge cannot give is not a failure); 3 some "
+            "judgment failed or ended incomplete (reasons printed, the rest stored); 2 bad input or usage; "
+            "130 interrupted.")
 
 
 def compare_parser() -> argparse.ArgumentParser:
@@ -80,7 +84,7 @@ def compare_parser() -> argparse.ArgumentParser:
 def exit_code(v: Verdict) -> int:
     if v.reason == "bad_video":
         return EXIT_USAGE
-    return EXIT_OK if v.complete else EXIT_INCOMPLETE
+    return EXIT_OK if v.as_designed else EXIT_INCOMPLETE
 
 
 def render_verdict(v: Verdict, console) -> None:
@@ -110,8 +114,12 @@ def render_verdict(v: Verdict, console) -> None:
     if v.frames_requested:
         asked = "; ".join(f"turn {t.index + 1}: {list(t.requested)}" for t in v.turns if t.action == "tool_call")
         console.print(f"frames requested: {asked}")
-    else:
+    elif v.turns:
         console.print("frames requested: none (judged on the initial frames)")
+    else:  # a judge with no conversation (the weight-free one) measures the whole videos
+        frames = [((v.extra.get("scores") or {}).get(k) or {}).get("frames") for k in ("video1", "video2")]
+        seen = " and ".join(str(f) for f in frames if f) or "all"
+        console.print(f"frames: measured over the whole videos ({seen} frames), no frame requests")
     console.print(f"model: {v.model_id}  protocol: {v.protocol}  backend: {v.backend}  "
                   f"turns: {len(v.turns)}  time: {v.timings.get('total_s', 0):.1f}s")
     if v.per_order:
@@ -173,13 +181,14 @@ def _compare(argv: list[str]) -> int:
     if a.trace:
         Path(a.trace).write_text(json.dumps(v.to_dict(trace=True), indent=2, ensure_ascii=False) + "\n",
                                  encoding="utf-8")
+    if v.reason == "bad_video":  # bad input: its one line, not a table of labels that were never judged
+        error(v.detail)
+        return exit_code(v)
     out = Console()
     if a.json:
         print(json.dumps(v.to_dict(), ensure_ascii=False))
     else:
         render_verdict(v, out)
-    if v.reason == "bad_video":
-        error(v.detail)
     return exit_code(v)
 
 

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from vrthinker import jsonl
 from vrthinker.errors import JudgeError, UsageError
 from vrthinker.rank import Ranking, rank
-from vrthinker.verdict import DIMENSIONS
+from vrthinker.verdict import BY_DESIGN, DIMENSIONS
 
 
 @dataclass(frozen=True)
@@ -113,8 +113,8 @@ class StoreCompare:
                 self.reused += 1
             else:
                 self.judged += 1
-            if any(out.labels.get(d) is None for d in DIMENSIONS):
-                self.incomplete += 1
+            if out.reason not in BY_DESIGN and any(out.labels.get(d) is None for d in DIMENSIONS):
+                self.incomplete += 1  # a label the backend cannot give by design (TA, weight-free) is no failure
         # with the label probabilities where the judge read them: rank() then counts expected win fractions
         return [{**out.labels, **({"probabilities": out.probabilities} if out.probabilities else {})} for out in outs]
 

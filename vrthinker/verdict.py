@@ -18,6 +18,9 @@ REASONS = {
     "needs_vlm": "this dimension needs a vision-language model",
     "server_error": "the server failed this comparison after its retries",
 }
+# Reasons that say what a backend cannot give by design, not that a judgment failed: the weight-free judge has no
+# TA. A verdict missing only these is `as_designed`; the exit status treats it as done (0), not incomplete (3).
+BY_DESIGN = frozenset({"needs_vlm"})
 SERVED_COUNTS = ("prompt_tokens", "server_prompt_tokens")
 
 
@@ -86,6 +89,11 @@ class Verdict:
     @property
     def complete(self) -> bool:
         return self.reason is None and all(self.labels.get(d) is not None for d in DIMENSIONS)
+
+    @property
+    def as_designed(self) -> bool:
+        """Every label the backend can give is here (complete, or missing only what it cannot give by design)."""
+        return self.complete or self.reason in BY_DESIGN
 
     @property
     def frames_requested(self) -> tuple[tuple[int, ...], ...]:

@@ -154,6 +154,10 @@ def run(a: argparse.Namespace) -> int:
     if a.manifest:
         items = read_manifest(a.manifest)
     elif a.videos:
+        from vrthinker.media.decode import probe
+
+        for v in a.videos:  # videos named on the command line are usage: a missing or undecodable one exits 2
+            probe(v)        # now, as `judge` does (a manifest's bad rows are reported and exit 3, as in batches)
         items = [Item(v, a.prompt) for v in a.videos]
     else:
         raise UsageError("no videos: give VIDEO... or --manifest FILE.jsonl")

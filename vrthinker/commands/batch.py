@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-EXIT_OK, EXIT_BAD_ROWS = 0, 3
+EXIT_OK, EXIT_INCOMPLETE = 0, 3  # 3: a row failed or ended incomplete (the rest is stored; a rerun resumes)
 
 EPILOG = """\
 PAIRS: one row per pair with fields video1, video2, prompt and an optional id (default: the row number).
@@ -97,4 +97,4 @@ def run(a: argparse.Namespace) -> int:
         out.print(f"... and {len(s.bad_rows) - 10} more bad rows (judge export --include-bad)")
     out.print(f"batch {job}: judged={s.judged} reused={s.reused} failed={s.bad} incomplete={s.incomplete} "
               f"written={s.judgments_written} seconds={s.seconds:.1f}", highlight=False)
-    return EXIT_BAD_ROWS if s.bad else EXIT_OK
+    return EXIT_INCOMPLETE if s.bad or s.incomplete else EXIT_OK

@@ -94,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     judge = load_judge(args)
     db = args.db  # the store judge batch uses by default: hours of judging survive a crash
     console = Console()
+    incomplete = 0
     with Store(db) as store:
         ident = identify(judge, adapter=args.adapter, store=store)  # checkpoint files hashed through the store
         for g in groups:
@@ -101,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
                              schedule=args.schedule, seed=args.seed,
                              concurrency=args.concurrency or BATCH_CONCURRENCY)
             r = res.ranking
+            incomplete += res.incomplete
             stats = {"judged": res.judged, "reused": res.reused, "incomplete": res.incomplete,
                      "orders": args.orders, "db": None if db == ":memory:" else db}
             if args.json:
@@ -109,4 +111,4 @@ def run(args: argparse.Namespace) -> int:
                 print(json.dumps(out, ensure_ascii=False), flush=True)
             else:
                 render(g, r, stats, console)
-    return 0
+    return 3 if incomplete else 0  # the project's one rule: 3 when some judgment failed or ended incomplete
