@@ -109,6 +109,8 @@ class Jobs:
         self.log = log or (lambda s: print(f"dqa serve: {s}", file=sys.stderr, flush=True))
         self._judge = None
         self._workers: dict[tuple[str, ...], dict] = {}  # components -> their workers' configurations
+        self._judge_config: dict | None = None
+        self._config_lock = threading.Lock()
         self._finished = threading.Condition()
         self.worker = Worker(self, self.log)
 
@@ -118,7 +120,14 @@ class Jobs:
     def judge_config(self) -> dict:
         """What answers a comparison, as the judgment store's keys see it: the model flags, the model and the
         adapter by content (local fingerprint of whole files, revision, the hub snapshot's commit) and the
-        code's version. Read without loading the judge, so a request is keyed the same before and after."""
+        code's version. Read once per process without loading the judge (a request is keyed the same before
+        and after the load), as the judge, once loaded, keeps the weights it read."""
+        with self._config_lock:
+            if self._judge_config is None:
+                self._judge_config = self._read_judge_config()
+            return self._judge_config
+
+    def _read_judge_config(self) -> dict:
         from vrthinker.identity import adapter_identity, content_view, hashing_with, model_identity
 
         cfg = {k: v for k, v in self.judge_kwargs.items() if v is not None}
