@@ -527,3 +527,80 @@ def test_run_tuner_trains_the_tiny_judge_on_selections_made_through_mcp(tiny_mod
     s = second.structured_content
     assert not second.is_error and s["status"] == "skipped" and s["new_selections"] == 0
     assert (s["training_step"], s["loss"]) == (1, t["loss"])  # nothing trained: the same step and loss
+
+
+def test_failure_patterns_over_mcp_are_the_tuners_and_read_nothing_outside_the_roots(media, tmp_path):
+    """Twelve choices of the clean clip over its flickering copy: failure_patterns gives what the tuner's pattern
+    finder gives on the same selections; a selection whose video lies outside the media roots is skipped unread."""
+    import numpy as np
+    from vrthinker_eval.synth import render_scene, write_video
+
+    from dqa.tune.selections import add, normalize, open_store, usable
+
+    pt = pytest.importorskip("dqa.tune.patterns", reason="this install has no pattern finder")
+    root, db = tmp_path / "media", tmp_path / "patterns.sqlite"
+    root.mkdir()
+    clean = render_scene("shapes", 160, 96, 24, seed=5)
+    flicker = clean.astype(np.int16)
+    flicker[1::2] = flicker[1::2] * 2 // 3
+    write_video(root / "clean.mp4", clean, fps=12)
+    write_video(root / "flicker.mp4", np.clip(flicker, 0, 255).astype(np.uint8), fps=12)
+    elsewhere = tmp_path / "elsewhere.mp4"
+    write_video(elsewhere, render_scene("orbit", 160, 96, 24, seed=6), fps=12)
+    with open_store(db) as store:
+        recs = [normalize(f"scene {k}", str(root / "clean.mp4"), str(root / "flicker.mp4"), "a", "VQ")
+                for k in range(12)]
+        recs.append(normalize("outside", str(root / "clean.mp4"), str(elsewhere), "a", "VQ"))
+        add(store, recs)
+
+    async def main():
+        async with stdio(db, root) as c:
+            return await c.call_tool("failure_patterns", {})
+
+    r = anyio.run(main)
+    assert not r.is_error, r.content
+    d = r.structured_content
+    with open_store(db) as store:
+        unread = store.db.execute("SELECT count(*) FROM video_measures").fetchone()[0]
+    assert unread == 2  # clean and flicker only: the video outside the roots was never measured
+    assert "1 selection(s) skipped" in d["detail"] and "outside the media roots" in d["detail"]
+    with open_store(db) as store:  # the tuner's own finder over the selections inside the roots
+        inside = [s for s in usable(store)[0] if s.prompt != "outside"]
+        want = [p.to_dict() for p in pt.find(store, inside).patterns]
+    assert d["patterns"] == want and d["FAILURE_PATTERNS"] == [p["text"] for p in want]
+    assert d["FAILURE_PATTERNS"], d["detail"]  # the flicker is found
+
+
+def test_side_by_side_with_dqa_serve_on_one_store(media, tmp_path):
+    """dqa serve and dqa mcp on one store: a comparison asked through MCP is the job the HTTP API then gets
+    back (one job, not two), and a question asked through MCP is answered on serve's A/B API."""
+    from serve_helpers import Server, wait_job
+
+    db = tmp_path / "shared.sqlite"
+    server = Server(db, [media["root"]]).start()
+    try:
+        async def ask():
+            async with stdio(db, media["root"]) as c:
+                r = await c.call_tool("compare_videos", {"video1": "a.mp4", "video2": "c.mp4", "prompt": PROMPT})
+                q = await c.call_tool("ask_preference", {"prompt": PROMPT, "a": "a.mp4", "b": "c.mp4",
+                                                         "dimension": "OA"})
+                return r.structured_content, q.structured_content
+
+        verdict, q = anyio.run(ask)
+        with server.client() as http:
+            job = http.post("/v1/compare", json={"video1": "a.mp4", "video2": "c.mp4", "prompt": PROMPT}).json()
+            done = wait_job(http, job["job"])
+            assert done["result"]["labels"] == verdict["labels"]
+            r = http.post(f"/v1/ab/{q['test_id']}/answer", json={"chosen": "b", "user": "ann"})
+            assert r.status_code == 201, r.text
+
+        async def read():
+            async with stdio(db, media["root"]) as c:
+                return json.loads((await c.read_resource("dqa://selections/recent")).contents[0].text)
+
+        sels = anyio.run(read)
+    finally:
+        server.stop()
+    assert [(s["test_id"], s["chosen"], s["user"]) for s in sels] == [(q["test_id"], "variation_b", "ann")]
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT count(*) FROM serve_jobs WHERE kind='compare'").fetchone()[0] == 1
