@@ -1,4 +1,4 @@
-"""`dqa`: record a person's A/B choices and tune the judge on them.
+"""`dqa`: absolute scores and a grade per video, A/B choices and the tuner, and both as services for pipelines.
 
   dqa select --db DB --prompt P --a A.mp4 --b B.mp4 --chosen a [--dimension OA] [--user U] [--time T]
   dqa import-selections FILE.jsonl --db DB
@@ -40,7 +40,11 @@ def parser() -> argparse.ArgumentParser:
     from vrthinker.cliutil import add_model_args
     from vrthinker.store import default_path
 
-    p = _Parser(prog="dqa", description="Learn a person's A/B choices between videos and tune the judge on them.")
+    p = _Parser(prog="dqa", description="Score videos (VBench dimensions, grounding, checklist, weight-free "
+                "measures, a grade), record a person's A/B choices and tune the judge on them, and serve both to "
+                "pipelines (HTTP, MCP).",
+                epilog="Exit status: 0 done; 3 ran, but some video or judgment failed (reasons printed, the rest "
+                "stored) or select/import recorded nothing new; 2 bad input or usage; 130 interrupted.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("select", help="record one A/B choice")

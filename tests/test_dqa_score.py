@@ -195,7 +195,8 @@ def test_cli_json_table_and_bad_input(videos, clips, tmp_path):
     assert c.returncode == 2 and c.stdout == "" and c.stderr.count("\n") == 1 and "not a decodable" in c.stderr
     # in a manifest it is one bad row among many: the rest is scored, the row reported, exit 3 (as judge batch)
     man = tmp_path / "bad.jsonl"
-    man.write_text("".join(json.dumps({"video": str(v), "prompt": "a ball"}) + "\n" for v in (videos[0], clips["corrupt"])))
+    man.write_text("".join(json.dumps({"video": str(v), "prompt": "a ball"}) + "\n"
+                           for v in (videos[0], clips["corrupt"])))
     p = _dqa("score", "--manifest", str(man), "--components", "measures", "--json", "--db", str(tmp_path / "s.db"))
     assert p.returncode == 3, p.stderr
     doc = json.loads(p.stdout)

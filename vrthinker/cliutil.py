@@ -19,7 +19,9 @@ MODEL_FLAGS = {"protocol": "--protocol", "max_turns": "--max-turns", "max_new_to
                "device": "--device", "dtype": "--dtype", "quantize": "--quantize", "revision": "--revision",
                "adapter": "--adapter", "trust_remote_code": "--trust-remote-code",
                "server": "--server", "served_model": "--served-model", "api_key": "--api-key",
-               "concurrency": "--concurrency", "timeout": "--timeout", "check_rendering": "--check-rendering"}
+               "concurrency": "--concurrency", "timeout": "--timeout", "check_rendering": "--check-rendering",
+               "turn_deadline": "--turn-deadline", "connect_timeout": "--connect-timeout",
+               "client_cache_mb": "--client-cache-mb"}
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -53,6 +55,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     s.add_argument("--concurrency", type=int, default=None, metavar="N",
                    help="conversations in flight (default 8 for batch/rank/eval, 1 for one comparison)")
     s.add_argument("--timeout", type=float, default=None, metavar="S", help="seconds per request (default 600)")
+    s.add_argument("--turn-deadline", type=float, default=None, metavar="S",
+                   help="seconds for one turn, every retry and wait included (default twice --timeout)")
+    s.add_argument("--connect-timeout", type=float, default=None, metavar="S",
+                   help="seconds to open a connection; a host that does not answer is skipped (default 5)")
+    s.add_argument("--client-cache-mb", type=float, default=None, metavar="MB",
+                   help="one memory budget for the client's caches: encoded frames, clips, token pieces (default 256)")
     s.add_argument("--check-rendering", action="store_true",
                    help="compare the server's tokens for turn 1 with ours (vLLM /tokenize); stop if they differ")
 
@@ -121,6 +129,15 @@ def missing_extra(module: str | None) -> str | None:
     return f"this needs {top}, which the light install leaves out: pip install 'vrthinker[{EXTRAS[top]}]'"
 
 
+# What Ctrl-C should tell the user: a long command sets it to a function that says what is saved and how to resume
+_interrupt_note: list = [None]
+
+
+def on_interrupt(note) -> None:
+    """Register `note() -> str` (e.g. "12 of 40 pairs are saved in j.sqlite; ..."): printed after Ctrl-C."""
+    _interrupt_note[0] = note
+
+
 def guarded(run, prog: str = "judge") -> int:
     """Run a command; a user mistake or Ctrl-C becomes one line and an exit status, not a traceback."""
     try:
@@ -135,8 +152,11 @@ def guarded(run, prog: str = "judge") -> int:
         error(fix, prog)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        error("interrupted", prog)
+        note = _interrupt_note[0]
+        error("interrupted" + (f": {note()}" if note else ""), prog)
         return 130
     except BrokenPipeError:  # `... --json | head`
         sys.stderr.close()
         return EXIT_OK
+    finally:
+        _interrupt_note[0] = None

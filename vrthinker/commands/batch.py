@@ -54,7 +54,7 @@ def run(a: argparse.Namespace) -> int:
 
     from vrthinker.batch import identify, read_pairs, run_batch
     from vrthinker.cli import load_judge, quiet_libraries
-    from vrthinker.cliutil import BATCH_CONCURRENCY
+    from vrthinker.cliutil import BATCH_CONCURRENCY, on_interrupt
     from vrthinker.store import Store
     from vrthinker.commands import progress_bar
 
@@ -68,6 +68,8 @@ def run(a: argparse.Namespace) -> int:
         with progress_bar(console) as progress:
             task = progress.add_task(f"judging {job}", total=len(rows), status="")
             tally = {"judged": 0, "reused": 0, "bad": 0}
+            on_interrupt(lambda: f"{tally['judged'] + tally['reused']} of {len(rows)} pairs are saved in {a.db}; "
+                                 "run the same command again to resume (saved pairs are not judged again)")
 
             def step(out) -> None:
                 tally[out.status] += 1

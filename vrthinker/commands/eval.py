@@ -139,6 +139,8 @@ def run(a: argparse.Namespace) -> int:
     if not loaded.examples:
         why = f"; first: {loaded.skipped[0][0]}: {loaded.skipped[0][1]}" if loaded.skipped else ""
         raise UsageError(f"{a.data}: no usable {bench.title} pairs ({len(loaded.skipped)} skipped{why})")
+    from vrthinker.cliutil import on_interrupt
+
     db = a.db  # the store judge batch uses by default: a crash after hours of judging loses nothing
     err = Console(stderr=True)
     with Store(db) as store:
@@ -148,6 +150,8 @@ def run(a: argparse.Namespace) -> int:
         with progress_bar(err) as progress:
             task = progress.add_task(f"{bench.name}", total=len(loaded.examples), status="")
             tally = {"judged": 0, "reused": 0, "bad": 0}
+            on_interrupt(lambda: f"{tally['judged'] + tally['reused']} of {len(loaded.examples)} pairs are saved "
+                                 f"in {db}; run the same command again to resume (saved pairs are not judged again)")
 
             def step(out) -> None:
                 tally[out.status] += 1

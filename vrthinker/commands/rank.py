@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from vrthinker.batch import identify
-    from vrthinker.cliutil import BATCH_CONCURRENCY, load_judge, quiet_libraries
+    from vrthinker.cliutil import BATCH_CONCURRENCY, load_judge, on_interrupt, quiet_libraries
     from vrthinker.store import Store
 
     if args.manifest and (args.videos or args.prompt):
@@ -95,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
     db = args.db  # the store judge batch uses by default: hours of judging survive a crash
     console = Console()
     incomplete = 0
+    on_interrupt(lambda: f"the comparisons judged so far are saved in {db}; run the same command again to resume "
+                         "(stored judgments are reused, not judged again)")
     with Store(db) as store:
         ident = identify(judge, adapter=args.adapter, store=store)  # checkpoint files hashed through the store
         for g in groups:
