@@ -149,3 +149,19 @@ def test_fork_and_split_are_independent():
     assert [r.length for r in rows] == [3, 3] and [r.ids for r in rows] == [[1, 2, 3], [5, 6, 7]]
     assert rows[0].cache.layers[0].keys.shape[0] == rows[1].cache.layers[0].keys.shape[0] == 1
     assert rows[1].cache.layers[0].keys[0, 0, 0, 0].item() == 3.0  # row 1 of the batch
+
+
+def test_a_small_local_model_runs_on_the_cpu_unasked_and_sizes_read_in_their_unit(monkeypatch, tmp_path):
+    """A model that fits easily in RAM is not refused without --device cpu; a big one is, its size in GB/MB."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    small = tmp_path / "tiny"
+    small.mkdir()
+    (small / "model.safetensors").write_bytes(b"\0" * 3_000_000)  # 3 MB of bf16 weights: 6 MB in fp32
+    (small / "config.json").write_text(json.dumps({"dtype": "bfloat16"}))
+    loading.refuse_cpu_by_default(str(small), None)  # runs: no refusal
+    monkeypatch.setattr(loading, "small_enough_for_cpu_gb", lambda: 0.001)  # a machine with almost no RAM free
+    with pytest.raises(UsageError, match=r"needs about 6 MB of memory in float32 on the CPU \(3 MB in bfloat16"):
+        loading.refuse_cpu_by_default(str(small), None)
+    assert loading.human_size(0.0123) == "12.3 MB" and loading.human_size(3.42) == "3.4 GB"
+    assert loading.human_size(33.1) == "33 GB"
+    assert 0 < loading.small_enough_for_cpu_gb() <= 4.0

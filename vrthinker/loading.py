@@ -191,8 +191,11 @@ def memory_needed_gb(model: str, bpp: float, revision: str | None = None) -> flo
         return None
 
 
-def _gb(x: float) -> str:
-    return f"{x:.1f}" if x < 10 else f"{x:.0f}"
+def human_size(gb: float) -> str:
+    """A size given in GB, in the unit a person reads: '12 MB', '3.4 GB', '33 GB'."""
+    if gb < 1:
+        return f"{max(gb * 1000, 0.1):.3g} MB"
+    return f"{gb:.1f} GB" if gb < 10 else f"{gb:.0f} GB"
 
 
 def refuse_cpu_by_default(model: str, device: str | None, dtype: str | None = None, quantize: str | None = None,
@@ -207,12 +210,24 @@ def refuse_cpu_by_default(model: str, device: str | None, dtype: str | None = No
     bpp = bytes_per_param(torch_dtype, quantize)
     need = memory_needed_gb(model, bpp, revision)
     gpu = memory_needed_gb(model, 2.0, revision)
+    if need is not None and need <= small_enough_for_cpu_gb():
+        return  # a small model (a test model, a distilled judge) runs on the CPU without being asked
     if need is None or gpu is None:
         need, gpu = DEFAULT_PARAMS_B * bpp, DEFAULT_PARAMS_B * 2.0  # the default 7B's size
     how = quantize or str(torch_dtype).removeprefix("torch.")
-    raise UsageError(f"no CUDA device on this machine: {model} needs about {_gb(need)} GB of memory in {how} on "
-                     f"the CPU ({_gb(gpu)} GB in bfloat16 on a GPU); use --backend metrics (weight-free, offline, "
-                     "seconds) or pass --device cpu to run it on the CPU anyway")
+    raise UsageError(f"no CUDA device on this machine: {model} needs about {human_size(need)} of memory in {how} "
+                     f"on the CPU ({human_size(gpu)} in bfloat16 on a GPU); use --backend metrics (weight-free, "
+                     "offline, seconds) or pass --device cpu to run it on the CPU anyway")
+
+
+def small_enough_for_cpu_gb() -> float:
+    """The largest model (GB of weights) that runs on the CPU unasked: one that fits easily, at most a quarter
+    of the memory available now and at most 4 GB (past that a CPU judge is too slow to start silently)."""
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 1e9
+    except (ValueError, OSError, AttributeError):
+        available = 0.0
+    return min(4.0, available / 4)
 
 
 def load_adapter(net: Any, adapter: str, trainable: bool = False) -> Any:
