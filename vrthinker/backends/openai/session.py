@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from vrthinker.backends.base import Reply
 from vrthinker.backends.openai.body import openai_messages
+from vrthinker.backends.openai.logprobs import read_digits, request_fields
 from vrthinker.backends.openai.pool import Server
 from vrthinker.backends.openai.tokens import is_clip
 from vrthinker.errors import ServerError, UsageError
@@ -40,6 +41,8 @@ class OpenAISession:
             body["media_io_kwargs"] = {"video": {"fps": float(clip.fps), "num_frames": -1,
                                                  "do_sample_frames": False}}
         body.update(b.extra_body)
+        if not getattr(b, "logprobs_refused", ""):  # the label probabilities (see logprobs.py)
+            body.update(request_fields())
         if b.on_request is not None:
             b.on_request(self, body)
         try:
@@ -49,6 +52,9 @@ class OpenAISession:
             if "media_io_kwargs" in str(e) and "trust-request-mm-kwargs" in str(e):
                 raise UsageError("this profile's video item needs its fps and frames kept per request: start "
                                  "vLLM with --trust-request-mm-kwargs") from None
+            if "logprob" in str(e).lower() and "logprobs" in body:  # a server that refuses them: labels alone
+                b.logprobs_refused = f"the server refused logprobs ({' '.join(str(e).split())[:200]})"
+                return self.generate(messages, images, max_new_tokens)
             raise
         try:
             choice = data["choices"][0]
@@ -63,7 +69,10 @@ class OpenAISession:
         if new_tokens is None and b.renderer is not None:
             new_tokens = b.renderer.count(text)
         prompt = server_prompt if server_prompt is not None else (len(ours) if ours is not None else 0)
+        digits, why = read_digits(text, choice.get("logprobs")) if "logprobs" in body else (None, "")
+        why = why or ("" if digits is not None else getattr(b, "logprobs_refused", ""))
         return Reply(text=text, new_tokens=int(new_tokens or 0), stopped="length" if finish == "length" else "eos",
                      rendered=rendered, prefill_tokens=int(prompt) - int(cached), reused_tokens=int(cached),
                      seconds=time.perf_counter() - t0, prompt_tokens=len(ours) if ours is not None else None,
-                     server_prompt_tokens=None if server_prompt is None else int(server_prompt))
+                     server_prompt_tokens=None if server_prompt is None else int(server_prompt),
+                     digits=digits, no_probabilities=why)
