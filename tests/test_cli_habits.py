@@ -95,3 +95,19 @@ def test_dqa_help_names_every_subcommand_in_one_line(capsys):
     for name in ("select", "import-selections", "tune", "patterns", "score", "serve", "mcp", "agreement"):
         line = [x for x in out.splitlines() if x.strip().startswith(name + " ")]
         assert line and len(line[0].split(name, 1)[1].strip()) > 10, name
+
+
+def test_errors_name_python_arguments_from_python_and_flags_from_the_cli(clips, capsys):
+    import pytest
+
+    from vrthinker import Judge, UsageError
+
+    with pytest.raises(UsageError) as e:
+        Judge.from_pretrained("x", backend="metrics", device="cpu")
+    assert str(e.value) == "backend='metrics' does not take device="
+    with pytest.raises(UsageError, match=r"^backend='openai' needs server= URL"):
+        Judge.from_pretrained("x", backend="openai")
+    assert judge_main([str(clips["a"]), str(clips["b"]), "--prompt", "x", "--backend", "openai"]) == 2
+    assert "--backend openai needs --server URL" in capsys.readouterr().err
+    with pytest.raises(UsageError, match=r"^backend='openai' needs server= URL"):  # the CLI's spelling ended
+        Judge.from_pretrained("x", backend="openai")

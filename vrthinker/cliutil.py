@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from vrthinker.errors import JudgeError, UsageError
+from vrthinker.errors import JudgeError, UsageError, set_cli_spelling
 
 EXIT_OK, EXIT_USAGE, EXIT_INCOMPLETE = 0, 2, 3
 BATCH_CONCURRENCY = 8  # conversations in flight for batch / rank / eval on a served backend (--concurrency)
@@ -140,6 +140,7 @@ def on_interrupt(note) -> None:
 
 def guarded(run, prog: str = "judge") -> int:
     """Run a command; a user mistake or Ctrl-C becomes one line and an exit status, not a traceback."""
+    set_cli_spelling(True)  # errors name --flags here, Python arguments elsewhere
     try:
         return run()
     except JudgeError as e:
@@ -160,3 +161,4 @@ def guarded(run, prog: str = "judge") -> int:
         return EXIT_OK
     finally:
         _interrupt_note[0] = None
+        set_cli_spelling(False)

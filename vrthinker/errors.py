@@ -2,6 +2,23 @@
 from __future__ import annotations
 
 
+# How an option is spelled in an error: as a CLI flag while a command line runs (`guarded` sets it), else as the
+# Python argument a notebook user passed. A plain flag: the CLI is one user in one process, and worker threads
+# raise errors too.
+_spelling = {"cli": False}
+
+
+def set_cli_spelling(on: bool) -> None:
+    _spelling["cli"] = on
+
+
+def arg(name: str, value=None) -> str:
+    """Option `name` as the user gave it: `--max-turns 3` on the command line, `max_turns=3` from Python."""
+    if _spelling["cli"]:
+        return f"--{name.replace('_', '-')}" + ("" if value is None else f" {value}")
+    return f"{name}=" + ("" if value is None else repr(value))
+
+
 class JudgeError(Exception):
     """Base class for errors caused by input or setup, not by a bug."""
 

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from vrthinker.media import frame_grid as frames
 from vrthinker.backends.base import Backend
 from vrthinker.conversation import Dialogue, run_dialogues
-from vrthinker.errors import ServerError, UsageError, VideoError
+from vrthinker.errors import ServerError, UsageError, VideoError, arg
 from vrthinker.orders import combine
 from vrthinker.protocol import Profile, resolve
 from vrthinker.registry import Registry, unknown
@@ -105,7 +105,7 @@ class Judge:
         unused = unused_options(backend, {**load_kwargs, "protocol": protocol, "max_turns": max_turns,
                                           "max_new_tokens": max_new_tokens})
         if unused:  # said here, not as a TypeError deep inside the backend
-            raise UsageError(f"backend {backend!r} does not take {', '.join(unused)}")
+            raise UsageError(f"{arg('backend', backend)} does not take {', '.join(arg(k) for k in unused)}")
         if backend in JUDGES:
             return JUDGES.load(backend).from_pretrained(model, **load_kwargs)
         cls_ = BACKENDS.load(backend)
@@ -161,6 +161,7 @@ class Judge:
                 extra={"profile_source": self.profile_source, "orders": "one",
                        "recommendation": out.recommendation, **_count_warnings(out.turns),
                        **({"no_probabilities": out.no_probabilities} if out.no_probabilities else {}),
+                       **({"refused": True} if out.refused else {}),  # by the server: kept out of the store
                        "frames": [{"video": k + 1, "total_frames": g.total_frames, "fps": g.fps}
                                   for k, g in enumerate((grids[i], grids[j]))]},
                 **m))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from vrthinker.errors import ModelLoadError, UsageError
+from vrthinker.errors import ModelLoadError, UsageError, arg
 
 HF_EXTRA = "pip install 'vrthinker[hf]'"  # the one line that fixes a missing in-process model stack
 HUB_HINT = "pass --model DIR"  # how the offline message says to use a local copy (dqa names its own flag)
@@ -33,12 +33,12 @@ def pick_device(device: str | None) -> str:
     except ModuleNotFoundError:
         if device in (None, "", "auto", "cpu"):
             return "cpu"
-        raise ModelLoadError(f"--device {device} needs torch: {HF_EXTRA}") from None
+        raise ModelLoadError(f"{arg('device', device)} needs torch: {HF_EXTRA}") from None
 
     if device in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(f"--device {device}: CUDA is not available on this machine")
+        raise ModelLoadError(f"{arg('device', device)}: CUDA is not available on this machine")
     return device
 
 
@@ -51,7 +51,7 @@ def pick_dtype(dtype: str | None, device: str):
     try:
         return getattr(torch, _DTYPES[dtype])
     except KeyError:
-        raise ModelLoadError(f"--dtype {dtype}: use auto, bfloat16, float16 or float32") from None
+        raise ModelLoadError(f"{arg('dtype', dtype)}: use auto, bfloat16, float16 or float32") from None
 
 
 def pick_attention(device: str) -> str:
@@ -64,7 +64,7 @@ def pick_attention(device: str) -> str:
 def quant_config(quantize: str, compute_dtype):
     """bitsandbytes 4-bit (NF4, double quantization) or 8-bit, the vision tower and output head left as they are."""
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise ModelLoadError(f"--quantize {quantize} needs bitsandbytes: pip install 'vrthinker[quant]'")
+        raise ModelLoadError(f"{arg('quantize', quantize)} needs bitsandbytes: pip install 'vrthinker[quant]'")
     from transformers import BitsAndBytesConfig
 
     # The vision tower (~0.7B of 8.3B) and the output head stay unquantized: they are small, and
@@ -75,7 +75,7 @@ def quant_config(quantize: str, compute_dtype):
                                   bnb_4bit_compute_dtype=compute_dtype, bnb_4bit_use_double_quant=True)
     if quantize == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=skip)
-    raise ModelLoadError(f"--quantize {quantize}: use 4bit or 8bit")
+    raise ModelLoadError(f"{arg('quantize', quantize)}: use 4bit or 8bit")
 
 
 def reachable(host: str, port: int = 443, timeout: float = 5.0) -> bool:
@@ -216,8 +216,8 @@ def refuse_cpu_by_default(model: str, device: str | None, dtype: str | None = No
         need, gpu = DEFAULT_PARAMS_B * bpp, DEFAULT_PARAMS_B * 2.0  # the default 7B's size
     how = quantize or str(torch_dtype).removeprefix("torch.")
     raise UsageError(f"no CUDA device on this machine: {model} needs about {human_size(need)} of memory in {how} "
-                     f"on the CPU ({human_size(gpu)} in bfloat16 on a GPU); use --backend metrics (weight-free, "
-                     "offline, seconds) or pass --device cpu to run it on the CPU anyway")
+                     f"on the CPU ({human_size(gpu)} in bfloat16 on a GPU); use {arg('backend', 'metrics')} "
+                     f"(weight-free, offline, seconds) or pass {arg('device', 'cpu')} to run it on the CPU anyway")
 
 
 def small_enough_for_cpu_gb() -> float:
@@ -235,7 +235,7 @@ def load_adapter(net: Any, adapter: str, trainable: bool = False) -> Any:
     try:
         from peft import PeftModel
     except ImportError:
-        raise ModelLoadError("--adapter needs peft: pip install peft") from None
+        raise ModelLoadError(f"{arg('adapter')} needs peft: pip install 'vrthinker[tune]'") from None
     return PeftModel.from_pretrained(net, adapter, is_trainable=trainable)
 
 

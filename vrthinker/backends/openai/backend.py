@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,16 +11,18 @@ from typing import Any, Sequence
 
 from vrthinker.backends.base import Reply
 from vrthinker.backends.openai.body import request_json
+from vrthinker.backends.openai.cache import Budget
 from vrthinker.backends.openai.pool import Server, ServerPool
+from vrthinker.backends.openai.retry import BUSY, Retry, backoff_s, retry_after_s
 from vrthinker.backends.openai.served import SERVER_KINDS, ServedModel, server_kind
 from vrthinker.backends.openai.tokens import SETTINGS, load_renderer
-from vrthinker.errors import ModelLoadError, ServerError, UsageError
+from vrthinker.errors import ModelLoadError, ServerError, UsageError, arg
 
 API_KEY_ENV = "VRTHINKER_API_KEY"
 
 
-class _Retry(Exception):
-    """A failure worth another try (connection, timeout, 5xx, malformed reply)."""
+TIMEOUT_S = 600.0  # --timeout: seconds per request
+CONNECT_TIMEOUT_S = 5.0  # --connect-timeout: a host that does not accept a connection by then is skipped
 
 
 def _httpx():
@@ -38,11 +40,22 @@ class OpenAIBackend:
     concurrent = True  # several conversations may be in flight at once (vrthinker.batch)
 
     def __init__(self, servers: Sequence[str], *, served_model: str | None = None, api_key: str | None = None,
-                 timeout: float = 600.0, retries: int = 8, backoff_s: float = 1.0, concurrency: int | None = None,
-                 check_rendering: bool = False, processor_source: str | None = None, client: Any = None):
+                 timeout: float = TIMEOUT_S, retries: int = 8, backoff_s: float = 1.0, concurrency: int | None = None,
+                 check_rendering: bool = False, processor_source: str | None = None, client: Any = None,
+                 turn_deadline: float | None = None, connect_timeout: float = CONNECT_TIMEOUT_S,
+                 cache_mb: float | None = None):
+        """`timeout`: seconds per request (between bytes of the reply); `turn_deadline`: seconds for one turn,
+        every retry and wait included (default twice `timeout`); `connect_timeout`: seconds to open a
+        connection, so a dead host is skipped quickly; `cache_mb`: the one memory budget of the client's
+        caches (encoded frames, clips, token pieces; default DEFAULT_CACHE_MB, 0 keeps nothing)."""
         httpx = _httpx()
         self.pool = ServerPool(servers)
         self.timeout = float(timeout)
+        self.turn_deadline = float(turn_deadline) if turn_deadline is not None else 2 * self.timeout
+        self.connect_timeout = float(connect_timeout)
+        if not (self.timeout > 0 and self.turn_deadline > 0 and self.connect_timeout > 0):
+            raise UsageError(f"{arg('timeout')}, {arg('turn_deadline')} and {arg('connect_timeout')} must be positive")
+        self.media = Budget.of_mb(cache_mb)  # every cache of this client, one budget (cache.py)
         self.retries = int(retries)
         self.backoff_s = float(backoff_s)
         self.concurrency = max(1, int(concurrency or 1))
@@ -50,7 +63,7 @@ class OpenAIBackend:
         self.api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         self.client = client or httpx.Client(
-            headers=headers, timeout=httpx.Timeout(self.timeout, connect=min(10.0, self.timeout)),
+            headers=headers, timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
             limits=httpx.Limits(max_connections=max(64, 4 * self.concurrency), max_keepalive_connections=64))
         self.model = self._served_model(served_model)
         self.model_id = self.model.id
@@ -58,7 +71,7 @@ class OpenAIBackend:
         self.kind = server_kind(self.model.owned_by)
         self.caps = SERVER_KINDS[self.kind]
         self.renderer, self.checkpoint_generation, self.processor_source = load_renderer(
-            [processor_source or "", self.model.root, self.model.id])
+            [processor_source or "", self.model.root, self.model.id], cache=self.media)
         # the other orders of pairs whose first order runs in the caller's thread (threads start when needed)
         self.pool_exec = ThreadPoolExecutor(max_workers=max(32, 4 * self.concurrency), thread_name_prefix="openai")
         self._slots = threading.BoundedSemaphore(self.concurrency)  # see slot() and limit()
@@ -71,14 +84,22 @@ class OpenAIBackend:
     def from_pretrained(cls, model: str | None = None, *, server: Sequence[str] | str | None = None,
                         served_model: str | None = None, api_key: str | None = None, timeout: float | None = None,
                         concurrency: int | None = None, check_rendering: bool = False,
-                        **_: Any) -> "OpenAIBackend":
+                        turn_deadline: float | None = None, connect_timeout: float | None = None,
+                        client_cache_mb: float | None = None, **_: Any) -> "OpenAIBackend":
         """Connect to `server` (one URL or several). `model` (optional): where the checkpoint's processor
         can be read for our own token counts (else the served model's root, then its name)."""
         urls = [server] if isinstance(server, str) else list(server or [])
         if concurrency is not None and concurrency < 1 or timeout is not None and timeout <= 0:
-            raise UsageError("--concurrency must be at least 1 and --timeout positive")
-        return cls(urls, served_model=served_model, api_key=api_key, timeout=timeout or 600.0,
-                   concurrency=concurrency, check_rendering=bool(check_rendering), processor_source=model)
+            raise UsageError(f"{arg('concurrency')} must be at least 1 and {arg('timeout')} positive")
+        for flag, value in (("turn_deadline", turn_deadline), ("connect_timeout", connect_timeout)):
+            if value is not None and not value > 0:
+                raise UsageError(f"{arg(flag)} must be a positive number of seconds, got {value}")
+        if client_cache_mb is not None and not client_cache_mb >= 0:
+            raise UsageError(f"{arg('client_cache_mb')} must be 0 or more, got {client_cache_mb}")
+        return cls(urls, served_model=served_model, api_key=api_key, timeout=timeout or TIMEOUT_S,
+                   concurrency=concurrency, check_rendering=bool(check_rendering), processor_source=model,
+                   turn_deadline=turn_deadline, connect_timeout=connect_timeout or CONNECT_TIMEOUT_S,
+                   cache_mb=client_cache_mb)
 
     # -- server calls
 
@@ -106,46 +127,86 @@ class OpenAIBackend:
         raise ModelLoadError(f"no server answered GET /v1/models ({last})")
 
     def _get(self, s: Server, path: str) -> Any:
+        httpx = _httpx()
         try:
-            r = self.client.get(s.url + path, timeout=min(30.0, self.timeout))
+            r = self.client.get(s.url + path, timeout=httpx.Timeout(min(30.0, self.timeout),
+                                                                    connect=self.connect_timeout))
             r.raise_for_status()
             return r.json()
         except Exception as e:  # noqa: BLE001 - reported as the server's failure
             raise ServerError(f"GET {path}: {type(e).__name__}: {e}") from None
 
+    def _send(self, url: str, content: bytes, end: float) -> tuple[int, Any, bytes]:
+        """One POST: (status, headers, body). The reply is read in chunks so that the turn's deadline holds
+        against a server that trickles bytes as well as one that sends none (a read timeout per chunk)."""
+        httpx = _httpx()
+        left = max(0.001, end - time.monotonic())
+        timeout = httpx.Timeout(min(self.timeout, left), connect=min(self.connect_timeout, left), pool=left)
+        with self.client.stream("POST", url, content=content, headers={"Content-Type": "application/json"},
+                                timeout=timeout) as r:
+            chunks = []
+            for chunk in r.iter_bytes():
+                chunks.append(chunk)
+                if time.monotonic() > end:
+                    raise httpx.ReadTimeout("the turn's deadline passed while the reply was still arriving")
+            return r.status_code, r.headers, b"".join(chunks)
+
+    def client_error(self, s: Server, path: str, status: int, text: str) -> Exception:
+        """The error a 4xx other than 429 becomes: the request's fault, not retried (the server is well)."""
+        return ServerError(f"{s.url}{path}: HTTP {status}: {text[:500]}")
+
     def post(self, path: str, body: dict, prefer: Server | None = None, root: bool = False
              ) -> tuple[dict, Server]:
         """POST `body`, retried with backoff (another server where there is one) on connection errors,
-        timeouts, 5xx and replies that are not the JSON asked for; a 4xx is the request's fault: no retry."""
+        timeouts, 5xx, 429 and replies that are not the JSON asked for; any other 4xx is the request's fault:
+        no retry. A 429 / 503 with Retry-After rests that server at least as long (waiting only when every
+        server asks for a pause). Every try and wait fits in `turn_deadline` seconds from the first."""
         httpx = _httpx()
+        content = request_json(body)
+        end = time.monotonic() + self.turn_deadline
         errors: list[str] = []
         server, avoid = prefer, None
         for attempt in range(self.retries + 1):
+            wait = max(backoff_s(attempt - 1, self.backoff_s) if attempt else 0.0, self.pool.wait_s())
+            if time.monotonic() + wait >= end:
+                why = (f"the servers ask to wait {self.pool.wait_s():.3g}s (Retry-After)" if self.pool.wait_s() > 0
+                       else "no time left for another try")
+                raise ServerError(f"turn deadline {self.turn_deadline:g}s: {why} after {len(errors)} attempt(s)"
+                                  + (f"; last: {errors[-1]}" if errors else ""))
+            if wait:
+                time.sleep(wait)
             s = self.pool.acquire(server, avoid)
             ok = False
             try:
-                r = self.client.post((s.root if root else s.url) + path, content=request_json(body),
-                                     headers={"Content-Type": "application/json"})
-                if 400 <= r.status_code < 500:
+                status, headers, raw = self._send((s.root if root else s.url) + path, content, end)
+                text = raw.decode("utf-8", "replace")
+                if status in BUSY:
+                    raise Retry(f"HTTP {status}: {text[:200]}", retry_after_s(headers.get("retry-after")))
+                if 400 <= status < 500:
                     ok = True  # the server is well; the request is not
-                    raise ServerError(f"{s.url}{path}: HTTP {r.status_code}: {r.text[:500]}")
-                if r.status_code >= 500:
-                    raise _Retry(f"HTTP {r.status_code}: {r.text[:200]}")
+                    raise self.client_error(s, path, status, text)
+                if status >= 500:
+                    raise Retry(f"HTTP {status}: {text[:200]}")
                 try:
-                    data = r.json()
+                    data = json.loads(raw)
                 except ValueError:
-                    raise _Retry(f"malformed JSON: {r.text[:200]!r}") from None
+                    raise Retry(f"malformed JSON: {text[:200]!r}") from None
                 if not isinstance(data, dict) or ("choices" not in data and not root):
-                    raise _Retry(f"unexpected reply: {str(data)[:200]}")
+                    raise Retry(f"unexpected reply: {str(data)[:200]}")
                 ok = True
                 return data, s
-            except (_Retry, httpx.TransportError) as e:
-                errors.append(f"{s.url}: {type(e).__name__ if not isinstance(e, _Retry) else ''}{e}".strip())
+            except Retry as e:
+                errors.append(f"{s.url}: {e}")
+                if e.retry_after is not None:
+                    self.pool.hold(s, e.retry_after)
+            except httpx.TransportError as e:
+                errors.append(f"{s.url}: {type(e).__name__}: {e}")
             finally:
                 self.pool.release(s, ok)
             server, avoid = None, s
-            if attempt < self.retries:
-                time.sleep(min(15.0, self.backoff_s * 2 ** attempt) * (0.75 + 0.5 * random.random()))
+            if time.monotonic() >= end:
+                raise ServerError(f"turn deadline {self.turn_deadline:g}s passed after {len(errors)} attempt(s); "
+                                  f"last: {errors[-1]}")
         raise ServerError(f"{len(errors)} attempts failed; last: {errors[-1]}")
 
     # -- the model's settings
@@ -182,16 +243,24 @@ class OpenAIBackend:
                 "--backend hf, for this profile")
 
     def resolve_profile(self, requested: str | None):
-        """The profile: --protocol, else the known-ids table applied to the served model's name or root."""
-        from vrthinker.protocol import DEFAULT_PROFILE, Profile, known_checkpoints
+        """The profile by the rule a local checkpoint follows (vrthinker.protocol.recognise), applied to the served
+        model's name, then its root: vLLM's root names the checkpoint it loaded, whatever --served-model-name
+        says; a path there is on the server's machine, so only its spelling is read. Unrecognised: --protocol,
+        else refused in one line."""
+        from vrthinker.protocol import Profile, recognise, unknown_checkpoint
 
-        if requested:
+        names = [n for n in (self.model.id, self.model.root) if n]
+        found = next((r for r in (recognise(n, local=False) for n in names) if r is not None), None)
+        if found is not None and (found.identity or not requested):
+            source = f"{found.source} (served)"
+            if requested and requested != found.profile:
+                source += f" (overrides --protocol {requested})"
+            profile = Profile.load(found.profile)
+        elif requested:
             profile, source = Profile.load(requested), "--protocol"
         else:
-            known = known_checkpoints()
-            hit = next((n for n in (self.model.id, self.model.root) if n in known), None)
-            profile, source = ((Profile.load(known[hit]), f"known checkpoint {hit} (served)") if hit
-                               else (Profile.load(DEFAULT_PROFILE), "default"))
+            root = f" ({self.model.root})" if self.model.root not in ("", self.model.id) else ""
+            raise unknown_checkpoint(f"the served model {self.model.id}{root}")
         self.check_profile(profile)
         return profile, source
 
