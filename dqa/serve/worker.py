@@ -14,12 +14,21 @@ import time
 import traceback
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
-
-if TYPE_CHECKING:
-    from dqa.serve.jobs import Job, Jobs
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 LANES = ("compare", "score")
+
+
+class JobQueue(Protocol):
+    """What the worker needs of the queue (`dqa.serve.jobs.Jobs`); jobs have `id`, `kind` and `request`."""
+
+    score_chunk: int
+
+    def waiting_lanes(self) -> list[str]: ...
+    def claim(self, kind: str) -> Any: ...
+    def run(self, job: Any) -> tuple[Any, dict | None]: ...
+    def score_part(self, job: Any, videos: Sequence[str]) -> dict | None: ...
+    def finish(self, job: Any, result: Any, error: Mapping[str, str] | None) -> bool: ...
 
 
 WEIGHTS = {"compare": 3.0, "score": 1.0}  # while both lanes have work, compares get 3/4 of the worker's time
@@ -68,7 +77,7 @@ class WorkerHealth:
 class Worker:
     """The thread that runs the jobs of `jobs`, and its supervisor."""
 
-    def __init__(self, jobs: Jobs, log: Callable[[str], None], *, max_restarts: int = 5, window_s: float = 60.0):
+    def __init__(self, jobs: JobQueue, log: Callable[[str], None], *, max_restarts: int = 5, window_s: float = 60.0):
         self.jobs = jobs
         self.log = log
         self.max_restarts = max_restarts
@@ -80,8 +89,8 @@ class Worker:
         self._state = "stopped"
         self._restarts = 0
         self._deaths: deque[float] = deque()
-        self._current: Job | None = None
-        self._score: tuple[Job, int] | None = None  # the score job under way and its next video
+        self._current: Any = None  # a Job
+        self._score: tuple[Any, int] | None = None  # the score job under way and its next video
         self._last_error: str | None = None
         self._supervisor: threading.Thread | None = None
         self._thread: threading.Thread | None = None
