@@ -604,3 +604,18 @@ def test_side_by_side_with_dqa_serve_on_one_store(media, tmp_path):
     assert [(s["test_id"], s["chosen"], s["user"]) for s in sels] == [(q["test_id"], "variation_b", "ann")]
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT count(*) FROM serve_jobs WHERE kind='compare'").fetchone()[0] == 1
+
+
+def test_a_call_does_not_wait_forever_on_a_dead_worker(media, tmp_path):
+    """With the job worker down, verify_video says so in one line at once instead of waiting on a queued job."""
+    from dqa.mcp.service import Service, ToolFailure
+
+    service = Service(str(tmp_path / "dead.sqlite"), [str(media["root"])], {"backend": "metrics"})
+    try:  # never started: the worker is not running
+        t0 = time.monotonic()
+        with pytest.raises(ToolFailure) as e:
+            service.verify_video("a.mp4", PROMPT)
+        assert time.monotonic() - t0 < 10
+        assert "job worker is down" in str(e.value) and "\n" not in str(e.value)
+    finally:
+        service.stop()

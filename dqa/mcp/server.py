@@ -65,7 +65,9 @@ async def _in_thread(ctx: Context | None, fn, *args, **kw):
             anyio.from_thread.run(functools.partial(ctx.report_progress, done, total or None, message))
 
     try:
-        return await anyio.to_thread.run_sync(functools.partial(fn, *args, progress=progress, **kw))
+        # a cancelled call returns at once; its job still finishes in the queue, for the next identical call
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, progress=progress, **kw),
+                                              abandon_on_cancel=True)
     except ToolFailure as e:
         raise ToolError(str(e)) from None
 

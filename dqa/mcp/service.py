@@ -156,6 +156,11 @@ class Service:
                 progress(step, 2, f"{what}: {job.state}")
             if job.state in ("done", "failed"):
                 return job
+            health = self.jobs.health()
+            if not health.get("ok", True):
+                w = health.get("worker") or {}
+                why = w.get("state", "dead") + (f": {w['last_error']}" if w.get("last_error") else "")
+                raise ToolFailure(f"{what}: the job worker is down ({why}); job {job_id} stays queued")
             try:
                 self.jobs.wait(job_id, timeout=self.poll_s)
             except TimeoutError:
