@@ -104,3 +104,22 @@ def test_tokens_that_split_a_character_are_placed_by_their_bytes():
     assert why == "" and set(digits) == {at} and digits[at][0] == pytest.approx({"1": 1 / 3, "2": 2 / 3, "0": 0.0})
     none, why = read_digits("other text", {"content": content})
     assert none is None and "do not add up" in why
+
+
+def test_transformers_serve_takes_the_request_and_sends_no_logprobs(tiny_model_dir):
+    """A real server: `transformers serve` accepts logprobs in the request but returns none; the reply says so."""
+    from test_openai_backend import Served
+
+    from vrthinker.backends.openai import OpenAIBackend
+    from vrthinker.protocol import Conversation, Profile
+    from vrthinker.testing import random_grid
+
+    served = Served(tiny_model_dir).start()
+    try:
+        backend = OpenAIBackend([served.url], backoff_s=0.01)
+        conv = Conversation(Profile.load("card"), "a red ball", [random_grid(1, side=56), random_grid(2, side=56)])
+        reply = backend.new_session().generate(*conv.request(), 4)
+        assert reply.new_tokens == 4 and reply.digits is None
+        assert reply.no_probabilities == "the server sent no logprobs for this reply"
+    finally:
+        served.stop()
