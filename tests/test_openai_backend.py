@@ -13,13 +13,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from fake_openai import Fake
+from fake_openai import reply_json as _reply
 from serve_helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,64 +192,6 @@ def test_server_killed_mid_batch_and_restarted(tiny_model_dir, clips, tmp_path):
 
 # ----------------------------------------------------------------------------------------------------------
 # a fake server: the error paths
-
-
-class Fake:
-    """/v1/models and /v1/chat/completions answering from a script: each entry a status + body, or 'slow'."""
-
-    def __init__(self, script: list, model: dict | None = None, answer=None, delay_s: float = 0.0):
-        self.script, self.calls = list(script), []
-        self.in_flight = self.max_in_flight = 0
-        lock = threading.Lock()
-        fake = self
-
-        class H(BaseHTTPRequestHandler):
-            def log_message(self, *a):
-                pass
-
-            def _send(self, status: int, body: str) -> None:
-                data = body.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):
-                self._send(200, json.dumps({"data": [model or {"id": "fake-vl", "owned_by": "vllm",
-                                                               "root": "/nowhere/fake-vl"}]}))
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with lock:
-                    fake.calls.append(body)
-                    fake.in_flight += 1
-                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
-                    step = fake.script.pop(0) if fake.script else None
-                try:
-                    time.sleep(delay_s)
-                    if step is None:
-                        text = answer(body) if answer else "<Answer>TA=1, VQ=1, MQ=1, OA=1</Answer>"
-                        step = (200, _reply(text))
-                    if step == "slow":
-                        time.sleep(2)
-                        step = (200, _reply("late"))
-                finally:
-                    with lock:
-                        fake.in_flight -= 1
-                self._send(*step)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-
-
-def _reply(text: str, finish: str = "stop", prompt_tokens: int = 100) -> str:
-    return json.dumps({"choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-                       "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 7}})
 
 
 @pytest.fixture

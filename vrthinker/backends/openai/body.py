@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
-from vrthinker.backends.openai.png import _our_bytes, png_data_url, video_data_url
+from vrthinker.backends.openai.cache import Budget
+from vrthinker.backends.openai.png import DataURL, png_data_url, video_data_url
 from vrthinker.errors import UsageError
 
 _MEDIA = "\x00vrthinker-media\x00"  # in place of each of our data URLs while the rest of the body is serialized
@@ -12,8 +13,8 @@ _MEDIA_JSON = json.dumps(_MEDIA)
 
 
 def request_json(body: dict) -> bytes:
-    """`body` as JSON bytes, the same as json.dumps(body) encoded, with the data URLs we made spliced in as
-    bytes made once instead of scanned for escapes and encoded again every turn (megabytes a request).
+    """`body` as JSON bytes, the same as json.dumps(body) encoded, with the data URLs we made (DataURL: ASCII,
+    nothing to escape) spliced in as they are instead of scanned for escapes every turn (megabytes a request).
     Any other string is serialized by json.dumps; where the marker shows elsewhere, the whole body is."""
     media: list[bytes] = []
     messages = []
@@ -23,7 +24,8 @@ def request_json(body: dict) -> bytes:
             parts = []
             for c in content:
                 kind = c.get("type") if isinstance(c, dict) else None
-                data = _our_bytes((c.get(kind) or {}).get("url")) if kind in ("image_url", "video_url") else None
+                url = (c.get(kind) or {}).get("url") if kind in ("image_url", "video_url") else None
+                data = url.encode("ascii") if type(url) is DataURL else None
                 if data is not None:
                     media.append(data)
                     c = {**c, kind: {**c[kind], "url": _MEDIA}}
@@ -41,11 +43,13 @@ def request_json(body: dict) -> bytes:
     return b"".join(out)
 
 
-def openai_messages(messages: list[dict], media: Sequence[Any], video: bool) -> list[dict]:
+def openai_messages(messages: list[dict], media: Sequence[Any], video: bool, cache: Budget | None = None
+                    ) -> list[dict]:
     """The profile's chat-template messages as chat-completions messages, media in placeholder order.
 
     Text-only turns (system, assistant) go as one string, exactly the text the profile keeps; user turns
     as content parts. A video item needs `video` (a server that takes pre-extracted frames as they are).
+    Encodings are kept in `cache` (a backend's budget; default: the process's).
     """
     items = iter(media)
     out = []
@@ -61,12 +65,12 @@ def openai_messages(messages: list[dict], media: Sequence[Any], video: bool) -> 
             if kind == "text":
                 parts.append({"type": "text", "text": c["text"]})
             elif kind == "image":
-                parts.append({"type": "image_url", "image_url": {"url": png_data_url(next(items))}})
+                parts.append({"type": "image_url", "image_url": {"url": png_data_url(next(items), cache)}})
             elif kind == "video":
                 clip = next(items)
                 if not video:
                     raise UsageError("this server cannot take a video item as pre-extracted frames")
-                parts.append({"type": "video_url", "video_url": {"url": video_data_url(clip)}})
+                parts.append({"type": "video_url", "video_url": {"url": video_data_url(clip, cache)}})
             else:
                 raise ValueError(f"unknown content item {kind!r}")
         out.append({"role": m["role"], "content": parts})

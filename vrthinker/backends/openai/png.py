@@ -1,31 +1,36 @@
-"""Images as lossless PNG data URLs: a fast PNG encoder, and the encodings kept so a frame is encoded once.
+"""Images as lossless PNG data URLs: a fast PNG encoder, and each frame encoded once while the budget holds it.
 
 Every turn re-sends every image, and the same frame comes back in other objects (the pair's other order,
-another pair of the same video), so encodings are cached per image object and per pixels. The data URLs made
-here are registered with their ASCII bytes, which `body.request_json` splices into the request body.
+another pair of the same video), so an encoding is kept by the frame's pixels, and which object shows which
+pixels by weak reference, all in the client's one byte budget (cache.Budget). A data URL made here is a
+`DataURL`: plain ASCII that `body.request_json` splices into the request body without escaping it again.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
 import struct
+import weakref
 import zlib
 from typing import Any
 
 import numpy as np
 
-from vrthinker.lru import ByteLRU
+from vrthinker.backends.openai.cache import DEFAULT, Budget, clear_all
 
-_PNG_BY_OBJECT: ByteLRU[int, tuple[Any, str]] = ByteLRU(1024, size=lambda v: 1)
-# base64 PNG by the frame's pixels: the same frame shown again in another object (the other order of a pair,
-# another pair of the same video) is not encoded again
-_PNG_BY_PIXELS: ByteLRU[tuple, str] = ByteLRU(512 * 2**20, size=len)
+PNG_PREFIX = "data:image/png;base64,"
+VIDEO_PREFIX = "data:video/jpeg;base64,"
+
+
+class DataURL(str):
+    """A data URL this client made: an ASCII prefix and base64, nothing JSON escapes."""
+
+    __slots__ = ()
 
 
 def clear_media_caches() -> None:
-    """Forget every encoded image and data URL (benchmarks start each run cold)."""
-    for cache in (_PNG_BY_OBJECT, _PNG_BY_PIXELS, _URLS, _CLIP_URLS, _OURS):
-        cache.clear()
+    """Forget every encoded image and data URL, in every backend's budget (benchmarks start each run cold)."""
+    clear_all()
 
 
 def png_bytes(rgb: Any) -> bytes:
@@ -49,49 +54,49 @@ def png_bytes(rgb: Any) -> bytes:
             + chunk(b"IDAT", zlib.compress(data.tobytes(), 1)) + chunk(b"IEND", b""))
 
 
-def png_base64(im: Any) -> str:
-    """The image as base64 PNG (lossless), cached per image object (every turn re-sends every image) and per
-    pixels (the same frame in another object: the pair's other order, another pair of the same video)."""
-    hit = _PNG_BY_OBJECT.get(id(im))
-    if hit is not None and hit[0] is im:
-        return hit[1]
+def _by_object(cache: Budget, kind: str, obj: Any) -> Any:
+    """What `cache` keeps for this very object (by weak reference: the object itself is not held), or None."""
+    hit = cache.get((kind, id(obj)))
+    return hit[1] if hit is not None and hit[0]() is obj else None
+
+
+def _remember(cache: Budget, kind: str, obj: Any, value: Any, nbytes: int) -> None:
+    try:
+        ref = weakref.ref(obj)
+    except TypeError:  # an object without weak references is looked up by its pixels each time
+        return
+    cache.put((kind, id(obj)), (ref, value), nbytes)
+
+
+def png_data_url(im: Any, cache: Budget | None = None) -> DataURL:
+    """`data:image/png;base64,...` of the image (lossless), kept per pixels and per image object in `cache`
+    (default: the process's): the same frame in another object (the pair's other order, another pair of the
+    same video) is not encoded again."""
+    cache = DEFAULT if cache is None else cache
+    key = _by_object(cache, "im", im)
+    url = cache.get(key) if key is not None else None
+    if url is not None:
+        return url
     rgb = np.ascontiguousarray(np.asarray(im if im.mode == "RGB" else im.convert("RGB")))
-    key = (rgb.shape, hashlib.sha256(rgb.data).digest())
-    b64 = _PNG_BY_PIXELS.get(key)
-    if b64 is None:
-        b64 = _PNG_BY_PIXELS.put(key, base64.b64encode(png_bytes(rgb)).decode("ascii"))
-    _PNG_BY_OBJECT.put(id(im), (im, b64))  # the image is held so its id is not reused while cached
-    return b64
+    key = ("png", rgb.shape, hashlib.sha256(rgb.data).digest())
+    url = cache.get(key)
+    if url is None:
+        url = DataURL(PNG_PREFIX + base64.b64encode(png_bytes(rgb)).decode("ascii"))
+        cache.put(key, url, len(url))
+    _remember(cache, "im", im, key, 64)
+    return url
 
 
-def png_data_url(im: Any) -> str:
-    """`data:image/png;base64,...` of the image, the same string object each time (see `request_json`)."""
-    b64 = png_base64(im)
-    return _URLS.get_or_load(b64, lambda: _ours("data:image/png;base64," + b64))
+def png_base64(im: Any, cache: Budget | None = None) -> str:
+    """The image as base64 PNG (lossless): `png_data_url` without its prefix."""
+    return png_data_url(im, cache)[len(PNG_PREFIX):]
 
 
-def video_data_url(clip: Any) -> str:
+def video_data_url(clip: Any, cache: Budget | None = None) -> DataURL:
     """A clip's frames as vLLM takes them: `data:video/jpeg;base64,` then each frame's base64 PNG, by commas."""
-    hit = _CLIP_URLS.get(id(clip))
-    if hit is not None and hit[0] is clip:
-        return hit[1]
-    url = _ours("data:video/jpeg;base64," + ",".join(png_base64(f) for f in clip.frames))
-    _CLIP_URLS.put(id(clip), (clip, url))
+    cache = DEFAULT if cache is None else cache
+    url = _by_object(cache, "clip", clip)
+    if url is None:
+        url = DataURL(VIDEO_PREFIX + ",".join(png_base64(f, cache) for f in clip.frames))
+        _remember(cache, "clip", clip, url, len(url))
     return url
-
-
-# data URLs we made, and their ASCII bytes for the request body, kept while their base64 is cached
-_URLS: ByteLRU[str, str] = ByteLRU(256 * 2**20, size=len)
-_CLIP_URLS: ByteLRU[int, tuple[Any, str]] = ByteLRU(64, size=lambda v: 1)
-_OURS: ByteLRU[int, tuple[str, bytes]] = ByteLRU(512 * 2**20, size=lambda v: len(v[1]))
-
-
-def _ours(url: str) -> str:
-    """Register a data URL we made (base64 and a `data:` prefix: nothing JSON escapes) with its bytes."""
-    _OURS.put(id(url), (url, url.encode("ascii")))
-    return url
-
-
-def _our_bytes(url: Any) -> bytes | None:
-    hit = _OURS.get(id(url)) if isinstance(url, str) else None
-    return hit[1] if hit is not None and hit[0] is url else None

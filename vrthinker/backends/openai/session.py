@@ -30,7 +30,7 @@ class OpenAISession:
         t0 = time.perf_counter()
         b = self.b
         video = b.caps["video"]
-        api = openai_messages(messages, images, video)
+        api = openai_messages(messages, images, video, b.media)
         rendered, ours = b.renderer.render(messages, images) if b.renderer is not None else (None, None)
         if b.check_rendering and not b._checked:
             b.check(api, ours, self.server or b.pool.servers[0])

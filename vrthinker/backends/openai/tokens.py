@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from vrthinker.lru import ByteLRU
+from vrthinker.backends.openai.cache import Budget
 
 IMAGE_PAD = "<|image_pad|>"
 VIDEO_PAD = "<|video_pad|>"
@@ -23,6 +23,7 @@ VIDEO_BOUNDS = (3136, 12845056)
 SETTINGS = ("repetition_penalty", "top_k", "min_p")  # greedy-relevant settings beyond temperature/top_p
 # Qwen2-VL's image processor when its config names no size
 DEFAULT_IMAGE_BOUNDS = (56 * 56, 28 * 28 * 1280)
+PIECES_BYTES = 8 * 2**20  # a renderer's own budget for its pieces when it shares none (a backend's is shared)
 
 
 def processor_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
@@ -87,8 +88,9 @@ def is_clip(x: Any) -> bool:
 class Renderer:
     """Our own rendering of a conversation into token ids, as the checkpoint's processor makes them."""
 
-    def __init__(self, tokenizer: Any, vision: Vision, chat_template: str | None = None):
+    def __init__(self, tokenizer: Any, vision: Vision, chat_template: str | None = None, cache: Budget | None = None):
         self.tokenizer = tokenizer
+        self.cache = cache if cache is not None else Budget(PIECES_BYTES)  # the text's pieces' ids, by text
         self.vision = vision
         self.chat_template = chat_template  # None: the tokenizer's own
         tok = tokenizer
@@ -98,7 +100,6 @@ class Renderer:
         # whitespace beside it (an lstrip/rstrip token would take it from the text around it)
         self._piecewise = all(p in added and added[p].special and not added[p].lstrip and not added[p].rstrip
                               and tok.convert_ids_to_tokens(self.pad_ids[p]) == p for p in self.pad_ids)
-        self._pieces: ByteLRU[str, tuple[int, ...]] = ByteLRU(8 * 2**20, size=lambda v: 8 * len(v) + 64)
 
     @classmethod
     def from_processor(cls, processor: Any) -> "Renderer":
@@ -147,10 +148,12 @@ class Renderer:
             pieces += [pad * self.pads(item), rest]
         return self.tokenizer("".join(pieces), add_special_tokens=False)["input_ids"]
 
-    def _piece(self, text: str) -> list[int]:
-        ids = self._pieces.get(text)
+    def _piece(self, text: str) -> tuple[int, ...]:
+        key = ("piece", id(self), text)
+        ids = self.cache.get(key)
         if ids is None:
-            ids = self._pieces.put(text, tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"]))
+            ids = tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            self.cache.put(key, ids, 40 * len(ids) + 64 + len(text))  # a tuple of int objects, and its text
         return ids
 
     def rendered(self, messages: list[dict]) -> str:
@@ -201,7 +204,7 @@ def processor_vision(src: str) -> Vision | None:
     return Vision.from_config(image, video) if isinstance(image, dict) else None
 
 
-def load_renderer(sources: Sequence[str]) -> tuple[Renderer | None, dict, str]:
+def load_renderer(sources: Sequence[str], cache: Budget | None = None) -> tuple[Renderer | None, dict, str]:
     """(renderer, the checkpoint's generation settings, where they came from) from the first source whose
     tokenizer and image-processor config load (a local dir, or a hub id already cached / reachable);
     (None, {}, "") if none does. Needs transformers' tokenizer only: no torch, no torchvision."""
@@ -216,7 +219,7 @@ def load_renderer(sources: Sequence[str]) -> tuple[Renderer | None, dict, str]:
             template = processor_chat_template(src) or getattr(tok, "chat_template", None)
             if not template:
                 continue
-            renderer = Renderer(tok, vision, template)
+            renderer = Renderer(tok, vision, template, cache)
             gen = _json(src, "generation_config.json") or {}
             return renderer, {k: gen[k] for k in SETTINGS if gen.get(k) is not None}, src
         except Exception:  # noqa: BLE001 - any failure means: this source has no usable tokenizer
