@@ -619,3 +619,22 @@ def test_a_call_does_not_wait_forever_on_a_dead_worker(media, tmp_path):
         assert "job worker is down" in str(e.value) and "\n" not in str(e.value)
     finally:
         service.stop()
+
+
+def test_run_tuner_refuses_to_read_videos_outside_the_roots(media, tmp_path):
+    """A selection recorded with `dqa select` on a video outside the media roots: run_tuner would read it, so
+    it refuses in one line (and loads nothing); with too few new selections it just skips, reading nothing."""
+    from dqa.mcp.service import Service, ToolFailure
+    from dqa.tune.selections import add, normalize, open_store
+
+    db = str(tmp_path / "outside.sqlite")
+    with open_store(db) as store:
+        add(store, [normalize(PROMPT, str(media["c"]), str(media["base"] / "secret.mp4"), "b")])
+    service = Service(db, [str(media["root"] / "sub")], {"backend": "hf", "model": "no-such-model"})
+    try:
+        with pytest.raises(ToolFailure) as e:
+            service.run_tuner(1)
+        assert "outside the media roots" in str(e.value) and "#1" in str(e.value) and "\n" not in str(e.value)
+        assert service.run_tuner(2).status == "skipped"
+    finally:
+        service.stop()

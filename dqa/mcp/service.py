@@ -337,7 +337,9 @@ class Service:
         model = self.base_model()
         with self._tuning:  # one tuner run per process at a time
             with open_store(self.db) as store:
-                _, new, _ = pending(store, model)
+                sels, new, _ = pending(store, model)
+            if len(new) >= min_new:  # a run reads every usable selection's videos: all must be inside the roots
+                self.check_inside(sels)
             if len(new) >= min_new and self.judge_kwargs.get("backend") != "hf":
                 raise ToolFailure(f"{len(new)} new selection(s) to train on, but run_tuner trains the hf "
                                   f"(Qwen2.5-VL) judge: start dqa mcp with --backend hf, not "
@@ -364,6 +366,17 @@ class Service:
             except JudgeError as e:
                 raise ToolFailure(f"tuning failed: {e}") from None
             return self.tuner_doc({"status": r.status, "detail": r.detail, "run_id": r.run_id}, model, len(new))
+
+    def check_inside(self, selections: Sequence[Any]) -> None:
+        """Refuse a tuner run that would read videos outside the media roots (recorded by `dqa select` or an
+        import from elsewhere): nothing outside the roots is read through this server."""
+        from dqa.serve.media import inside
+
+        out = [s for s in selections if not all(inside(os.path.realpath(p), self.roots)
+                                                for p in (s.video_a, s.video_b))]
+        if out:
+            raise ToolFailure(f"{len(out)} selection(s) (e.g. #{out[0].id}) use videos outside the media roots: "
+                              "add their folder as a --media-root, or train with dqa tune")
 
     def tuner_doc(self, d: Mapping[str, Any], model: str, new: int) -> TunerDoc:
         """The paper's Tuner document: the run's own figures where the tuner gives them, else the tune_runs
