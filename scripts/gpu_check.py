@@ -13,7 +13,7 @@ Measurements (models are random-init from the real Qwen2.5-VL-7B config, or the 
                 seconds, peak memory, the scripted six-turn conversation (scripts/bench_judge.py) forced
                 through it, ours against the reference procedure (one pair), both orders batched vs one by one
   tune_sampling the tuner's sampled conversations (dqa.tune.sampling) on that model: one selection, K = 4
-                (greedy + 3 at temperature 0.7), replies of at most 128 tokens: seconds per selection, kinds
+                (greedy + 3 at temperature 0.7), replies of at most 64 tokens: seconds per selection, kinds
   checkpoint    that model saved once to the work dir (the reference, NF4, QLoRA and DQA loaders read a dir),
                 then loaded back through HFBackend.from_pretrained: load seconds and peak
   judge_nf4     4-bit NF4 (bitsandbytes): load seconds, peak, the same six-turn conversation
@@ -525,7 +525,8 @@ def m_judge_bf16(ctx: Context, rec: Recorder) -> None:
 
 def m_tune_sampling(ctx: Context, rec: Recorder) -> None:
     """dqa tune's K = 4 conversations for one selection on the judge_bf16 model (random init: its replies
-    rarely call a tool, so each conversation is about one turn of up to 128 tokens)."""
+    rarely call a tool, so each conversation is about one turn of up to 64 tokens; a trained judge's run
+    as many turns as judge_bf16's scripted conversation, so K x its conversation_s is the realistic cost)."""
     import torch
 
     from dqa.tune import sampling
@@ -539,7 +540,7 @@ def m_tune_sampling(ctx: Context, rec: Recorder) -> None:
     with open_store(ctx.work / "tune.sqlite") as store, torch.no_grad():
         add(store, [normalize(PROMPT, v1, v2, "a", "OA")])
         judge = Judge(HFBackend(ctx.model, ctx.processor(), model_id=f"random-init:{ctx.size}"), ctx.profile(),
-                      max_new_tokens=128)
+                      max_new_tokens=64)
         ctx.mem.reset_peak()
         seconds, built = _timed(lambda: sampling.build(store, judge.profile, all_selections(store), judge=judge,
                                                        samples=4, temperature=0.7, seed=0))

@@ -265,6 +265,13 @@ def test_two_dpo_steps_sleeptime_and_reload(small_model, clips, db, tmp_path, ca
     assert main(["tune", "--db", db, "--model", str(small_model), "--out", str(out), "--min-new", "3"]) == 0
     assert "nothing to do: 1 new selection" in capsys.readouterr().out
     assert len(runs(open_store(db))) == 1
+    # the Tuner's document for dqa mcp: a skipped cycle reports the last run's step count, loss, confidence
+    from dqa.tune.api import failure_patterns, run_tuner
+
+    doc = run_tuner(3, db=db, model=str(small_model), out=str(out))
+    assert doc["status"] == "skipped" and doc["training_step"] == 2 and doc["loss"] == r.val_loss
+    assert doc["model_confidence"] == r.model_confidence["agreement"] and doc["new_patterns"] == []
+    assert failure_patterns(db) == []  # two videos, five selections: too thin for a pattern
 
     # the saved adapter reloads through the judge and changes its logits
     base = Judge.from_pretrained(str(small_model), device="cpu")
