@@ -120,3 +120,20 @@ def test_the_table_shows_each_labels_probability_and_combine_needs_both_orders(c
                  "--backend", "metrics"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--orders both" in err
+
+
+def test_a_training_tool_turn_keeps_its_recommendation_probabilities(clips):
+    rec = ('<synthesis>s</synthesis><think>t</think><Recommend Answer>TA=0, VQ=1, MQ=0, OA=2, CF=2</Recommend Answer>'
+           '<tool_call>{"name": "select_frames", "arguments": {"target_frames": [3, 40]}}</tool_call>')
+    final = "<synthesis>s</synthesis><think>t</think><final answer>TA=1, VQ=1, MQ=2, OA=2</final answer>"
+    interim = {"OA": {"1": 0.2, "2": 0.5, "0": 0.3}, "TA": {"1": 0.1, "2": 0.1, "0": 0.8}}
+    judge = Judge(GivenProbabilities(ScriptedBackend([rec, final]), [[interim, P]]), "training")
+    v = judge.compare(clips["a"], clips["b"], "shapes move")
+    assert v.turns[0].action == "tool_call" and v.turns[0].probabilities == interim
+    assert v.turns[1].probabilities == P and v.probabilities == P
+
+
+def test_the_weight_free_judge_says_null(clips):
+    v = Judge.from_pretrained(None, backend="metrics").compare(clips["a"], clips["b"], "shapes move")
+    d = v.to_dict()
+    assert v.probabilities is None and d["probabilities"] is None and d["mass"] is None
