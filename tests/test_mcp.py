@@ -319,7 +319,7 @@ def test_http_without_or_with_a_wrong_token_is_refused(token_server):
 
 
 def test_http_without_token_answers_loopback_names_only(media, tmp_path):
-    s = HttpServer(tmp_path / "open.sqlite", media["root"])
+    s = HttpServer(tmp_path / "open.sqlite", media["root"], "--components", "measures")
     try:
         r = httpx.post(s.url + "/mcp", headers={"Host": "evil.example:80"}, json={})
         assert r.status_code == 403 and r.json()["error"]["code"] == "bad_host"
@@ -328,6 +328,11 @@ def test_http_without_token_answers_loopback_names_only(media, tmp_path):
             async with http_client(s.url + "/mcp") as c:
                 r = await c.call_tool("get_frames", {"video": "a.mp4", "count": 1})
                 assert not r.is_error and r.content[1].type == "image"
+                # --components measures: verify_video scores vq and mq only unless the caller asks for more
+                v = (await c.call_tool("verify_video", {"video": "a.mp4", "prompt": PROMPT})).structured_content
+                assert set(v["components"]) == {"vq", "mq"} and v["benchmark_score"] is None
+                assert {"component": "benchmark", "reason": "not_asked"}.items() <= next(
+                    m for m in v["missing"] if m["component"] == "benchmark").items()
 
         anyio.run(main)
     finally:
@@ -337,6 +342,9 @@ def test_http_without_token_answers_loopback_names_only(media, tmp_path):
                                                   "--host", "0.0.0.0")], cwd=ROOT, env=clean_env(),
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "token" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    p = subprocess.run([sys.executable, *mcp_args(tmp_path / "x.sqlite", media["root"], "--components", "nope")],
+                       cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "unknown component 'nope'" in p.stderr and p.stderr.count("\n") == 1, p.stderr
 
 
 def test_two_concurrent_clients_lose_and_duplicate_nothing(token_server, media):

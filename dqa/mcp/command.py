@@ -40,6 +40,9 @@ def add_parser(sub) -> None:
     s.add_argument("--users", default=None, metavar="FILE",
                    help="http: per-user tokens, one 'NAME SHA256' line each (as dqa serve); a selection is "
                         "recorded as the token's user")
+    s.add_argument("--components", action="append", default=None, metavar="C[,C...]",
+                   help="verify_video's components when the caller names none (as dqa score --components; "
+                        "default: offline with --backend metrics, else offline,semantic,spatial)")
     s.add_argument("--vram-budget", type=float, default=24.0, metavar="GB",
                    help="memory budget for one scoring worker at a time (default 24)")
     s.add_argument("--tune-out", default=None, metavar="DIR",
@@ -95,8 +98,13 @@ def service_of(a: argparse.Namespace):
              if v is not None}
     out = a.tune_out or os.path.join(os.path.dirname(os.path.abspath(a.db)), "dqa-adapter")
     tuner = TunerSettings(out=out, max_steps=a.tune_max_steps, extra=extra)
+    if a.components:
+        from dqa.score.scoring import resolve_components
+
+        resolve_components(a.components)  # an unknown name is a usage error now, not on the first call
     try:
-        return Service(a.db, a.media_root, judge_kwargs(a), budget_gb=a.vram_budget, device=a.device, tuner=tuner)
+        return Service(a.db, a.media_root, judge_kwargs(a), budget_gb=a.vram_budget, device=a.device, tuner=tuner,
+                       components=a.components)
     except ToolFailure as e:
         raise UsageError(str(e)) from None
 

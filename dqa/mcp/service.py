@@ -73,7 +73,8 @@ class Service:
     """One `dqa mcp` process's state: the store's connections, the job worker, the A/B questions."""
 
     def __init__(self, db: str, roots: Sequence[str], judge: Mapping[str, Any], *, budget_gb: float = 24.0,
-                 device: str | None = None, tuner: TunerSettings | None = None, poll_s: float = 0.5):
+                 device: str | None = None, tuner: TunerSettings | None = None, poll_s: float = 0.5,
+                 components: Sequence[str] | None = None):
         from dqa.serve.config import ServeConfig
         from dqa.serve.jobs import Jobs
         from dqa.serve.media import Prober
@@ -92,6 +93,7 @@ class Service:
         self.prober = Prober()
         self.tuner = tuner or TunerSettings(out=os.path.join(os.path.dirname(os.path.abspath(db)), "dqa-adapter"))
         self.poll_s = poll_s
+        self.components = list(components) if components else None
         self._tuning = threading.Lock()
 
     # ------------------------------------------------------------------------------------------------------
@@ -170,6 +172,8 @@ class Service:
     # the Verifier
 
     def default_components(self) -> list[str]:
+        if self.components:
+            return list(self.components)
         if self.judge_kwargs.get("backend") == "metrics":
             return ["offline"]
         return ["offline", "semantic", "spatial"]
