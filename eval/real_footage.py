@@ -6,7 +6,7 @@ Clips (not committed, licences vary; fetched by package name into the cache the 
 - Debian's `opencv-doc` (`apt-get download opencv-doc`, unpacked with `dpkg-deb -x`): Megamind,
   Megamind_bugy, vtest, tree, and box and cup (gzipped).
 
-Faults (`FAULTS`): x264 and VP9 at high compression (ffmpeg), downscale-upscale, sensor noise, over- and
+Faults (`FAULTS`): x264 and VP9 at high compression (PyAV's encoders), downscale-upscale, sensor noise, over- and
 under-exposure, deinterlacing faults (weaved fields), banding (posterised luma), ghosting (frame blending),
 dropped frames (held repeats), freezes, shake. Every clip, clean or damaged, is written through the same
 near-lossless x264 encode, so the codec itself is not what tells them apart.
@@ -110,40 +110,41 @@ def read_clip(path: Path, frames: int, max_side: int, start: float = 0.25) -> np
     return np.stack(out)
 
 
-def _ffmpeg(frames: np.ndarray, path: Path, args: list[str], fps: float = 25.0) -> Path:
-    h, w = frames.shape[1:3]
-    cmd = ["ffmpeg", "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
-           "-r", str(fps), "-i", "-", *args, str(path)]
-    subprocess.run(cmd, input=np.ascontiguousarray(frames).tobytes(), check=True)
-    return path
-
-
 def write_clean(frames: np.ndarray, path: Path) -> Path:
-    """The common near-lossless x264 encode every suite clip goes through."""
-    return _ffmpeg(frames, path, ["-c:v", "libx264", "-crf", "16", "-preset", "veryfast", "-pix_fmt", "yuv420p"])
+    """The common near-lossless x264 encode (CRF 16) every suite clip goes through (PyAV: no ffmpeg binary)."""
+    from vrthinker_eval.synth import write_video
+
+    return write_video(path, frames, fps=25, crf=16)
 
 
 def _u8(x) -> np.ndarray:
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
-def _roundtrip(frames: np.ndarray, args: list[str], suffix: str) -> np.ndarray:
-    with tempfile.TemporaryDirectory() as tmp:
-        p = _ffmpeg(frames, Path(tmp) / f"x{suffix}", args)
-        out = np.concatenate(list(video.stream_frames(p, 64)))
-    return out[:len(frames)]
-
-
 def x264(f, s, rng):
     """H.264 at high compression: CRF 38 (s=0.5) to 48 (s=1)."""
-    return _roundtrip(f, ["-c:v", "libx264", "-crf", str(round(28 + 20 * s)), "-preset", "veryfast",
-                          "-pix_fmt", "yuv420p"], ".mp4")
+    from vrthinker_eval.scenes import codec_roundtrip
+
+    return codec_roundtrip(f, "libx264", round(28 + 20 * s))
 
 
 def vp9(f, s, rng):
     """VP9 at high compression: CRF 50 (s=0.5) to 63 (s=1), constant quality."""
-    return _roundtrip(f, ["-c:v", "libvpx-vp9", "-crf", str(round(37 + 26 * s)), "-b:v", "0", "-deadline",
-                          "realtime", "-cpu-used", "8", "-pix_fmt", "yuv420p"], ".webm")
+    from vrthinker_eval.scenes import codec_roundtrip
+
+    return codec_roundtrip(f, "libvpx-vp9", round(37 + 26 * s))
+
+
+def x264_crf45(f, s, rng):
+    """H.264 at CRF 45 whatever the strength: blocky and smeared to the eye."""
+    from vrthinker_eval.scenes import codec_roundtrip
+
+    return codec_roundtrip(f, "libx264", 45)
+
+
+def frozen(f, s, rng):
+    """A still image posing as a video: the first frame repeated for the whole length."""
+    return f[np.zeros(len(f), int)]
 
 
 def downup(f, s, rng):
@@ -235,6 +236,8 @@ FAULTS: dict[str, tuple[Callable, str]] = {
     "banding": (banding, "VQ"), "ghosting": (ghosting, "VQ"), "dropped": (dropped, "MQ"),
     "freeze": (freeze, "MQ"), "shake": (shake, "MQ"),
 }
+# Added to every clip, beside FAULTS (not part of their calibration split): a wholly frozen copy, and x264 CRF 45.
+EXTRA_FAULTS: dict[str, tuple[Callable, str]] = {"frozen": (frozen, "MQ"), "x264_crf45": (x264_crf45, "VQ")}
 # Calibration saw these clips, fault kinds and the "cal" strength; everything else is held out.
 CAL_CLIPS = ("bikes", "Megamind", "cup")
 CAL_FAULTS = ("x264", "downup", "sensor_noise", "overexpose", "dropped", "shake")
@@ -243,5 +246,5 @@ BASE_CLIPS = ("bikes", "Megamind", "cup", "bigbuckbunny", "carphone_pristine", "
 
 
 def apply_fault(frames: np.ndarray, name: str, strength: float, seed: int = 0) -> np.ndarray:
-    fn, _ = FAULTS[name]
+    fn, _ = FAULTS[name] if name in FAULTS else EXTRA_FAULTS[name]
     return fn(frames, float(strength), np.random.default_rng(seed))

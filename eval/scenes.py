@@ -468,7 +468,7 @@ def strength_of(family: str, kind: str, seed: int) -> float:
 
 
 def build_suite(root, families=FAMILIES, kinds=KINDS, seeds=(0,), width: int = 480, height: int = 272,
-                frames: int = 48, reencodes=(14, 26)):
+                frames: int = 48, reencodes=(17, 23)):
     """Write every clean clip, its damaged copies and its re-encodes (same content at other CRFs: the noise
     floor) under `root`, reusing files already there. Returns (pairs, reencodes): pairs are (family, seed,
     kind, clean path, damaged path); reencodes are (family, seed, [paths at each CRF, the clean one first])."""

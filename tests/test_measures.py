@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from dqa.measures.video import MQ_WEIGHTS, NEUTRAL, VQ_FAULTS, VQ_WEIGHTS, measure_frames, measure_video
+from dqa.measures.video import MQ_WEIGHTS, VQ_FAULTS, VQ_WEIGHTS, measure_frames, measure_video
 from vrthinker_eval.defects import DEFECT_DIMENSION, DEFECTS, apply_defect
 from vrthinker_eval.synth import render_scene, write_corrupt, write_video
 from dqa.measures.pairwise import MetricsJudge
@@ -92,14 +92,17 @@ def test_identical_videos_tie(suite, judge):
     assert v.labels == {"TA": None, "VQ": 0, "MQ": 0, "OA": 0}
 
 
-def test_static_clip_does_not_crash(tmp_path):
+def test_static_clip_is_a_still_image_posing_as_a_video(tmp_path):
+    """A frozen clip: no motion to judge (smoothness, shake, holds, order are 1), but dynamics is near 0 and
+    pulls MQ down (it used to sit at a neutral 0.5, and the offline grade accepted a still image)."""
     still = np.repeat(render_scene("shapes", 128, 96, 1, 5), 12, axis=0)
     m = measure_video(write_video(tmp_path / "still.mp4", still))
     assert any(n.startswith("static") for n in m.notes)
-    assert all(m.scores[k] == NEUTRAL for k in MQ_WEIGHTS)
+    assert m.measures["still_fraction"] == 1.0
+    assert all(m.scores[k] == 1.0 for k in MQ_WEIGHTS if k != "dynamics")
     for k in ("accel_ratio", "jitter", "frozen_fraction", "order_violations"):
         assert math.isnan(m.measures[k]), k
-    assert m.mq == pytest.approx(NEUTRAL)
+    assert m.scores["dynamics"] < 0.05 and m.worst["mq"] == "dynamics" and m.mq < 0.2
     assert 0.0 < m.vq <= 1.0
     assert m.to_dict()["measures"]["accel_ratio"] is None
 

@@ -143,27 +143,35 @@ def niqe(lumas: list[np.ndarray]) -> float:
 # codec and processing faults
 
 
-def _grid_ratio(d: np.ndarray, period: int) -> float:
-    """Mean |step| on grid columns (every `period`) over the mean |step| of the columns just beside them."""
+# Grey levels added to the steps beside the grid before dividing: on smooth and flat content those steps are
+# near 0, and a ratio of two near-zero steps is codec noise, not blocking (a block edge of a quarter of a
+# grey level is invisible). Half a level keeps the measure a ratio on texture and a level difference on ramps.
+_BLOCK_FLOOR = 0.5
+
+
+def _grid_excess(d: np.ndarray, period: int) -> float:
+    """(mean |step| on grid columns, every `period`, minus that of the columns just beside them) over the
+    latter plus _BLOCK_FLOOR."""
     n = d.shape[1] // period * period
     if n < 2 * period:
-        return 1.0
+        return 0.0
     cols = np.abs(d[:, :n]).mean(0).reshape(-1, period)  # step between column c and c+1, by phase
     on = cols[:, period - 1].mean()  # steps between the last column of a block and the next block's first
     beside = np.concatenate([cols[:, period - 3:period - 1], cols[:, :2]], axis=1).mean()
-    return float(on / max(beside, 0.1))
+    return float((on - beside) / (beside + _BLOCK_FLOOR))
 
 
 def blockiness(y: np.ndarray) -> float:
-    """Block-edge excess: max over the 8 and 16 px grids of (grid step / neighbouring steps) - 1, from both
-    directions' luma differences; 0 on a picture without a grid, about 0.3+ where blocks are visible.
+    """Block-edge excess: max over the 8 and 16 px grids of the grid steps' excess over the steps beside them,
+    relative to those (plus half a grey level), from both directions' luma differences; 0 on a picture
+    without a grid, 0.3+ where blocks are visible, on texture and on smooth ramps alike.
 
     Only flat-to-moderate areas count (strong edges are content and would dilute the excess)."""
     y = y.astype(np.float32)
     out = 0.0
     for d in (np.diff(y, axis=1), np.diff(y, axis=0).T):
         d = np.where(np.abs(d) < 20, d, 0)  # edges of content are not block boundaries
-        out = max(out, max(_grid_ratio(d, p) for p in (8, 16)) - 1.0)
+        out = max(out, max(_grid_excess(d, p) for p in (8, 16)))
     return max(out, 0.0)
 
 
@@ -176,11 +184,13 @@ def _edges(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def ringing(y: np.ndarray) -> float:
     """Ringing / mosquito noise: high-pass energy (|y - 3x3 box|) of the flattish pixels within 4 px of
-    strong edges over that of flattish pixels far (8+ px) from any; about 1 on clean pictures."""
+    strong edges over that of flattish pixels far (8+ px) from any, each plus a quarter grey level (perfectly
+    flat fills would otherwise make any anti-aliasing a huge ratio); about 1 on clean pictures. NaN when the
+    picture has too few edges or flat pixels to tell."""
     y = y.astype(np.float32)
     g, strong = _edges(y)
     if strong.mean() < 0.002:
-        return 1.0
+        return float("nan")
     hp = np.abs(y - cv2.blur(y, (3, 3)))
     u8 = strong.astype(np.uint8)
     near = cv2.dilate(u8, np.ones((9, 9), np.uint8)).astype(bool) & ~cv2.dilate(u8, np.ones((3, 3), np.uint8)
@@ -189,8 +199,8 @@ def ringing(y: np.ndarray) -> float:
     flat = g < 4.0
     a, b = near & flat, far & flat
     if a.sum() < 64 or b.sum() < 64:
-        return 1.0
-    return float((hp[a].mean() + 0.05) / (hp[b].mean() + 0.05))
+        return float("nan")
+    return float((hp[a].mean() + 0.25) / (hp[b].mean() + 0.25))
 
 
 def banding(y: np.ndarray) -> float:
@@ -198,11 +208,15 @@ def banding(y: np.ndarray) -> float:
     between that histogram and its own 9-level running mean (0 = smooth, 1 = all mass in isolated spikes).
 
     A real ramp covers every grey level in turn; a posterised one holds a few levels with empty ones between.
-    Only ramp pixels count (lightly blurred gradient 0.1..3 levels per pixel): flat fills (rendered shapes)
-    and edges are not gradients. Clean footage measures about 0.12-0.21, 12-24 level posterising 0.24-0.6."""
+    Only ramp pixels count (lightly blurred gradient 0.1..3 levels per pixel, 5+ px from any hard edge): flat
+    fills (rendered shapes, cartoons, UI) and their edges are not gradients. Clean footage measures about
+    0.12-0.21, 12-24 level posterising 0.24-0.6."""
     y = y.astype(np.float32)
     g = _edges(cv2.GaussianBlur(y, (0, 0), 2.0))[0]
-    ramp = (g > 0.1) & (g < 3.0)
+    # pixels near hard edges (the anti-aliased rims of flat fills, outlines, text) are not ramps
+    hard = (_edges(y)[0] > 6.0).astype(np.uint8)
+    near = cv2.dilate(hard, np.ones((11, 11), np.uint8)).astype(bool)
+    ramp = (g > 0.1) & (g < 3.0) & ~near
     if ramp.sum() < 256:
         return 0.0
     h = np.bincount(np.clip(np.rint(y[ramp]), 0, 255).astype(np.int64), minlength=256).astype(np.float64)

@@ -1,7 +1,10 @@
 """A weight-free pairwise judge: compares two videos by the DQA measures (no model, always available).
 
-It judges Visual Quality and Motion Quality from `dqa.measures.video`, and Overall from both; Text Alignment needs
-a vision-language model, so TA is always missing and the verdict's reason is "needs_vlm".
+It judges Visual Quality and Motion Quality from the raw measures of `dqa.measures.video`, by the evidence of
+`dqa.measures.evidence` (per measure a log-ratio, counted only beyond re-encoding noise, summed per dimension),
+not from the absolute VQ/MQ scores: those saturate, and two saturated scores can only tie. Overall is the sum
+of both dimensions' evidence. Text Alignment needs a vision-language model, so TA is always missing and the
+verdict's reason is "needs_vlm".
 """
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import os
 import time
 from collections import OrderedDict
 
+from dqa.measures import evidence
 from dqa.measures.video import MAX_FRAMES, MAX_SIDE, MEASURES_VERSION, VideoMeasures, measure_video
 from vrthinker.errors import VideoError
 from vrthinker.verdict import Verdict, failed
@@ -17,8 +21,8 @@ MODEL_ID = "weight-free-metrics"
 PROTOCOL = "metrics/1"
 BACKEND = "metrics"
 
-# Scores closer than this (on the 0..1 scale) are a tie: differences of about 0.01 come from codec and
-# flow noise alone (two encodes of the same clip), while a visible defect moves VQ or MQ by 0.03 or more.
+# Evidence (log-ratio units beyond each measure's re-encoding noise, summed per dimension) within this of 0
+# is a tie: the noise is already taken out measure by measure, so the margin only absorbs rounding.
 TIE_MARGIN = 0.02
 
 
@@ -103,15 +107,25 @@ class MetricsJudge:
         except VideoError as err:
             timings["total_s"] = time.perf_counter() - t0
             return failed("bad_video", str(err), timings=timings, **common)
-        vq = _label(m1.vq, m2.vq, self.tie_margin)
-        mq = _label(m1.mq, m2.mq, self.tie_margin)
-        labels = {"TA": None, "VQ": vq, "MQ": mq, "OA": _overall(vq, mq, m1, m2, self.tie_margin)}
+        labels = {"TA": None, **self.judge_measures(m1, m2)}
+        ev = evidence.compare(m1.measures, m2.measures)
         timings["total_s"] = time.perf_counter() - t0
-        reasoning = (f"VQ {m1.vq:.3f} vs {m2.vq:.3f}, MQ {m1.mq:.3f} vs {m2.mq:.3f} "
-                     f"(a difference under {self.tie_margin:g} is a tie)")
+
+        def why(dim: str, e: float) -> str:
+            top = ev.top.get(dim.lower())
+            return f"{dim} {e:+.2f}" + (f" (mostly {top})" if top else "")
+        reasoning = (f"evidence beyond re-encoding noise (+ favours video 1): {why('VQ', ev.vq)}, {why('MQ', ev.mq)}; "
+                     f"scores VQ {m1.vq:.3f} vs {m2.vq:.3f}, MQ {m1.mq:.3f} vs {m2.mq:.3f} "
+                     f"(evidence within {self.tie_margin:g} is a tie)")
         return Verdict(labels=labels, reason="needs_vlm",
                        detail="Text Alignment needs a vision-language model", reasoning=reasoning,
                        timings=timings,
                        extra={"scores": {"video1": m1.to_dict(), "video2": m2.to_dict()},
-                              "tie_margin": self.tie_margin},
+                              "tie_margin": self.tie_margin, "evidence": ev.to_dict()},
                        **common)
+
+    def judge_measures(self, m1: VideoMeasures, m2: VideoMeasures) -> dict[str, int]:
+        """VQ, MQ and OA labels (1, 2 or 0 = tie) from two videos' measures: the sign of the evidence."""
+        ev = evidence.compare(m1.measures, m2.measures)
+        tm = self.tie_margin
+        return {"VQ": evidence.label(ev.vq, tm), "MQ": evidence.label(ev.mq, tm), "OA": evidence.label(ev.oa, tm)}

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
@@ -39,7 +40,8 @@ from dqa.measures import nr
 
 # Bump whenever any measure, curve or weight changes: stored verdicts and scores carry it, so a change
 # invalidates them instead of returning numbers the new code would not give.
-MEASURES_VERSION = "3"  # 3: VQ x fault scores (dqa.measures.nr, ghosting, clipping, softness); MQ tempered by its worst
+MEASURES_VERSION = "4"  # 4: dynamics (still_fraction), highlights, edge width on edge pixels, grid excess with a
+# floor, ringing/banding spare flat fills, echo only with motion; pairwise from evidence (dqa.measures.evidence)
 
 MAX_SIDE = 320  # working resolution: enough for edges and optical flow, cheap on a CPU
 MAX_FRAMES = 64  # frames used for motion measures (as consecutive as the video allows)
@@ -55,12 +57,12 @@ VQ_WEIGHTS = {"sharpness": 1.0, "noise": 1.5, "exposure": 0.5, "contrast": 1.0, 
 # blacks): each is 1 over the whole range clean footage and rendered scenes measure, and multiplies VQ below
 # that, so one severe fault pulls VQ down by its own factor however good the rest looks.
 VQ_FAULTS = ("softness", "blockiness", "ringing", "banding", "detail", "combing", "ghosting", "clipping")
-MQ_WEIGHTS = {"smoothness": 1.0, "shake": 1.0, "frozen": 1.0, "order": 1.0}
+MQ_WEIGHTS = {"smoothness": 1.0, "shake": 1.0, "frozen": 1.0, "order": 1.0, "dynamics": 1.0}
 
-# A video whose motion cannot be judged (no motion at all) gets this for every motion score: a still clip
-# is neither smooth nor jerky, but as a "video" it shows nothing moving, so it sits mid-scale.
-NEUTRAL = 0.5
 _FLOOR = 1e-3  # scores are clipped here before the geometric mean (log 0 is undefined)
+# A fault score never goes under this in VQ: one fault can pull VQ down by a factor of ten, not erase
+# every other difference (two videos with the same fault still differ by the rest).
+FAULT_FLOOR = 0.1
 
 
 @dataclass(frozen=True)
@@ -130,20 +132,27 @@ def _grad(img: np.ndarray) -> np.ndarray:
 # Re-blur width for the edge-width estimate: large enough that sharp and soft edges lose very different
 # fractions of their gradient, small enough to stay local at 320 px.
 _REBLUR_SIGMA = 2.0
+# The strongest 1% of gradients must reach this (grey levels per working pixel) to be edges at all: a soft
+# sky or glow peaks near 1-2, a crisp edge of 30 levels at 10+, the same edge blurred by sigma 3 px still at 4.
+_EDGE_MIN = 3.0
 
 
 def edge_width(y: np.ndarray) -> float:
     """Edge spread (Gaussian sigma, in working pixels) of the strongest edges of one luma frame.
 
     Re-blur method (Crete-Roffet et al. 2007): blurring by a known sigma_b lowers the gradient of an edge of
-    width sigma_e by R = sigma_e / sqrt(sigma_e^2 + sigma_b^2); solve for sigma_e. Uses the 99th percentile
-    of the gradient (the strongest 1% of pixels: edges, not texture or noise), so it is contrast-free.
+    width sigma_e by R = sigma_e / sqrt(sigma_e^2 + sigma_b^2); solve for sigma_e. R is taken on the edge
+    pixels: those within half of the strongest gradients (99.9th percentile) and at least _EDGE_MIN, so a few
+    small hard-edged objects over a soft background are measured by their own edges, contrast-free. NaN when
+    the picture has no such edges (soft gradients, fog, glows: their spread is content, not blur).
     """
-    g = float(np.percentile(_grad(y), 99))
-    if g < 1.0:  # a flat picture (under one grey level per pixel) has no edges to measure
+    grad = _grad(y)
+    top = float(np.percentile(grad, 99.9))
+    edge = grad >= max(_EDGE_MIN, 0.5 * top)
+    if int(edge.sum()) < 16:
         return float("nan")
-    gb = float(np.percentile(_grad(cv2.GaussianBlur(y, (0, 0), _REBLUR_SIGMA)), 99))
-    r = min(gb / g, 0.995)
+    gb = _grad(cv2.GaussianBlur(y, (0, 0), _REBLUR_SIGMA))
+    r = min(float(gb[edge].mean()) / float(grad[edge].mean()), 0.995)
     return _REBLUR_SIGMA * r / math.sqrt(1.0 - r * r)
 
 
@@ -158,12 +167,14 @@ def colourfulness(rgb: np.ndarray) -> float:
 def spatial_measures(frames: np.ndarray) -> dict[str, float]:
     """Raw per-picture measures, each the median over the given RGB frames."""
     ys = _luma(frames)
-    per = {"edge_width": [], "clipped": [], "mean_luma": [], "luma_std": [],
+    per = {"edge_width": [], "clipped": [], "highlights": [], "mean_luma": [], "luma_std": [],
            "colourfulness": []}
     for rgb, y in zip(frames, ys):
         per["edge_width"].append(edge_width(y))
         # crushed blacks / blown highlights: within 3 levels of the ends (codec ringing stays inside)
         per["clipped"].append(float(np.mean((y <= 3) | (y >= 252))))
+        # blown highlights per channel: a bright saturated colour clips in one channel long before luma does
+        per["highlights"].append(float(np.mean(rgb.max(axis=-1) >= 250)))
         per["mean_luma"].append(float(y.mean()))
         per["luma_std"].append(float(y.std()))
         per["colourfulness"].append(colourfulness(rgb))
@@ -174,7 +185,7 @@ def spatial_scores(m: Mapping[str, float]) -> dict[str, float]:
     """Map raw per-picture measures to [0, 1] scores."""
     # Edges spread over sigma = 2 px at a 320 px working width (about 12 px at 1920) read as visibly soft;
     # a crisp anti-aliased edge measures about 0.7-1 px. Power 3: little penalty until edges really soften.
-    sharp = 0.5 if math.isnan(m["edge_width"]) else _falloff(m["edge_width"], 2.0, 3.0)
+    sharp = 1.0 if math.isnan(m["edge_width"]) else _falloff(m["edge_width"], 2.0, 3.0)  # NaN: no edges to judge
     # Exposure: a quarter of the picture clipped to black/white is half-bad; the mean luma costs little
     # until it is within ~28 levels of either end (the whole picture near black or white).
     exposure = _falloff(m["clipped"], 0.25) * _falloff(abs(m["mean_luma"] - 127.5), 100.0, 4.0)
@@ -184,6 +195,11 @@ def spatial_scores(m: Mapping[str, float]) -> dict[str, float]:
     colour = _rise(m["colourfulness"], 20.0)
     return {"sharpness": sharp, "exposure": exposure, "contrast": contrast,
             "colourfulness": colour}
+
+
+# Frame differences under this RMS (grey levels, median over the run) are mostly codec noise: their lag
+# profile is noise too, so the echo is not measured (a still or barely drifting clip cannot show ghosting).
+_ECHO_MIN_RMS = 0.5
 
 
 def echo(ys: np.ndarray, gaps: np.ndarray, max_lag: int = 6) -> float:
@@ -199,6 +215,8 @@ def echo(ys: np.ndarray, gaps: np.ndarray, max_lag: int = 6) -> float:
     d = np.diff(small, axis=0).reshape(len(small) - 1, -1)
     d -= d.mean(axis=1, keepdims=True)
     energy = (d * d).sum(axis=1)
+    if math.sqrt(float(np.median(energy)) / d.shape[1]) < _ECHO_MIN_RMS:  # too little change to correlate
+        return float("nan")
     corr = []
     for lag in range(1, max_lag + 2):
         num = float((d[lag:] * d[:-lag]).sum())
@@ -225,6 +243,7 @@ class _Motion:
     triangle: list = field(default_factory=list)  # per triple: (d(t,t+1), d(t+1,t+2), d(t,t+2)) coarse
     brightness: list = field(default_factory=list)  # per window: motion-compensated brightness steps
     noise: list = field(default_factory=list)  # per pair: temporal noise sigma on flat areas, grey levels
+    change: list = field(default_factory=list)  # per pair: 99.5th percentile |coarse change|, grey levels
 
 
 def _coarse(y: np.ndarray) -> np.ndarray:
@@ -282,6 +301,7 @@ def _window_motion(ys: np.ndarray, gaps: np.ndarray, acc: _Motion) -> None:
         mag = cv2.magnitude(f[..., 0], f[..., 1])
         mags.append(mag)
         acc.speed.append(float(mag.mean()))
+        acc.change.append(float(np.percentile(np.abs(coarse[t + 1] - coarse[t]), 99.5)))
     acc.brightness.append(np.asarray(steps))
     for t in range(len(flows) - 1):
         f0, f1 = flows[t], flows[t + 1]
@@ -325,6 +345,10 @@ _FROZEN_REL, _FROZEN_ABS = 0.1, 0.15
 # A clip is static when even its busiest pairs (90th percentile) change under 0.3 grey levels on average
 # and flow under 0.05 px: nothing visibly moves.
 _STATIC_DIFF, _STATIC_FLOW = 0.3, 0.05
+# A pair of frames shows motion when its mean flow exceeds _STATIC_FLOW or when the strongest changes of the
+# 64-px coarse copies (99.5th percentile, brightness removed) exceed one grey level: a small subject moving
+# over a locked-off background moves a few coarse pixels by much more; codec residue on a repeat by ~0.1-0.3.
+_STILL_CHANGE = 1.0
 
 
 def motion_measures(acc: _Motion, long_side: int) -> dict[str, float]:
@@ -335,6 +359,10 @@ def motion_measures(acc: _Motion, long_side: int) -> dict[str, float]:
     noise = np.asarray(acc.noise)
     out = {"flicker": _flicker(acc.brightness), "noise_sigma": float(np.median(noise)),
            "typical_diff": typical, "mean_speed": float(speed.mean()) if len(speed) else 0.0}
+    # dynamics: the share of frame pairs in which nothing visibly moves, in absolute terms (unlike
+    # frozen_fraction, which is relative to the clip's own busiest pairs and so is blind to a wholly still clip)
+    moving = (speed > _STATIC_FLOW) | (np.asarray(acc.change) > _STILL_CHANGE)
+    out["still_fraction"] = float(1.0 - moving.mean()) if len(moving) else float("nan")
     if typical < _STATIC_DIFF and float(np.percentile(speed, 90)) < _STATIC_FLOW:
         out.update(accel_ratio=float("nan"), jitter=float("nan"), frozen_fraction=float("nan"),
                    order_violations=float("nan"))
@@ -371,11 +399,17 @@ def _order_violations(acc: _Motion) -> float:
     return float(np.mean(tri_bad & rev_bad))
 
 
-def motion_scores(m: Mapping[str, float]) -> dict[str, float]:
-    """Map raw motion measures to [0, 1] scores; NEUTRAL where motion is undefined (static clip)."""
+def motion_scores(m: Mapping[str, float], still_ok: bool = False) -> dict[str, float]:
+    """Map raw motion measures to [0, 1] scores. Where motion is undefined (a still clip) smoothness, shake,
+    holds and order are 1 (nothing seen moving badly) and `dynamics` says what is wrong: nothing moves.
+    `still_ok` (the prompt asks for a still scene) scores dynamics 1."""
     def s(key, fn):
-        return NEUTRAL if math.isnan(m[key]) else fn(m[key])
+        return 1.0 if math.isnan(m[key]) else fn(m[key])
     return {
+        # dynamics: a third of the frame pairs without visible motion is half-bad, power 3 (a few held frames
+        # cost little, a clip still for most of its length scores near 0); a slow pan or slow animation moves
+        # in every pair and scores 1
+        "dynamics": 1.0 if still_ok else s("still_fraction", lambda x: _falloff(x, 1 / 3, 3.0)),
         # velocity changing by its own size every frame is plainly jerky on rendered motion (smooth: < 0.1);
         # real handheld footage with flow noise on weak texture measures 0.3-1.1, hence the wide half point
         "smoothness": s("accel_ratio", lambda x: _falloff(x, 1.5)),
@@ -462,7 +496,8 @@ def fault_scores(m: Mapping[str, float]) -> dict[str, float]:
     }
 
 
-def score_measures(raw: Mapping[str, float]) -> tuple[dict[str, float], float, float, dict[str, str]]:
+def score_measures(raw: Mapping[str, float], still_ok: bool = False
+                   ) -> tuple[dict[str, float], float, float, dict[str, str]]:
     """Raw measures -> (scores in [0, 1], VQ, MQ, the score that pulled each dimension down).
 
     VQ = (weighted geometric mean of the VQ_WEIGHTS scores) x (product of the VQ_FAULTS scores); MQ =
@@ -477,13 +512,31 @@ def score_measures(raw: Mapping[str, float]) -> tuple[dict[str, float], float, f
     # clean clips here measure 0.1-0.8 (codec residue)
     scores["noise"] = _falloff(raw["noise_sigma"], 4.0)
     scores.update(fault_scores(raw))
-    scores.update(motion_scores(raw))
-    vq = _geomean(scores, VQ_WEIGHTS) * math.prod(max(scores[k], _FLOOR) for k in VQ_FAULTS)
-    mq_worst = min(MQ_WEIGHTS, key=lambda k: scores[k])
-    mq = math.sqrt(_geomean(scores, MQ_WEIGHTS) * max(scores[mq_worst], _FLOOR))
+    scores.update(motion_scores(raw, still_ok))
+    vq = _geomean(scores, VQ_WEIGHTS) * math.prod(max(scores[k], FAULT_FLOOR) for k in VQ_FAULTS)
+    mq, mq_worst = mq_of(scores)
     vq_keys = [k for k in (*VQ_WEIGHTS, *VQ_FAULTS) if k != "colourfulness"]
     worst = {"vq": min(vq_keys, key=lambda k: scores[k]), "mq": mq_worst}
     return scores, vq, mq, worst
+
+
+# A prompt that asks for a still scene: then a video that does not move is what was asked for, and the
+# dynamics score is 1 (`rescore`). Plain words of stillness only; "slow" or "calm" still ask for motion.
+STILL_PROMPT = re.compile(r"\b(still (image|photo|photograph|picture|shot|frame|scene|life)|static (shot|scene|image|"
+                          r"camera shot|frame)|freeze[- ]frame|motionless|(no|without) (motion|movement)|"
+                          r"nothing moves|not moving|photograph of)\b", re.IGNORECASE)
+
+
+def asks_for_still(prompt: str) -> bool:
+    """Whether a prompt asks for a still scene (STILL_PROMPT)."""
+    return bool(STILL_PROMPT.search(prompt or ""))
+
+
+def mq_of(scores: Mapping[str, float]) -> tuple[float, str]:
+    """(MQ, the score that pulled it down) from the MQ_WEIGHTS scores: sqrt(weighted geometric mean x the
+    lowest of them), so one bad motion score pulls MQ at least halfway (in log terms) to itself."""
+    worst = min(MQ_WEIGHTS, key=lambda k: scores[k])
+    return math.sqrt(_geomean(scores, MQ_WEIGHTS) * max(scores[worst], _FLOOR)), worst
 
 
 def used_positions(n: int, max_frames: int = MAX_FRAMES) -> list[int]:
@@ -539,7 +592,8 @@ def _measure(frames: Mapping[int, np.ndarray], n: int, path, indices, max_frames
     raw.update(motion_measures(acc, max(size)))
     scores, vq, mq, worst = score_measures(raw)
     if math.isnan(raw["accel_ratio"]):
-        notes.append(f"static: no visible motion; motion scores set to the neutral {NEUTRAL}")
+        notes.append("static: no visible motion; the clip is scored as a still image posing as a video "
+                     f"(dynamics {scores['dynamics']:.2f})")
     if len(idx) > 1 and np.any(np.diff(idx) > 1):
         notes.append("frames are not consecutive (long video subsampled): short stutters or holds may "
                      "be missed; motion is normalised per source frame")

@@ -12,6 +12,7 @@ from vrthinker.errors import UsageError
 from vrthinker.media.decode import VideoCache
 
 from dqa.score.grade import Grade, GradeConfig, load_config, synthesize
+from dqa.measures.video import MQ_WEIGHTS, asks_for_still, mq_of
 from dqa.vbench.scoring import quality_score
 from dqa.score.scheduler import Failure, Item, Phase, Scheduler
 from dqa.workers import WORKERS
@@ -147,12 +148,26 @@ def score(videos: Sequence[str | Path | Item], prompt: str = "", components: Ite
     results = []
     for it, got in zip(items, per_video):
         scores = {c: got[c] for c in comps if isinstance(got.get(c), Score)}
+        if "mq" in scores and asks_for_still(it.prompt):
+            scores["mq"] = _still_mq(scores["mq"])
         missing = {c: got[c] if isinstance(got.get(c), Failure) else _absent(c, workers) for c in comps
                    if c not in scores}
         grade = synthesize({k: s.unit for k, s in scores.items()}, weights)
         results.append(VideoResult(it.path, it.prompt, scores, missing, grade))
     return ScoreRun(tuple(results), tuple(report.phases), tuple(report.refused), comps, report.loads,
                     report.decodes, time.perf_counter() - t0, weights)
+
+
+def _still_mq(s: Score) -> Score:
+    """MQ for a prompt that asks for a still scene: the same motion scores, dynamics not counted (a still
+    video is what was asked for; held frames, shake and jerks still count)."""
+    parts = dict(s.details.get("scores") or {})
+    if "dynamics" not in parts or not all(k in parts and parts[k] is not None for k in MQ_WEIGHTS):
+        return s
+    mq, worst = mq_of({**parts, "dynamics": 1.0})
+    return Score(s.name, mq, mq, {**s.details, "pulled_down_by": worst, "still_prompt": True,
+                                  "notes": [*s.details.get("notes", []), "the prompt asks for a still scene: "
+                                            "dynamics not counted"]})
 
 
 HINTS = {"preference": "needs a DPO adapter: pass --adapter DIR (made by dqa tune)"}

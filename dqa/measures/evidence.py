@@ -1,0 +1,138 @@
+"""Pairwise evidence from raw measures: which of two videos is better, measure by measure, beyond noise.
+
+For each raw measure (`MEASURES`) the two videos are compared by a scale-free difference, the log-ratio
+log((x2 + floor) / (x1 + floor)), signed so that positive means video 1 is better. `floor` is a level under
+which the measure cannot tell values apart (its value on clean footage is of that order), so two near-zero
+values do not make a large ratio. A difference counts only by how far it exceeds `NOISE[name]`: the largest
+log-ratio between re-encodes of the same clean content (x264 CRF 17, 20 and 23 of the calibration families,
+scripts/bench_metrics.py --noise). Each counted difference is capped at CAP, and a dimension's evidence is
+their sum: one large reliable difference decides, differences inside the noise count zero, and a measure
+that both videos fail equally (the same content, the same fault) has a log-ratio near 0 and cancels. A fault's
+side effects on other measures (noise breaking up blocks, blur removing noise) are explained away (MASKS).
+A measure missing on either side (NaN: no edges to measure, no motion to judge) says nothing.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping
+
+# name -> (dimension, direction: +1 when more is worse, -1 when less is worse, floor in the measure's unit)
+MEASURES: dict[str, tuple[str, int, float]] = {
+    "edge_width": ("VQ", +1, 0.3),  # px of edge spread at the working size: blur, upscaling, smearing
+    "noise_sigma": ("VQ", +1, 0.5),  # grey levels of fresh temporal noise
+    "flicker": ("VQ", +1, 0.3),  # grey levels of unexplained brightness change per frame
+    "blockiness": ("VQ", +1, 0.15),  # block-edge excess on the codec grid
+    "ringing": ("VQ", +1, 0.5),  # busy flat pixels beside edges, relative (about 1 when clean)
+    "banding": ("VQ", +1, 0.05),  # spikiness of the ramps' grey-level histogram
+    "detail_ratio": ("VQ", -1, 0.05),  # finest-octave energy over the next one
+    "combing": ("VQ", +1, 0.005),  # row teeth in excess of column teeth (interlace)
+    "echo": ("VQ", +1, 0.07),  # frame-difference echo (ghosting, frame blending)
+    "clipped": ("VQ", +1, 0.01),  # share of pixels clipped to black or white
+    "highlights": ("VQ", +1, 0.01),  # share of pixels with a channel blown (over-exposure)
+    "luma_std": ("VQ", -1, 2.0),  # RMS contrast, grey levels (washed out, under-exposed)
+    "colourfulness": ("VQ", -1, 3.0),  # Hasler-Suesstrunk M (washed out)
+    "still_fraction": ("MQ", +1, 0.05),  # share of frame pairs with no visible motion
+    "frozen_fraction": ("MQ", +1, 0.03),  # share of pairs frozen relative to the clip's own motion
+    "accel_ratio": ("MQ", +1, 0.1),  # flow change along its path per unit of flow (jerkiness)
+    "jitter": ("MQ", +1, 0.001),  # global motion jumping, fraction of the long side per frame
+    "order_violations": ("MQ", +1, 0.02),  # share of frame triples out of order
+}
+
+# Explaining away: a fault has side effects that look like improvements on other measures (added noise breaks
+# up blocks and bands and adds fine "detail"; blur and codecs remove noise; a frozen clip has no fresh noise or
+# flicker; over-exposure raises contrast). When a video is worse on the measure on the left, evidence IN ITS
+# FAVOUR from the measures on the right is dropped. Measures are taken strongest first, and a dropped measure
+# explains nothing away, so two faults cannot cancel each other's evidence.
+_PICTURE = ("noise_sigma", "blockiness", "banding", "ringing", "detail_ratio", "edge_width", "flicker")
+MASKS: dict[str, tuple[str, ...]] = {
+    "noise_sigma": ("blockiness", "banding", "ringing", "detail_ratio", "edge_width", "combing", "accel_ratio"),
+    "edge_width": ("noise_sigma", "ringing", "blockiness", "banding", "flicker", "detail_ratio"),
+    "detail_ratio": ("noise_sigma", "ringing", "blockiness", "banding", "flicker", "edge_width"),
+    "blockiness": ("noise_sigma", "ringing", "banding", "detail_ratio", "edge_width", "flicker"),
+    "banding": ("noise_sigma", "blockiness", "detail_ratio", "ringing"),
+    "ringing": ("noise_sigma", "detail_ratio", "edge_width"),
+    "combing": ("edge_width", "detail_ratio", "noise_sigma"),
+    "echo": ("edge_width", "detail_ratio", "noise_sigma", "flicker"),
+    "flicker": ("noise_sigma",),
+    "luma_std": ("noise_sigma", "flicker", "clipped", "highlights", "banding", "blockiness", "ringing", "echo"),
+    "colourfulness": ("noise_sigma", "flicker", "clipped", "highlights", "banding", "blockiness", "ringing"),
+    "clipped": ("luma_std", "colourfulness", "noise_sigma", "detail_ratio", "edge_width", "banding"),
+    "highlights": ("luma_std", "colourfulness", "noise_sigma", "detail_ratio", "edge_width", "banding"),
+    "still_fraction": ("frozen_fraction", "accel_ratio", "jitter", "order_violations", *_PICTURE, "echo"),
+    "frozen_fraction": ("accel_ratio", "jitter", "order_violations", "noise_sigma", "flicker", "echo"),
+    "jitter": ("edge_width", "detail_ratio"),
+    "accel_ratio": (),
+    "order_violations": ("accel_ratio",),
+}
+
+# Re-encoding noise per measure (log-ratio units): see the module docstring and docs/measures.md.
+NOISE: dict[str, float] = {name: 0.1 for name in MEASURES}
+CAP = 3.0  # one measure counts at most this much (log-ratio units beyond its noise)
+
+
+def log_ratio(name: str, x1: float, x2: float) -> float:
+    """Signed log-ratio of one measure (positive: video 1 better); NaN when either value is missing."""
+    _, direction, floor = MEASURES[name]
+    if x1 is None or x2 is None or math.isnan(x1) or math.isnan(x2):
+        return float("nan")
+    return direction * math.log((max(x2, 0.0) + floor) / (max(x1, 0.0) + floor))
+
+
+def excess(d: float, noise: float) -> float:
+    """The part of a log-ratio beyond the noise, sign kept, capped at CAP; 0 inside the noise or if NaN."""
+    if math.isnan(d) or abs(d) <= noise:
+        return 0.0
+    return math.copysign(min(abs(d) - noise, CAP), d)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Per-measure log-ratios and counted excesses (positive: video 1 better), summed per dimension."""
+
+    ratios: Mapping[str, float]
+    counted: Mapping[str, float]
+    vq: float
+    mq: float
+    top: Mapping[str, str] = field(default_factory=dict)  # per dimension, the measure that counted most
+
+    @property
+    def oa(self) -> float:
+        return self.vq + self.mq
+
+    def to_dict(self) -> dict:
+        return {"vq": round(self.vq, 4), "mq": round(self.mq, 4), "oa": round(self.oa, 4), "top": dict(self.top),
+                "counted": {k: round(v, 4) for k, v in self.counted.items() if v},
+                "noise": {k: NOISE[k] for k, v in self.counted.items() if v}}
+
+
+def compare(raw1: Mapping[str, float], raw2: Mapping[str, float],
+            noise: Mapping[str, float] | None = None) -> Evidence:
+    """Evidence that video 1 is better than video 2, from their raw measures (VideoMeasures.measures)."""
+    noise = NOISE if noise is None else noise
+    ratios = {k: log_ratio(k, raw1.get(k, float("nan")), raw2.get(k, float("nan"))) for k in MEASURES}
+    counted = {k: excess(d, noise[k]) for k, d in ratios.items()}
+    masked = {1: set(), 2: set()}  # per video, measures whose evidence in its favour is explained away
+    for k in sorted(counted, key=lambda k: -abs(counted[k])):
+        if not counted[k]:
+            break
+        favoured = 1 if counted[k] > 0 else 2
+        if k in masked[favoured]:
+            counted[k] = 0.0
+            continue
+        masked[3 - favoured].update(MASKS.get(k, ()))  # the other video is worse on k: k explains its gains
+    sums, top = {"VQ": 0.0, "MQ": 0.0}, {}
+    for dim in sums:
+        keys = [k for k in MEASURES if MEASURES[k][0] == dim]
+        sums[dim] = sum(counted[k] for k in keys)
+        best = max(keys, key=lambda k: abs(counted[k]))
+        if counted[best]:
+            top[dim.lower()] = best
+    return Evidence(ratios, counted, sums["VQ"], sums["MQ"], top)
+
+
+def label(e: float, margin: float) -> int:
+    """1 if the evidence favours video 1 by more than `margin`, 2 if video 2, else 0 (a tie)."""
+    if abs(e) <= margin:
+        return 0
+    return 1 if e > 0 else 2
