@@ -646,3 +646,34 @@ def test_run_tuner_refuses_to_read_videos_outside_the_roots(media, tmp_path):
         assert service.run_tuner(2).status == "skipped"
     finally:
         service.stop()
+
+
+def test_compare_videos_carries_the_judges_label_probabilities(media, tmp_path):
+    """A judge that reports label probabilities (a scripted card judge with given ones): compare_videos returns
+    them as the verdict holds them, with its labels and the frames its turn saw."""
+    from vrthinker.backends.scripted import ScriptedBackend
+    from vrthinker.judge import Judge
+    from vrthinker.testing import GivenProbabilities
+
+    from dqa.mcp.server import build
+    from dqa.mcp.service import Service
+
+    probs = {"TA": {"1": 0.9, "2": 0.05, "0": 0.05}, "VQ": {"1": 0.3, "2": 0.3, "0": 0.4},
+             "MQ": {"1": 0.2, "2": 0.7, "0": 0.1}, "OA": {"1": 0.55, "2": 0.4, "0": 0.05}}
+    service = Service(str(tmp_path / "p.sqlite"), [str(media["root"])], {"backend": "scripted"})
+    service.jobs._judge = Judge(GivenProbabilities(ScriptedBackend(
+        ["<Think>steady</Think><Answer>TA=1, VQ=0, MQ=2, OA=1</Answer>"]), [[probs]]), "card")
+    service.start()
+
+    async def main():
+        async with Client(build(service)) as c:
+            return await c.call_tool("compare_videos", {"video1": "a.mp4", "video2": "c.mp4", "prompt": PROMPT})
+
+    try:
+        r = anyio.run(main)
+    finally:
+        service.stop()
+    assert not r.is_error, r.content
+    d = r.structured_content
+    assert d["probabilities"] == probs and d["labels"] == {"TA": 1, "VQ": 0, "MQ": 2, "OA": 1} and d["complete"]
+    assert d["frames"][0]["title"].startswith("turn 1") and {f["video"] for f in d["frames"][0]["frames"]} == {1, 2}
