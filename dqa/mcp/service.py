@@ -7,6 +7,7 @@ progress through a plain callable (done, total, message).
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -88,7 +89,7 @@ class Service:
         self.db, self.roots, self.judge_kwargs = db, config.roots, dict(judge)
         self.conns = Connections(db)
         self.jobs = Jobs(self.conns, self.judge_kwargs, budget_gb=budget_gb, device=device,
-                         log=lambda s: print(f"dqa mcp: {s}", file=__import__("sys").stderr, flush=True))
+                         log=lambda s: print(f"dqa mcp: {s}", file=sys.stderr, flush=True))
         self.questions = Questions(self.conns)
         self.prober = Prober()
         self.tuner = tuner or TunerSettings(out=os.path.join(os.path.dirname(os.path.abspath(db)), "dqa-adapter"))
