@@ -200,3 +200,27 @@ def test_hf_sampling_is_seeded_and_greedy_stays_greedy(hf_backend, clips, tmp_pa
     greedy = [t.reply for t in sampling.converse(judge, s, grids, None)]
     assert greedy == [t.reply for t in sampling.converse(judge, s, grids, None)]
     assert greedy == [t.reply for t in judge.compare(clips["a"], clips["b"], "A robot", grids=grids).turns]
+
+
+def test_openai_samples_send_the_temperature_and_each_turns_seed(clips):
+    """Over --backend openai a sampled conversation is repeated requests: each turn asks for the temperature
+    and its own seed (fixed by the sample's seed), so a server that honours seeds repeats it; greedy asks 0."""
+    from fake_openai import Fake, reply_json
+
+    from vrthinker.backends.openai import OpenAIBackend
+
+    f = Fake([(200, reply_json(TOOL3)), (200, reply_json(says(2))), (200, reply_json(says(1)))])
+    try:
+        b = OpenAIBackend([f.url], backoff_s=0.01)
+        judge = Judge(b, b.resolve_profile("card")[0], max_turns=2, max_new_tokens=16)
+        s = Selection(1, "A robot", str(clips["a"]), str(clips["b"]), "ha", "hb", "a")
+        grids = judge.load_videos(clips["a"], clips["b"])
+        sampled = sampling.converse(judge, s, grids, Sampling(0.7, 5))
+        greedy = sampling.converse(judge, s, grids, None)
+    finally:
+        f.close()
+    assert [t.reply for t in sampled] == [TOOL3, says(2)] and [t.reply for t in greedy] == [says(1)]
+    first, second, plain = f.calls
+    assert (first["temperature"], first["seed"]) == (0.7, Sampling(0.7, 5).turn_seed(0))
+    assert (second["temperature"], second["seed"]) == (0.7, Sampling(0.7, 5).turn_seed(1))
+    assert first["seed"] != second["seed"] and plain["temperature"] == 0.0 and "seed" not in plain

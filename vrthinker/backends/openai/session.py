@@ -22,9 +22,14 @@ class OpenAISession:
         self.b = backend
         self.server: Server | None = None
         self.generation: dict = {}
+        self.sampling = None  # a base.Sampling: sampled turns (the tuner's samples), each with its own seed
+        self.turn = 0
 
     def set_generation(self, overrides: dict) -> None:
         self.generation = dict(overrides)
+
+    def set_sampling(self, sampling) -> None:
+        self.sampling, self.turn = sampling, 0
 
     def generate(self, messages: list[dict], images: Sequence[Any], max_new_tokens: int) -> Reply:
         t0 = time.perf_counter()
@@ -36,6 +41,9 @@ class OpenAISession:
             b.check(api, ours, self.server or b.pool.servers[0])
         body = {"model": b.model_id, "messages": api, "max_tokens": int(max_new_tokens), "stream": False,
                 **b.settings(self.generation)}
+        if self.sampling is not None:  # one request per sample (repeated requests, not n): a turn's own seed
+            body.update(temperature=float(self.sampling.temperature), seed=self.sampling.turn_seed(self.turn))
+            self.turn += 1
         if any(is_clip(x) for x in images) and b.kind == "vllm":
             clip = next(x for x in images if is_clip(x))
             body["media_io_kwargs"] = {"video": {"fps": float(clip.fps), "num_frames": -1,
