@@ -238,7 +238,8 @@ def build(store: Store, profile: Profile, selections: Sequence[Selection], *, ju
             kind = "label_swap"
             why = f"{how}: none reached {missing}, so one completion has its label swapped"
         else:
-            out.kinds.append((s.id, "none", f"{how}: none reached {missing}" if walks else how))
+            out.kinds.append((s.id, "none", f"{how}: none reached {missing}" if walks
+                              else (problems[0] if problems else "no conversation")))
             if not walks:
                 out.skipped.append((s.id, problems[0] if problems else "no conversation"))
             if progress:
