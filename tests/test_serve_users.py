@@ -71,6 +71,17 @@ def test_the_token_or_session_says_who_answered(media):
             assert other.status_code == 403 and other.json()["error"]["code"] == "wrong_user"
             mine = c.post(f"/ab/{qid2}/answer", json=post, headers={"X-CSRF-Token": csrf_of(page)})
             assert mine.status_code == 200 and mine.json()["answers"][0]["user"] == "bob", mine.text
+            # ann's page: the question bob answered is still open to her, without his choice shown
+            with httpx.Client(base_url=s.url, timeout=30) as ann_page:
+                ann_page.post("/login", data={"token": TOKENS["ann"], "next": "/ab"})
+                nxt = ann_page.get("/ab")
+                assert f"A/B question #{qid2}" in nxt.text and '"answered": false' in nxt.text
+                assert " checked" not in nxt.text
+                hers = ann_page.post(f"/ab/{qid2}/answer", json={"answers": {"MQ": "a"}},
+                                     headers={"X-CSRF-Token": csrf_of(nxt)})
+                assert hers.status_code == 200 and [x["user"] for x in hers.json()["answers"]] == ["ann"], hers.text
+                assert [x["user"] for x in ann_page.get(f"/ab/{qid2}/verdict").json()["answers"]] == ["ann"]
+                assert "No open A/B question" in ann_page.get("/ab").text
             # the docs need the token (Bearer or the page's session)
             assert c.get("/docs").status_code == 200 and c.get("/openapi.json").status_code == 200  # bob's session
             c.cookies.clear()
@@ -87,8 +98,9 @@ def test_the_token_or_session_says_who_answered(media):
     selections = sorted(db.execute("SELECT dimension, user, chosen FROM selections").fetchall())
     db.close()
     assert answers == sorted([(qid, "OA", "ann", "a"), (qid, "OA", "bob", "b"), (qid, "OA", "admin", "a"),
-                              (qid2, "MQ", "bob", "b")])
-    assert selections == sorted([("OA", "ann", "a"), ("OA", "bob", "b"), ("OA", "admin", "a"), ("MQ", "bob", "b")])
+                              (qid2, "MQ", "bob", "b"), (qid2, "MQ", "ann", "a")])
+    assert selections == sorted([("OA", "ann", "a"), ("OA", "bob", "b"), ("OA", "admin", "a"), ("MQ", "bob", "b"),
+                                 ("MQ", "ann", "a")])
 
 
 def test_sessions_end_on_the_server_whatever_the_browser_keeps(media):

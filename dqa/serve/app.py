@@ -273,10 +273,16 @@ def create_app(config: ServeConfig) -> FastAPI:
         j = jobs.submit("compare", {"video1": a, "video2": b, "prompt": prompt, "orders": "one"}, [ha, hb])
         return {"question": questions.ask(prompt, a, b, dimension, j.id).id}
 
-    def question_doc(qid: int) -> dict:
+    def page_user(request: Request) -> str | None:
+        """With authentication, the session's user: each person's page shows and counts only their answers."""
+        session = page_session(request) if auth.required else None
+        return session.user if session is not None else None
+
+    def question_doc(qid: int, user: str | None = None) -> dict:
         q = questions.get(qid)
         if q is None:
             raise ApiError(404, "not_found", f"no A/B question {qid}")
+        q = q.seen_by(user)
         d = q.to_dict()
         d["verdict"] = None
         if q.answered:  # the judge's view only after the person's, so it cannot anchor them
@@ -285,10 +291,10 @@ def create_app(config: ServeConfig) -> FastAPI:
                      error=j.error if j else None)
         return d
 
-    def page_doc(qid: int) -> dict:
+    def page_doc(qid: int, user: str | None = None) -> dict:
         """The question as the page sees it: once answered and judged, with thumbnails of the frames the
         judge looked at (data URIs, read only from inside the roots)."""
-        d = question_doc(qid)
+        d = question_doc(qid, user)
         d["frames"] = None
         if d["answered"] and isinstance(d.get("verdict"), dict):
             q = questions.get(qid)
@@ -320,7 +326,7 @@ def create_app(config: ServeConfig) -> FastAPI:
 
     @app.get("/ab", include_in_schema=False)
     def ab_next(request: Request):
-        q = questions.next_open()
+        q = questions.next_open(user=page_user(request))
         if q is None:
             return page_or_login(request, lambda _csrf, nonce: page.empty_page(nonce))
         return ab_question(q.id, request)
@@ -330,7 +336,9 @@ def create_app(config: ServeConfig) -> FastAPI:
         q = questions.get(qid)
         if q is None:
             raise ApiError(404, "not_found", f"no A/B question {qid}")
-        nxt = questions.next_open(after=qid)
+        user = page_user(request)
+        q = q.seen_by(user)
+        nxt = questions.next_open(after=qid, user=user)
         next_url = f"/ab/{nxt.id}" if nxt and nxt.id != qid else None
         signed_in = (page_session(request) or Session("", "", 0)).user if auth.required else None
         return page_or_login(request, lambda csrf, nonce: page.ab_page(q, csrf, nonce, next_url, signed_in))
@@ -348,6 +356,8 @@ def create_app(config: ServeConfig) -> FastAPI:
         q = questions.get(qid)
         if q is None:
             raise ApiError(404, "not_found", f"no A/B question {qid}")
+        mine = page_user(request)
+        q = q.seen_by(mine)
         if q.answered:
             raise ApiError(409, "already_answered", f"question {qid} is already answered")
         picks = {dimension_of(d): c for d, c in body.answers.items()}
@@ -358,14 +368,14 @@ def create_app(config: ServeConfig) -> FastAPI:
                 raise ApiError(422, "bad_choice", f"{d}: chosen must be 'a', 'b' or 'tie', not {c!r}")
         user = who(request, body.user, page_session(request))
         given = [questions.answer(qid, picks[d], d, user).to_dict() for d in q.dimensions]
-        nxt = questions.next_open(after=qid)
-        return {**page_doc(qid), "answers": given, "next": f"/ab/{nxt.id}" if nxt else None}
+        nxt = questions.next_open(after=qid, user=mine)
+        return {**page_doc(qid, mine), "answers": given, "next": f"/ab/{nxt.id}" if nxt else None}
 
     @app.get("/ab/{qid}/verdict", include_in_schema=False)
     def ab_verdict(qid: int, request: Request):
         if auth.required and page_session(request) is None:
             raise ApiError(401, "unauthorized", "log in at /login first")
-        d = page_doc(qid)
+        d = page_doc(qid, page_user(request))
         if not d["answered"]:
             raise ApiError(409, "not_answered", "answer the question first")
         return d

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from vrthinker.errors import JudgeError
@@ -53,6 +53,10 @@ class Question:
     @property
     def answered(self) -> bool:
         return bool(self.answers)
+
+    def seen_by(self, user: str | None) -> Question:
+        """The question with only `user`'s answers (None: everyone's), as that person's page shows it."""
+        return self if user is None else replace(self, answers=tuple(a for a in self.answers if a.user == user))
 
     def to_dict(self) -> dict:
         return {"question": self.id, "prompt": self.prompt, "a": self.a, "b": self.b, "dimension": self.dimension,
@@ -99,12 +103,15 @@ class Questions:
         return Question(row["id"], row["prompt"], row["video_a"], row["video_b"], row["dimension"], row["job"],
                         row["created"], answers)
 
-    def next_open(self, after: int = 0) -> Question | None:
-        """The oldest question with no answer yet (after id `after`, wrapping round to the start)."""
+    def next_open(self, after: int = 0, user: str | None = None) -> Question | None:
+        """The oldest question with no answer yet (after id `after`, wrapping round to the start); with `user`,
+        the oldest that this user has not answered (each person answers every question once)."""
         db = self.conns.get().db
-        sql = ("SELECT id FROM ab_questions q WHERE NOT EXISTS (SELECT 1 FROM ab_answers a WHERE a.question=q.id)"
-               " AND q.id > ? ORDER BY q.id LIMIT 1")
-        row = db.execute(sql, (after,)).fetchone() or (db.execute(sql, (0,)).fetchone() if after else None)
+        mine = "" if user is None else " AND a.user=?"
+        sql = ("SELECT id FROM ab_questions q WHERE NOT EXISTS (SELECT 1 FROM ab_answers a WHERE a.question=q.id"
+               f"{mine}) AND q.id > ? ORDER BY q.id LIMIT 1")
+        args = (lambda start: (user, start) if user is not None else (start,))
+        row = db.execute(sql, args(after)).fetchone() or (db.execute(sql, args(0)).fetchone() if after else None)
         return self.get(row[0]) if row else None
 
     def answer(self, qid: int, chosen: Any, dimension: Any = None, user: Any = None) -> Answer:
