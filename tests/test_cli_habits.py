@@ -111,3 +111,33 @@ def test_errors_name_python_arguments_from_python_and_flags_from_the_cli(clips, 
     assert "--backend openai needs --server URL" in capsys.readouterr().err
     with pytest.raises(UsageError, match=r"^backend='openai' needs server= URL"):  # the CLI's spelling ended
         Judge.from_pretrained("x", backend="openai")
+
+
+def test_one_comparison_is_kept_in_the_default_store_and_reused_by_pairs(clips, tmp_path, capsys, monkeypatch):
+    """`judge V1 V2` keeps its verdict where `judge batch` keeps pairs ($VRTHINKER_DB): pairs and report see it."""
+    import os
+
+    from vrthinker.store import Store
+
+    db = os.environ["VRTHINKER_DB"]  # each test's own default store (conftest)
+    assert judge_main([str(clips["a"]), str(clips["b"]), "--prompt", "shapes", "--backend", "metrics"]) == 0
+    capsys.readouterr()
+    with Store(db, readonly=True) as store:
+        assert store.counts()["items"] == 1 and store.counts()["judgments"] == 1
+    out = tmp_path / "dpo.jsonl"
+    assert judge_main(["pairs", "--out", str(out)]) == 0
+    assert "from 1 judged pair" in capsys.readouterr().out or out.exists()
+    assert judge_main([str(clips["a"]), str(clips["b"]), "--prompt", "shapes", "--backend", "metrics"]) == 0
+    with Store(db, readonly=True) as store:  # the same pair again: the same keys, nothing duplicated
+        assert store.counts()["items"] == 1 and store.counts()["judgments"] == 1
+
+
+def test_dqa_score_keeps_results_in_the_default_store(clips, capsys):
+    from dqa.cli import main as dqa_main
+
+    assert dqa_main(["score", str(clips["a"]), "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert dqa_main(["score", str(clips["a"]), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert first["phases"][0]["videos"] == 1 and again["phases"][0]["videos"] == 0  # reused from the store
+    assert again["videos"][0]["components"]["vq"] == first["videos"][0]["components"]["vq"]

@@ -238,12 +238,14 @@ def tiny_models(tmp_path_factory, tiny_model_dir) -> dict[str, str]:
     return models
 
 
-def test_cli_every_component_on_tiny_models(videos, clips, tiny_models):
+def test_cli_every_component_on_tiny_models(videos, clips, tiny_models, tmp_path):
     """All workers through their real loaders: one load each, memory freed after each, VBench names on
-    VBench's scale, a corrupt video named per component, and a budget too small for the VLM refusing it
-    before it loads while the others still run."""
-    args = ["score", videos[0], str(clips["corrupt"]), "--prompt", "a red ball to the left of a blue box",
-            "--components", "all", "--json"]
+    VBench's scale, a corrupt video (a manifest's bad row) named per component, and a budget too small for the
+    VLM refusing it before it loads while the others still run."""
+    man = tmp_path / "m.jsonl"
+    man.write_text("".join(json.dumps({"video": str(v), "prompt": "a red ball to the left of a blue box"}) + "\n"
+                           for v in (videos[0], clips["corrupt"])))
+    args = ["score", "--manifest", str(man), "--components", "all", "--json", "--db", str(tmp_path / "s.db")]
     for role, path in tiny_models.items():
         args += ["--models", f"{role}={path}"]
     p = _dqa(*args, "--vram-budget", "1.6")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import os
 import sys
@@ -223,6 +224,36 @@ def _as_verdict(j: Judgment) -> Verdict:
                    mass=(j.verdict or {}).get("mass"))  # None for judgments stored before they were read
 
 
+def _judgment(key: str, ha: str, hb: str, prompt: str, ident: ModelIdentity, v: Verdict, now: float) -> Judgment:
+    """One ordered verdict as the store keeps it."""
+    return Judgment(
+        key=key, videoA=v.videos[0] or "", videoB=v.videos[1] or "", hashA=ha, hashB=hb,
+        prompt=prompt, model_id=ident.model_id, revision=ident.revision, adapter=ident.adapter,
+        protocol=ident.protocol, backend=ident.backend, labels={d: v.labels.get(d) for d in DIMENSIONS},
+        reason=v.reason, detail=v.detail, reasoning=v.reasoning, verdict=_stored_verdict(v), created=now,
+        config=ident.config or None)
+
+
+def record_compare(store: Store, judge: Any, v: Verdict, adapter: str | None = None, job: str = "judge") -> str:
+    """Keep one `judge V1 V2` comparison in the store as `judge batch` keeps a row (job "judge"), so batch, rank,
+    pairs and report reuse it. Returns the item id. A judgment already stored under the same key is kept."""
+    if v.reason in ("bad_video", "server_error") or v.extra.get("refused"):
+        raise UsageError(f"not stored: {v.reason}")
+    ident = identify(judge, adapter=adapter, store=store)
+    v1, v2 = (str(Path(p).resolve()) for p in v.videos)
+    h1, h2 = store.file_hash(v1), store.file_hash(v2)
+    per = v.per_order or (v,)
+    keys = [judgment_key(h1, h2, v.prompt, ident)] + ([judgment_key(h2, h1, v.prompt, ident)] if len(per) > 1 else [])
+    now = time.time()
+    judgments = [_judgment(k, ha, hb, v.prompt, ident, o, now)
+                 for k, (ha, hb), o in zip(keys, [(h1, h2), (h2, h1)], per)]
+    item_id = hashlib.sha256(f"{h1}\0{h2}\0{v.prompt}".encode()).hexdigest()[:16]
+    store.record(Item(job=job, item_id=item_id, position=0, video1=v1, video2=v2, prompt=v.prompt,
+                      orders="both" if len(keys) > 1 else "one", status="done", key_forward=keys[0],
+                      key_reverse=keys[1] if len(keys) > 1 else None), judgments)
+    return item_id
+
+
 def combined(forward: Judgment, reverse: Judgment | None) -> Verdict:
     """The item's verdict for (video1, video2): the forward judgment, or both orders combined."""
     f = _as_verdict(forward)
@@ -365,12 +396,7 @@ def _run_one(judge, row: PairRow, store: Store, job: str, orders: str, ident: Mo
         wanted = ([(kf, h1, h2)] if need_f else []) + ([(kr, h2, h1)] if need_r else [])
         now = time.time()
         for (key, ha, hb), v in zip(wanted, verdicts):
-            new[key] = Judgment(
-                key=key, videoA=v.videos[0] or "", videoB=v.videos[1] or "", hashA=ha, hashB=hb,
-                prompt=row.prompt, model_id=ident.model_id, revision=ident.revision, adapter=ident.adapter,
-                protocol=ident.protocol, backend=ident.backend, labels={d: v.labels.get(d) for d in DIMENSIONS},
-                reason=v.reason, detail=v.detail, reasoning=v.reasoning, verdict=_stored_verdict(v), created=now,
-                config=ident.config or None)
+            new[key] = _judgment(key, ha, hb, row.prompt, ident, v, now)
     item = replace(base, key_forward=kf, key_reverse=kr)
     old = store.item(job, row.item_id)
     if new or old is None or replace(old, updated=0.0) != item:  # a reused item is rewritten only if it changed

@@ -74,6 +74,11 @@ def compare_parser() -> argparse.ArgumentParser:
     p.add_argument("--orders", choices=["one", "both"], default="one",
                    help="both: also judge (video2, video1) and keep only labels both orders agree on")
     p.add_argument("--trace", metavar="FILE", help="write every turn (rendered text, images, reply, cost) as JSON")
+    from vrthinker.store import default_path
+
+    p.add_argument("--db", default=default_path(), metavar="PATH",
+                   help="the judgment store this comparison is kept in, as judge batch keeps its pairs (default: "
+                        "$VRTHINKER_DB if set, else ./judgments.sqlite)")
     p.add_argument("--combine", choices=["labels", "probabilities"], default="labels",
                    help="with --orders both: labels (default: disagreeing orders give a tie) or probabilities "
                         "(each label is the argmax of both orders' label probabilities averaged)")
@@ -184,6 +189,12 @@ def _compare(argv: list[str]) -> int:
     if v.reason == "bad_video":  # bad input: its one line, not a table of labels that were never judged
         error(v.detail)
         return exit_code(v)
+    if v.reason != "server_error" and not v.extra.get("refused"):
+        from vrthinker.batch import record_compare
+        from vrthinker.store import Store
+
+        with Store(a.db) as store:  # every command that judges keeps its results in the one default store
+            record_compare(store, judge, v, adapter=a.adapter)
     out = Console()
     if a.json:
         print(json.dumps(v.to_dict(), ensure_ascii=False))

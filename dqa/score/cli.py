@@ -36,7 +36,8 @@ def add_parser(sub) -> None:
                    help="memory budget for one worker at a time (default 24)")
     s.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     s.add_argument("--db", default=None, help="store results in this SQLite file and skip what it holds "
-                                              "(default with --manifest: $VRTHINKER_DB or judgments.sqlite)")
+                                              "(default: $VRTHINKER_DB or judgments.sqlite, the store every "
+                                              "command that judges uses)")
     s.add_argument("--weights", default=None, metavar="FILE.toml", help="grade weights and bands (default: the "
                                                                        "DQA white paper's, dqa/data/grade.toml)")
     s.add_argument("--weight", action="append", default=[], metavar="NAME=W",
@@ -178,7 +179,7 @@ def run(a: argparse.Namespace) -> int:
         raise UsageError("--server and --served-model go with --backend openai")
     err = Console(stderr=True)
     log = None if a.quiet else (lambda s: err.print(f"[dim]{s}[/]", soft_wrap=True, highlight=False))
-    db = a.db or (default_path() if a.manifest else None)
+    db = a.db or default_path()
     with _progress(err, enabled=not a.quiet and err.is_terminal) as progress:
         result = score(items, components=a.components, budget_gb=a.vram_budget, device=a.device, models=models,
                        weights=weights, db=db, log=log, progress=progress, **options)
