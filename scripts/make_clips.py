@@ -2,7 +2,7 @@
 
     python scripts/make_clips.py OUTDIR --scene pan --seconds 5 --fps 24 --gop 250
     python scripts/make_clips.py OUTDIR --scene all          # one clip per scene kind
-    python scripts/make_clips.py examples --examples         # examples/robot_a.mp4, examples/robot_b.mp4
+    python scripts/make_clips.py examples --examples         # examples/shapes.mp4, examples/planet.mp4
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # the bundled examples: two different scenes, small enough to commit (each well under 300 KB)
 EXAMPLES = (
-    ("robot_a.mp4", dict(kind="shapes", seed=7)),
-    ("robot_b.mp4", dict(kind="orbit", seed=11)),
+    ("shapes.mp4", dict(kind="shapes", seed=7)),   # colourful shapes drift over a gridded, textured backdrop
+    ("planet.mp4", dict(kind="orbit", seed=11)),   # moons orbit a textured planet against a starry sunset sky
 )
 EXAMPLE_SIZE = dict(width=320, height=192, seconds=3.0, fps=12, gop=250, crf=26)
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="clip", help="file name stem; the scene is appended with --scene all")
     p.add_argument("--examples", action="store_true",
-                   help="write the bundled examples robot_a.mp4 and robot_b.mp4 into OUTDIR instead")
+                   help="write the bundled examples shapes.mp4 and planet.mp4 into OUTDIR instead")
     a = p.parse_args(argv)
 
     if a.examples:
