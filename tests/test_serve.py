@@ -5,6 +5,7 @@ import json
 import re
 import sqlite3
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -401,3 +402,48 @@ def test_kill_9_mid_job_then_a_restart_finishes_it(media, tmp_path):
         assert "resuming 1 job" in s2.stderr()
     finally:
         s2.stop()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the first page a person opens: GET /, the tab icon, --help
+
+
+def test_landing_page_links_the_ab_page_the_docs_and_health(client):
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    links = re.findall(r'<a href="([^"]+)">', r.text)
+    assert links == ["/ab", "/docs", "/health"]
+    for href in links:  # each link leads somewhere real on this server
+        assert client.get(href, follow_redirects=True).status_code == 200
+    assert "default-src 'none'" in r.headers["content-security-policy"]
+    assert '<link rel="icon" href="/favicon.ico"' in r.text
+
+
+def test_landing_page_with_a_token_leaks_nothing_and_the_ab_link_asks_to_log_in(token_server, media):
+    with httpx.Client(base_url=token_server.url, timeout=30) as c:
+        auth = {"Authorization": "Bearer s3cret-token"}
+        c.post("/v1/ab", json={"prompt": "a secret prompt", "a": "a.mp4", "b": "sub/b.mp4"}, headers=auth)
+        r = c.get("/")
+        assert r.status_code == 200 and "set-cookie" not in r.headers
+        for secret in ("s3cret-token", "a secret prompt", str(media["root"]), "token.sqlite", "a.mp4"):
+            assert secret not in r.text
+        assert c.get("/ab").status_code == 303  # the page it links still needs the token
+        assert c.get("/favicon.ico").status_code == 200
+
+
+def test_favicon_is_a_small_svg(client):
+    r = client.get("/favicon.ico")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
+    assert len(r.content) < 1024
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(r.content)
+    assert root.tag == "{http://www.w3.org/2000/svg}svg" and root.get("viewBox") == "0 0 32 32"
+
+
+def test_serve_help_shows_the_ports_default():
+    out = subprocess.run([sys.executable, "-m", "dqa.cli", "serve", "--help"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    help_text = " ".join(out.stdout.split())
+    assert re.search(r"--port PORT port to listen on \(default 8700\)", help_text), help_text

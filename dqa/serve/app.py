@@ -226,6 +226,16 @@ def create_app(config: ServeConfig) -> FastAPI:
         ok = h.pop("ok")
         return JSONResponse({"status": "ok" if ok else "dead", **h}, status_code=200 if ok else 503)
 
+    @app.get("/", include_in_schema=False)
+    def landing():
+        nonce = secrets.token_urlsafe(12)
+        return html(page.landing_page(nonce), nonce)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon():
+        return Response(page.FAVICON_SVG, media_type="image/svg+xml",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
     @app.post("/v1/compare", status_code=202, summary="judge two videos (a job)")
     def compare(body: CompareRequest):
         prompt = _prompt(body.prompt)

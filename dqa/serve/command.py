@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
                        description="Serve judgments, scores and A/B questions over HTTP (JSON under /v1, "
                                    "the OpenAPI page at /docs, the A/B page at /ab).")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; any other needs a token)")
-    s.add_argument("--port", type=int, default=8700)
+    s.add_argument("--port", type=int, default=8700, help="port to listen on (default 8700)")
     s.add_argument("--db", default=default_path(), help="the SQLite store (default $VRTHINKER_DB or "
                                                         "judgments.sqlite)")
     s.add_argument("--media-root", action="append", required=True, metavar="DIR",

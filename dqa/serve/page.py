@@ -158,6 +158,7 @@ def media_url(path: str) -> str:
 def _doc(title: str, body: str, nonce: str, script: str = "") -> str:
     js = f'<script nonce="{escape(nonce)}">{script}</script>' if script else ""
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            '<link rel="icon" href="/favicon.ico" type="image/svg+xml">'
             f'<style nonce="{escape(nonce)}">{STYLE}</style></head><body>{body}{js}</body></html>')
 
 
@@ -209,3 +210,23 @@ def login_page(nonce: str, next_url: str, failed: bool) -> str:
 <form method="post" action="/login"><input type="hidden" name="next" value="{escape(next_url)}">
 <label>token <input type="password" name="token" autofocus></label> <button type="submit">log in</button></form>"""
     return _doc("log in", body, nonce)
+
+
+# the tab icon: two frames side by side with a tick, as a tiny SVG (served at /favicon.ico, no file to ship)
+FAVICON_SVG = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'
+               '<rect width="32" height="32" rx="6" fill="#1f5fa8"/>'
+               '<rect x="5" y="9" width="10" height="14" rx="2" fill="#fff"/>'
+               '<rect x="17" y="9" width="10" height="14" rx="2" fill="#fff" opacity=".55"/>'
+               '<path d="M7 16l2.5 3L14 12" stroke="#1f5fa8" stroke-width="2.2" fill="none"/></svg>')
+
+LINKS = (("/ab", "A/B page", "answer which of two videos is better"),
+         ("/docs", "API docs", "the JSON endpoints under /v1 (OpenAPI)"),
+         ("/health", "health", "the worker's state and the queue's depth (JSON)"))
+
+
+def landing_page(nonce: str) -> str:
+    """GET /: where to go from here. Only fixed text: nothing a token protects (no store, no question)."""
+    items = "".join(f'<li><a href="{escape(href)}">{escape(name)}</a>: {escape(what)}</li>'
+                    for href, name, what in LINKS)
+    return _doc("dqa serve", f"<h1>dqa serve</h1><p>Judgments, scores and A/B questions over HTTP.</p>"
+                             f'<ul id="links">{items}</ul>', nonce)
