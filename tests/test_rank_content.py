@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -86,6 +87,43 @@ def test_two_names_for_one_video_are_refused(folders, first_wins, tmp_path, caps
                  *scripted(first_wins))
     err = capsys.readouterr().err
     assert code == 2 and "same video" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_rank_comparisons_export_with_ids_a_person_can_read(folders, first_wins, tmp_path, capsys):
+    """Before, a comparison's id was its two absolute paths joined by a tab and its job `rank:<hash>`."""
+    db = tmp_path / "j.sqlite"
+    cands = [str(folders / "one" / "g1.mp4"), str(folders / "two" / "g1.mp4"), str(folders / "one" / "g2.mp4")]
+    assert _rank(db, *cands, *scripted(first_wins), "--schedule", "round_robin") == 0
+    first = json.loads(capsys.readouterr().out)
+    out = tmp_path / "export.jsonl"
+    assert main(["export", "--db", str(db), "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 3 and len({r["job"] for r in rows}) == 1
+    assert re.fullmatch(r"rank:a-robot-[0-9a-f]{12}", rows[0]["job"])
+    names = {"one/g1.mp4": cands[0], "two/g1.mp4": cands[1], "g2.mp4": cands[2]}  # g1.mp4 twice: its folder
+    for r in rows:
+        assert "\t" not in r["id"] and "/" + str(folders) not in r["id"]
+        a, b = r["id"].split(" vs ")
+        assert (names[a], names[b]) == (r["video1"], r["video2"])
+    pairs = tmp_path / "pairs.jsonl"
+    assert main(["pairs", "--db", str(db), "--out", str(pairs), "--no-rankings"]) == 0
+    ids = {json.loads(line)["id"] for line in pairs.read_text().splitlines()}
+    assert ids and ids <= {r["id"] for r in rows}
+    # the stored keys stay what resuming needs: the same command again judges nothing and adds no row
+    assert _rank(db, *cands, *scripted(first_wins), "--schedule", "round_robin") == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["judged"] == 0 and again["reused"] == first["judged"] == 3
+    assert main(["export", "--db", str(db), "--out", str(out)]) == 0
+    assert [json.loads(line) for line in out.read_text().splitlines()] == rows
+
+
+def test_a_prompt_without_words_names_its_job_by_the_hash_alone():
+    from vrthinker.tournament import Group, job_name
+
+    assert re.fullmatch(r"rank:[0-9a-f]{12}", job_name(Group("!!! ...", ("a", "b")), ["h1", "h2"]))
+    name = job_name(Group("Ein Roboter reitet über_den Mars", ("a",)), ["h"])
+    assert name.startswith("rank:ein-roboter-reitet-über-")
+    assert job_name(Group("x", ("a",), id="g7"), ["h"]) == "rank:g7"  # a group's own id is kept as given
 
 
 # ----------------------------------------------------------------------------------------------------------

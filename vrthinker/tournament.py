@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -83,14 +84,20 @@ class StoreCompare:
     """`compare(a, b)` for one group, through the judgment store: a judgment stored before (same videos by
     content, prompt and judge identity) is reused, a new one is judged and stored (`batch.run_batch`)."""
 
-    def __init__(self, judge, store, ident, orders: str, job: str, prompt: str, concurrency: int = 1):
+    def __init__(self, judge, store, ident, orders: str, job: str, prompt: str, concurrency: int = 1,
+                 names: dict[str, str] | None = None):
         self.judge, self.store, self.ident = judge, store, ident
         self.orders, self.job, self.prompt = orders, job, prompt
+        self.names = names or {}  # candidate -> the short name its comparisons' ids show
         self.concurrency = concurrency  # conversations in flight, also for one pair (its two orders together)
         self.judged = self.reused = self.incomplete = 0
 
     def __call__(self, a: str, b: str) -> dict:
         return self.many([(a, b)], self.concurrency)[0]
+
+    def item_id(self, a: str, b: str) -> str:
+        """A comparison's id in the store, as `judge export` and `judge pairs` show it: "a.mp4 vs b.mp4"."""
+        return f"{self.names.get(a) or os.path.basename(a)} vs {self.names.get(b) or os.path.basename(b)}"
 
     def many(self, pairs, concurrency: int = 1) -> list[dict]:
         """Labels for each (a, b), in order; with a served judge `concurrency` of them are judged at once.
@@ -99,8 +106,8 @@ class StoreCompare:
 
         start = self.judged + self.reused
         full = [(os.path.abspath(a), os.path.abspath(b)) for a, b in pairs]
-        rows = [PairRow(item_id=f"{a}\t{b}", video1=a, video2=b, prompt=self.prompt, line=start + k + 1,
-                        position=start + k) for k, (a, b) in enumerate(full)]
+        rows = [PairRow(item_id=self.item_id(a0, b0), video1=a, video2=b, prompt=self.prompt, line=start + k + 1,
+                        position=start + k) for k, ((a0, b0), (a, b)) in enumerate(zip(pairs, full))]
         seen: dict[str, Any] = {}
         run_batch(self.judge, rows, self.store, job=self.job, orders=self.orders, ident=self.ident,
                   on_item=lambda out: seen.__setitem__(out.item_id, out), concurrency=concurrency)
@@ -119,13 +126,32 @@ class StoreCompare:
         return [{**out.labels, **({"probabilities": out.probabilities} if out.probabilities else {})} for out in outs]
 
 
+JOB_WORDS = 4  # words of the prompt a ranking's job is named by
+
+
 def job_name(group: Group, hashes: Sequence[str]) -> str:
-    """The store's job for a group: its id, else a short hash of its prompt and its videos' content hashes
-    (sorted: the same videos from another folder, or listed in another order, are the same group)."""
+    """The store's job for a group: its id, else the prompt's first words and a short hash of the prompt and
+    its videos' content hashes (sorted: the same videos from another folder, or listed in another order, are
+    the same group): "rank:a-robot-rides-a-afe9703a53fe". The hash alone keys it; the words are for people."""
     if group.id:
         return f"rank:{group.id}"
     digest = hashlib.sha256(json.dumps([group.prompt.strip(), *sorted(hashes)]).encode()).hexdigest()[:12]
-    return f"rank:{digest}"
+    words = re.findall(r"[^\W_]+", group.prompt.lower())[:JOB_WORDS]
+    return f"rank:{'-'.join(w[:16] for w in words)}-{digest}" if words else f"rank:{digest}"
+
+
+def short_names(paths: Sequence[str]) -> dict[str, str]:
+    """Each path's shortest trailing part that no other path of the group ends with: "b.mp4", or "one/b.mp4"
+    where two folders hold a b.mp4 (ids a person can read, still one per candidate)."""
+    parts = {p: Path(os.path.abspath(p)).parts for p in paths}
+    names = {}
+    for p, mine in parts.items():
+        for n in range(1, len(mine) + 1):
+            tail = mine[-n:]
+            if all(q == p or parts[q][-n:] != tail for q in parts):
+                break
+        names[p] = "/".join(tail)
+    return names
 
 
 def content_hashes(store: Any, group: Group, name: str = "rank") -> dict[str, str]:
@@ -150,7 +176,7 @@ def rank_group(judge: Any, store: Any, ident: Any, group: Group, *, orders: str 
     many in flight; the pairs and the ranking are the ones judging them one by one gives."""
     hashes = content_hashes(store, group, group.id or "rank")
     job, prompt = job_name(group, list(hashes.values())), group.prompt.strip()
-    compare = StoreCompare(judge, store, ident, orders, job, prompt, concurrency)
+    compare = StoreCompare(judge, store, ident, orders, job, prompt, concurrency, short_names(group.candidates))
     served = concurrency > 1 and getattr(getattr(judge, "backend", None), "concurrent", False)
     many = (lambda pairs: compare.many(pairs, concurrency)) if served else None
     # with both orders each judgment already covers both positions: one per pair is all there is
