@@ -677,3 +677,40 @@ def test_compare_videos_carries_the_judges_label_probabilities(media, tmp_path):
     d = r.structured_content
     assert d["probabilities"] == probs and d["labels"] == {"TA": 1, "VQ": 0, "MQ": 2, "OA": 1} and d["complete"]
     assert d["frames"][0]["title"].startswith("turn 1") and {f["video"] for f in d["frames"][0]["frames"]} == {1, 2}
+
+
+def test_one_answer_per_person_when_many_arrive_at_once(media, tmp_path):
+    """record_selection and the A/B page share Questions.answer: eight simultaneous answers by one person to
+    one question keep exactly one and refuse the rest with 409 (no store error, no second row)."""
+    import threading
+
+    from dqa.serve.errors import ApiError
+    from dqa.serve.questions import Questions
+    from dqa.serve.tables import Connections
+
+    conns = Connections(str(tmp_path / "race.sqlite"))
+    questions = Questions(conns)
+    try:
+        for k in range(3):
+            q = questions.ask(f"{PROMPT} {k}", str(media["a"].resolve()), str(media["c"].resolve()), "OA", None)
+            start, outcomes = threading.Barrier(8), []
+
+            def answer(q=q, start=start, outcomes=outcomes):
+                conns.get()  # each thread's connection is open before they all go
+                start.wait()
+                try:
+                    outcomes.append(questions.answer(q.id, "a", None, "sam").status)
+                except ApiError as e:
+                    outcomes.append(e.status)
+                except Exception as e:  # noqa: BLE001 - what the test is about: nothing else may escape
+                    outcomes.append(repr(e))
+
+            threads = [threading.Thread(target=answer) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            assert sorted(outcomes, key=str) == sorted(["recorded"] + [409] * 7, key=str), outcomes
+            assert len(questions.get(q.id).answers) == 1
+    finally:
+        conns.close()

@@ -6,6 +6,7 @@ but makes no selection (a preference pair needs a winner).
 """
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -132,6 +133,7 @@ class Questions:
         u = (user or "").strip()[:200]
         store = self.conns.get()
         with self._answering:
+            q = self.get(qid)  # read again under the lock: an answer may have landed since the read above
             if any(x.dimension == d and x.user == u for x in q.answers):
                 raise ApiError(409, "already_answered", f"question {qid} already has an answer on {d}"
                                                         + (f" from {u}" if u else ""))
@@ -144,7 +146,12 @@ class Questions:
                     raise ApiError(422, "bad_selection", str(e)) from None
                 selection, status = outcome.id, outcome.status
             now = time.time()
-            with store.transaction() as db:
-                db.execute("INSERT INTO ab_answers VALUES (?,?,?,?,?,?,?)", (qid, d, u, c, selection, status, now))
+            try:
+                with store.transaction() as db:
+                    db.execute("INSERT INTO ab_answers VALUES (?,?,?,?,?,?,?)",
+                               (qid, d, u, c, selection, status, now))
+            except sqlite3.IntegrityError:  # another process on the same store answered first
+                raise ApiError(409, "already_answered", f"question {qid} already has an answer on {d}"
+                                                        + (f" from {u}" if u else "")) from None
         return Answer(d, c, u, selection, status, now)
 
