@@ -27,6 +27,7 @@ class Outcome:
     probabilities: dict | None = None  # {dimension: {"1", "2", "0": p}} at the final answer's label digits
     mass: dict | None = None
     no_probabilities: str = ""  # why there are none, where the backend said
+    refused: bool = False  # the server refused a prompt as past its context length: not the model's answer
 
 
 class Dialogue:
@@ -68,6 +69,11 @@ class Dialogue:
         """Take the model's reply to the last request: record it, then end or append the tool response."""
         k = len(self.turns)
         p = self.profile
+        if reply.refused:  # no reply: the prompt passed the server's context length (as max_context_tokens here)
+            self._end(labels_or_missing(None), "token_limit", f"turn {k + 1}: {reply.refused}",
+                      self.turns[-1].reply if self.turns else "")
+            self.outcome = replace(self.outcome, refused=True)
+            return
         self.conv.add_reply(reply.text)
         reading = read_reply(reply.text, self.rules, p.reply_rule)
         rec = reading.recommendation

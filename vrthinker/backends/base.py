@@ -22,6 +22,7 @@ class Reply:
     # the vocabulary), as vrthinker.probabilities reads them; None: this backend gave no probabilities
     digits: Mapping[int, tuple[Mapping[str, float], float]] | None = None
     no_probabilities: str = ""  # why `digits` is None, where the backend knows (e.g. the server sent no logprobs)
+    refused: str = ""  # set when a server refused this turn's prompt as past its context length: no reply came
 
 
 @dataclass(frozen=True)
