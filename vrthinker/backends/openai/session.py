@@ -1,6 +1,8 @@
 """One conversation with the servers: its turns as requests, the replies as the judge's Reply."""
 from __future__ import annotations
 
+import json
+import re
 import time
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -13,6 +15,24 @@ from vrthinker.errors import ServerError, UsageError
 
 if TYPE_CHECKING:
     from vrthinker.backends.openai.backend import OpenAIBackend
+
+
+# how a server words a prompt past its context length in an HTTP 400 (vLLM's --max-model-len, SGLang, ...)
+_OVERFLOW = re.compile(r"context length|context window|max_model_len|max-model-len|is too long|exceeds? the maximum|"
+                       r"longer than the maximum", re.IGNORECASE)
+
+
+def context_overflow(error: str) -> str | None:
+    """The server's own words when its HTTP 400 says the prompt passed its context length, else None."""
+    m = re.search(r"HTTP 400: (.*)", error, re.DOTALL)
+    if m is None or not _OVERFLOW.search(m[1]):
+        return None
+    try:
+        text = str(json.loads(m[1]).get("message") or m[1])
+    except (ValueError, AttributeError):
+        found = re.search(r'"message":\s*"((?:[^"\\]|\\.)*)', m[1])
+        text = found[1] if found else m[1]
+    return " ".join(text.split())[:300]
 
 
 class OpenAISession:
@@ -57,6 +77,11 @@ class OpenAISession:
             with b.slot():  # at most `concurrency` requests at the servers
                 data, self.server = b.post("/chat/completions", body, prefer=self.server)
         except ServerError as e:
+            too_long = context_overflow(str(e))
+            if too_long:  # the conversation outgrew the server: token_limit (as max_context_tokens), no failure
+                return Reply(text="", refused=f"the server refused the prompt as past its context length "
+                             f"({too_long}); a larger --max-model-len holds it", seconds=time.perf_counter() - t0,
+                             prompt_tokens=len(ours) if ours is not None else None)
             if "media_io_kwargs" in str(e) and "trust-request-mm-kwargs" in str(e):
                 raise UsageError("this profile's video item needs its fps and frames kept per request: start "
                                  "vLLM with --trust-request-mm-kwargs") from None
