@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_openai_backend import Fake, _reply
+from fake_openai import Fake
+from fake_openai import reply_json as _reply
 
 from vrthinker.cli import main
 from vrthinker.errors import UsageError
