@@ -25,7 +25,7 @@ from typing import Any
 from vrthinker.errors import UsageError, VideoError
 from vrthinker.identity import canonical, content_view
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 DEFAULT_DB = "judgments.sqlite"
 DB_ENV = "VRTHINKER_DB"
 
@@ -240,6 +240,15 @@ def _add_ranking_content(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE rankings ADD COLUMN covariance TEXT")
 
 
+def _add_serve_job_owner(db: sqlite3.Connection) -> None:
+    """Who runs a `running` serve job and when it last said so: another process on the store re-queues only
+    jobs whose owner is gone (see dqa.serve.lease). NULL for jobs stored before."""
+    columns = {r[1] for r in db.execute("PRAGMA table_info(serve_jobs)")}
+    for name, kind in (("owner", "TEXT"), ("owner_host", "TEXT"), ("owner_pid", "INTEGER"), ("heartbeat", "REAL")):
+        if name not in columns:
+            db.execute(f"ALTER TABLE serve_jobs ADD COLUMN {name} {kind}")
+
+
 @dataclass(frozen=True)
 class Migration:
     """One step of the schema: applied in one transaction, after which PRAGMA user_version is `version`."""
@@ -257,6 +266,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "tuner: sampled conversations, run details, video measures", _statements(_V5_TUNER)),
     Migration(6, "rankings: each candidate's content hash and its row of the fit's covariance",
               _add_ranking_content),
+    Migration(7, "dqa serve jobs: the owner of a running job (host, pid, process token) and its heartbeat",
+              _add_serve_job_owner),
 )
 
 
