@@ -241,10 +241,12 @@ def _add_ranking_content(db: sqlite3.Connection) -> None:
 
 
 def _add_serve_job_owner(db: sqlite3.Connection) -> None:
-    """Who runs a `running` serve job and when it last said so: another process on the store re-queues only
-    jobs whose owner is gone (see dqa.serve.lease). NULL for jobs stored before."""
+    """Who runs a `running` serve job, when it last said so and for how long that holds (its lease, seconds):
+    another process on the store re-queues only jobs whose owner is gone (see dqa.serve.lease). NULL for jobs
+    stored before."""
     columns = {r[1] for r in db.execute("PRAGMA table_info(serve_jobs)")}
-    for name, kind in (("owner", "TEXT"), ("owner_host", "TEXT"), ("owner_pid", "INTEGER"), ("heartbeat", "REAL")):
+    for name, kind in (("owner", "TEXT"), ("owner_host", "TEXT"), ("owner_pid", "INTEGER"), ("heartbeat", "REAL"),
+                       ("lease", "REAL")):
         if name not in columns:
             db.execute(f"ALTER TABLE serve_jobs ADD COLUMN {name} {kind}")
 
@@ -266,7 +268,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "tuner: sampled conversations, run details, video measures", _statements(_V5_TUNER)),
     Migration(6, "rankings: each candidate's content hash and its row of the fit's covariance",
               _add_ranking_content),
-    Migration(7, "dqa serve jobs: the owner of a running job (host, pid, process token) and its heartbeat",
+    Migration(7, "dqa serve jobs: a running job's owner (host, pid, process token), heartbeat and lease",
               _add_serve_job_owner),
 )
 
