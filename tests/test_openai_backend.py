@@ -289,7 +289,10 @@ def test_fake_served_model_default_and_choice(fake):
     assert b.model_id == "qunwang13/vr-thinker" and b.kind == "sglang"
     with pytest.raises(UsageError, match="video item"):  # the known-ids table picks training; SGLang resamples
         b.resolve_profile(None)
-    assert b.resolve_profile("card")[1] == "--protocol"
+    with pytest.raises(UsageError, match="video item"):  # the checkpoint's own profile wins over --protocol card
+        b.resolve_profile("card")
+    other = OpenAIBackend([fake([], model={"id": "judge", "root": "/srv/judge", "owned_by": "sglang"}).url])
+    assert other.resolve_profile("card")[1] == "--protocol"  # a served model no rule knows: --protocol decides
     with pytest.raises(UsageError, match="not served"):
         OpenAIBackend([f.url], served_model="other")
 
@@ -320,7 +323,7 @@ def test_fake_rank_keeps_a_rounds_pairs_in_flight(fake, tmp_path):
         f = fake([], answer=_ordered_answer, delay_s=0.3)
         cmd = [sys.executable, "-m", "vrthinker.cli", "rank", "--prompt", "a fox", *vids, "--backend", "openai",
                "--server", f.url, "--protocol", "card", "--max-turns", "1", "--max-new-tokens", "16",
-               "--concurrency", str(c), "--json"]
+               "--concurrency", str(c), "--json", "--db", str(tmp_path / f"rank{c}.sqlite")]  # each run judges
         r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stdout + r.stderr
         out[c] = (json.loads(r.stdout), f.max_in_flight, len(f.calls))
