@@ -149,7 +149,8 @@ class ServedAsker:
 
         from vrthinker.backends.openai import openai_messages
 
-        msgs = [openai_messages(Asker.messages(len(images), t), images, video=False) for t in texts]
+        cache = getattr(self.backend, "media", None)  # the backend's one budget for encoded frames
+        msgs = [openai_messages(Asker.messages(len(images), t), images, video=False, cache=cache) for t in texts]
         if not msgs:
             return []
         with ThreadPoolExecutor(min(self.concurrency, len(msgs))) as pool:

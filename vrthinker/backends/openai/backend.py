@@ -42,7 +42,7 @@ class OpenAIBackend:
     def __init__(self, servers: Sequence[str], *, served_model: str | None = None, api_key: str | None = None,
                  timeout: float = TIMEOUT_S, retries: int = 8, backoff_s: float = 1.0, concurrency: int | None = None,
                  check_rendering: bool = False, processor_source: str | None = None, client: Any = None,
-                 turn_deadline: float | None = None, connect_timeout: float = CONNECT_TIMEOUT_S,
+                 turn_deadline: float | None = None, connect_timeout: float | None = None,
                  cache_mb: float | None = None):
         """`timeout`: seconds per request (between bytes of the reply); `turn_deadline`: seconds for one turn,
         every retry and wait included (default twice `timeout`); `connect_timeout`: seconds to open a
@@ -52,7 +52,8 @@ class OpenAIBackend:
         self.pool = ServerPool(servers)
         self.timeout = float(timeout)
         self.turn_deadline = float(turn_deadline) if turn_deadline is not None else 2 * self.timeout
-        self.connect_timeout = float(connect_timeout)
+        self.connect_timeout = (float(connect_timeout) if connect_timeout is not None
+                                else min(CONNECT_TIMEOUT_S, self.timeout))
         if not (self.timeout > 0 and self.turn_deadline > 0 and self.connect_timeout > 0):
             raise UsageError(f"{arg('timeout')}, {arg('turn_deadline')} and {arg('connect_timeout')} must be positive")
         self.media = Budget.of_mb(cache_mb)  # every cache of this client, one budget (cache.py)
@@ -98,7 +99,7 @@ class OpenAIBackend:
             raise UsageError(f"{arg('client_cache_mb')} must be 0 or more, got {client_cache_mb}")
         return cls(urls, served_model=served_model, api_key=api_key, timeout=timeout or TIMEOUT_S,
                    concurrency=concurrency, check_rendering=bool(check_rendering), processor_source=model,
-                   turn_deadline=turn_deadline, connect_timeout=connect_timeout or CONNECT_TIMEOUT_S,
+                   turn_deadline=turn_deadline, connect_timeout=connect_timeout,
                    cache_mb=client_cache_mb)
 
     # -- server calls

@@ -210,11 +210,11 @@ def load_renderer(sources: Sequence[str], cache: Budget | None = None) -> tuple[
     (None, {}, "") if none does. Needs transformers' tokenizer only: no torch, no torchvision."""
     for src in dict.fromkeys(s for s in sources if s):
         try:
+            vision = processor_vision(src)
+            if vision is None:  # no checkpoint files here: transformers is not even imported
+                continue
             from transformers import AutoTokenizer
 
-            vision = processor_vision(src)
-            if vision is None:
-                continue
             tok = AutoTokenizer.from_pretrained(src)
             template = processor_chat_template(src) or getattr(tok, "chat_template", None)
             if not template:
