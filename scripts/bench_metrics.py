@@ -55,7 +55,9 @@ def run(combos, width: int, height: int, frames: int, sc: "Scorer") -> dict:
     hits = defaultdict(lambda: [0, 0, 0])  # (defect, level) -> [damaged-dim right, OA right, cases]
     misses = []
     with tempfile.TemporaryDirectory(prefix="bench_metrics_") as tmp:
-        for combo, name, level, clean, bad in build_suite(Path(tmp), combos, width, height, frames):
+        cases = list(build_suite(Path(tmp), combos, width, height, frames))
+        sc.prefetch([p for c in cases for p in c[3:]])
+        for combo, name, level, clean, bad in cases:
             dim = DEFECT_DIMENSION[name]
             for order in ((clean, bad), (bad, clean)):
                 vq, mq, oa = sc.labels(*order)
@@ -135,14 +137,39 @@ def _baseline_module(rev: str):
     return load("measures_baseline", src)
 
 
+_WORKER: dict = {}
+
+
+def _measure_in_worker(args):
+    """(path, (vq, mq, raw measures, seconds)) measured in a worker process by the code version `rev`."""
+    rev, path = args
+    if rev not in _WORKER:
+        _WORKER[rev] = Scorer(_baseline_module(rev) if rev else None)
+    m = _WORKER[rev].measure(path)
+    return path, (m.vq, m.mq, dict(m.measures), _WORKER[rev].memo[path][1])
+
+
 class Scorer:
     """Measures each file once and labels pairs (VQ, MQ, OA: 1, 2 or 0) the way its code version does: the
     current MetricsJudge (evidence from raw measures), or a baseline module's VQ/MQ with the old rule (a
     difference over the tie margin on each score; OA by Pareto, else the mean of VQ and MQ)."""
 
-    def __init__(self, baseline=None, tie_margin: float = 0.02):
+    def __init__(self, baseline=None, tie_margin: float = 0.02, rev: str | None = None, jobs: int = 1):
         self.baseline, self.tie_margin, self.memo = baseline, tie_margin, {}
+        self.rev, self.jobs = rev, jobs
         self.judge = MetricsJudge(tie_margin=tie_margin, cache_size=0)
+
+    def prefetch(self, paths) -> None:
+        """Measure `paths` in `jobs` processes (each path once; the result is the same as measuring here)."""
+        import multiprocessing
+        from types import SimpleNamespace
+
+        todo = sorted({str(p) for p in paths} - set(self.memo))
+        if self.jobs <= 1 or not todo:
+            return
+        with multiprocessing.get_context("spawn").Pool(self.jobs) as pool:
+            for p, (vq, mq, raw, sec) in pool.imap_unordered(_measure_in_worker, [(self.rev, p) for p in todo]):
+                self.memo[p] = (SimpleNamespace(vq=vq, mq=mq, measures=raw), sec)
 
     def measure(self, p):
         p = str(p)
@@ -200,8 +227,9 @@ def run_real(cache: Path, frames: int, max_side: int, tie_margin: float, baselin
         real_pair = [clips[n] for n in ("carphone_pristine", "carphone_distorted") if n in clips]
         print(f"suite: {len(base)} clips x ({len(rf.FAULTS)} faults x {len(rf.STRENGTHS)} strengths + "
               f"{', '.join(rf.EXTRA_FAULTS)}) = {len(cases)} pairs ({frames} frames, long side <= {max_side})")
-        for label, baseline in baselines:
-            sc = Scorer(baseline, tie_margin)
+        for label, baseline, rev, jobs in baselines:
+            sc = Scorer(baseline, tie_margin, rev, jobs)
+            sc.prefetch([p for c in cases for p in c[3:]] + real_pair)
             groups = defaultdict(lambda: [0, 0, 0])  # split -> [dim right, OA right, n]
             per_fault = defaultdict(lambda: [0, 0, 0])
             caught = defaultdict(lambda: [0, 0])  # extra fault -> [clean wins on its dimension and OA, clips]
@@ -273,8 +301,9 @@ def run_content(cache: Path, width: int, height: int, frames: int, tie_margin: f
           f"({frames} frames, {width}x{height}); held out: {', '.join(scenes.HELD_FAMILIES)}; "
           f"{', '.join(scenes.HELD_KINDS)}")
     out = {}
-    for label, baseline in baselines:
-        sc = Scorer(baseline, tie_margin)
+    for label, baseline, rev, jobs in baselines:
+        sc = Scorer(baseline, tie_margin, rev, jobs)
+        sc.prefetch([p for c in pairs for p in c[3:]])
         groups = defaultdict(lambda: [0, 0, 0])
         per_kind, per_fam = defaultdict(lambda: [0, 0]), defaultdict(lambda: [0, 0])
         misses = []
@@ -360,30 +389,34 @@ def main(argv=None) -> int:
                     help="where the content-diverse suite's clips are written (and reused)")
     ap.add_argument("--content-width", type=int, default=480)
     ap.add_argument("--content-height", type=int, default=272)
+    ap.add_argument("--jobs", type=int, default=1, help="measure in this many processes (same numbers)")
     ap.add_argument("--noise", action="store_true", help="print each evidence measure's re-encoding noise and stop")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     if args.real:
-        baselines = [("current", None)] + ([(f"baseline {args.baseline}", _baseline_module(args.baseline))]
-                                           if args.baseline else [])
+        baselines = [("current", None, None, args.jobs)] + (
+            [(f"baseline {args.baseline}", _baseline_module(args.baseline), args.baseline, args.jobs)]
+            if args.baseline else [])
         lines = run_real(args.real, args.real_frames, args.real_side, args.tie_margin, baselines)
         print(f"wall seconds: {time.perf_counter() - t0:.1f}")
         print("\n".join(lines))
         return 0
-    labels = [("current", None)] + ([(f"baseline {args.baseline}", _baseline_module(args.baseline))]
-                                    if args.baseline else [])
+    labels = [("current", None, None, args.jobs)] + (
+        [(f"baseline {args.baseline}", _baseline_module(args.baseline), args.baseline, args.jobs)]
+        if args.baseline else [])
     if args.noise:
         print("re-encoding noise per evidence measure (max |log-ratio|, calibration families):")
         print(noise_floor(args.content_cache, args.content_width, args.content_height, args.frames))
         return 0
     lines = {}
-    for label, baseline in labels:
+    for label, baseline, rev, jobs in labels:
         print(f"[{label}] older synthetic suite (vrthinker_eval.synth scenes x vrthinker_eval.defects):")
-        lines[label] = report(run(args.combos, args.width, args.height, args.frames, Scorer(baseline, args.tie_margin)))
+        lines[label] = report(run(args.combos, args.width, args.height, args.frames,
+                                  Scorer(baseline, args.tie_margin, rev, jobs)))
     content = run_content(args.content_cache, args.content_width, args.content_height, args.frames,
                           args.tie_margin, labels)
     print(f"wall seconds: {time.perf_counter() - t0:.1f}")
-    for label, _ in reversed(labels):  # the current line last: its fields are what scripts read
+    for label, *_ in reversed(labels):  # the current line last: its fields are what scripts read
         c = content[label]
         print(f"[{label}] " if label != "current" else "", end="")
         print(f"{lines[label]} heldout_content_accuracy={c['heldout']:.4f} "

@@ -214,11 +214,11 @@ def banding(y: np.ndarray) -> float:
     y = y.astype(np.float32)
     g = _edges(cv2.GaussianBlur(y, (0, 0), 2.0))[0]
     # pixels near hard edges (the anti-aliased rims of flat fills, outlines, text) are not ramps
-    hard = (_edges(y)[0] > 6.0).astype(np.uint8)
+    hard = (_edges(cv2.GaussianBlur(y, (0, 0), 1.0))[0] > 6.0).astype(np.uint8)
     near = cv2.dilate(hard, np.ones((11, 11), np.uint8)).astype(bool)
     ramp = (g > 0.1) & (g < 3.0) & ~near
-    if ramp.sum() < 256:
-        return 0.0
+    if ramp.sum() < 256:  # no smooth ramp to judge (all flat fill, edges or busy texture): not measured
+        return float("nan")
     h = np.bincount(np.clip(np.rint(y[ramp]), 0, 255).astype(np.int64), minlength=256).astype(np.float64)
     smooth = np.convolve(h, np.ones(9) / 9, mode="same")
     return float(np.abs(h - smooth).sum() / (2 * h.sum()))

@@ -51,8 +51,8 @@ DECODE_CAP = 480  # frames decoded at most (20 s at 24 fps are kept consecutive)
 MIN_FRAMES = 3  # motion needs at least one triple of frames (velocity and its change)
 WINDOWS = 4  # when a video is longer than MAX_FRAMES, motion is measured in this many consecutive windows
 
-VQ_WEIGHTS = {"sharpness": 1.0, "noise": 1.5, "exposure": 0.5, "contrast": 1.0, "colourfulness": 0.5,
-              "flicker": 1.0}  # exposure and colour are half weight: both are partly a matter of style
+VQ_WEIGHTS = {"sharpness": 1.0, "noise": 1.5, "exposure": 0.5, "contrast": 0.5, "colourfulness": 0.25,
+              "flicker": 1.0}  # exposure, contrast and colour are low weight: they are largely a matter of style
 # Damage that no style explains (dqa.measures.nr's codec and processing faults, frame blending, clipped highlights and
 # blacks): each is 1 over the whole range clean footage and rendered scenes measure, and multiplies VQ below
 # that, so one severe fault pulls VQ down by its own factor however good the rest looks.
@@ -173,8 +173,9 @@ def spatial_measures(frames: np.ndarray) -> dict[str, float]:
         per["edge_width"].append(edge_width(y))
         # crushed blacks / blown highlights: within 3 levels of the ends (codec ringing stays inside)
         per["clipped"].append(float(np.mean((y <= 3) | (y >= 252))))
-        # blown highlights per channel: a bright saturated colour clips in one channel long before luma does
-        per["highlights"].append(float(np.mean(rgb.max(axis=-1) >= 250)))
+        # blown highlights: two or more channels at the top (a saturated primary colour has one at 255 by
+        # design; over-exposure drives bright colours to yellow, cyan, magenta and white) before luma clips
+        per["highlights"].append(float(np.mean((rgb >= 250).sum(axis=-1) >= 2)))
         per["mean_luma"].append(float(y.mean()))
         per["luma_std"].append(float(y.std()))
         per["colourfulness"].append(colourfulness(rgb))
@@ -187,12 +188,14 @@ def spatial_scores(m: Mapping[str, float]) -> dict[str, float]:
     # a crisp anti-aliased edge measures about 0.7-1 px. Power 3: little penalty until edges really soften.
     sharp = 1.0 if math.isnan(m["edge_width"]) else _falloff(m["edge_width"], 2.0, 3.0)  # NaN: no edges to judge
     # Exposure: a quarter of the picture clipped to black/white is half-bad; the mean luma costs little
-    # until it is within ~28 levels of either end (the whole picture near black or white).
-    exposure = _falloff(m["clipped"], 0.25) * _falloff(abs(m["mean_luma"] - 127.5), 100.0, 4.0)
-    # RMS contrast: natural pictures have a luma std around 50 levels; 20 (8% of range) looks flat/hazy.
-    contrast = _rise(m["luma_std"], 20.0)
-    # Colourfulness: half at M = 20, between "slightly" (15) and "moderately" (33) colourful.
-    colour = _rise(m["colourfulness"], 20.0)
+    # until it is within ~13 levels of either end (the whole picture near black or white: a night scene's
+    # mean of 20-25 is a style and costs about a third).
+    exposure = _falloff(m["clipped"], 0.25) * _falloff(abs(m["mean_luma"] - 127.5), 115.0, 4.0)
+    # RMS contrast: half at 8 levels (3% of the range): fog, haze and flat fills are low-contrast by nature,
+    # so this is a mild, quarter-weight term (the calibration families measure 20-51).
+    contrast = _rise(m["luma_std"], 8.0)
+    # Colourfulness: half at M = 10 ("slightly" colourful is 15): grey-scale and night pictures are a style.
+    colour = _rise(m["colourfulness"], 10.0)
     return {"sharpness": sharp, "exposure": exposure, "contrast": contrast,
             "colourfulness": colour}
 
@@ -367,7 +370,9 @@ def motion_measures(acc: _Motion, long_side: int) -> dict[str, float]:
         out.update(accel_ratio=float("nan"), jitter=float("nan"), frozen_fraction=float("nan"),
                    order_violations=float("nan"))
         return out
-    frozen = diff < max(_FROZEN_REL * typical, _FROZEN_ABS)
+    # a pair is frozen when it changes little against the clip's own motion AND shows no motion outright
+    # (flat fills and thin drifting haze change few pixels per frame while plainly moving)
+    frozen = (diff < max(_FROZEN_REL * typical, _FROZEN_ABS)) & ~moving
     if not frozen.all():  # a repeated frame has no fresh noise: judge noise on the pairs that change
         out["noise_sigma"] = float(np.median(noise[~frozen]))
     out["frozen_fraction"] = float(frozen.mean())
@@ -453,12 +458,12 @@ def _dead(x: float, clean: float, half: float, power: float = 2.0) -> float:
 
 # (clean end, half point) of each fault score; see fault_scores
 SOFT_CLEAN, SOFT_HALF = 1.3, 0.6
-BLOCK_CLEAN, BLOCK_HALF = 0.45, 0.35
+BLOCK_CLEAN, BLOCK_HALF = 0.4, 0.4
 RING_CLEAN, RING_HALF = 3.1, 1.0
-BAND_CLEAN, BAND_HALF = 0.19, 0.12
+BAND_CLEAN, BAND_HALF = 0.8, 0.12
 DETAIL_CLEAN, DETAIL_HALF = 0.63, 0.12
 COMB_CLEAN, COMB_HALF = 0.005, 0.025
-ECHO_CLEAN, ECHO_HALF = 0.07, 0.12
+ECHO_CLEAN, ECHO_HALF = 0.1, 0.12
 CLIP_CLEAN, CLIP_HALF = 0.09, 0.2
 
 
@@ -466,20 +471,22 @@ def fault_scores(m: Mapping[str, float]) -> dict[str, float]:
     """VQ's fault scores (VQ_FAULTS) from raw measures; NaN raw values (nothing to judge) are 1.
 
     The `clean` ends are the worst each measure gives on the calibration clips of the real-footage suite
-    (eval/real_footage.py CAL_CLIPS, 48 frames at <= 480 px) and on vrthinker_eval.synth's rendered scenes, so clean
-    pictures are not marked down; the half points are about one clearly visible step of damage beyond."""
+    (eval/real_footage.py CAL_CLIPS, 48 frames at <= 480 px) and on the calibration families of
+    vrthinker_eval.scenes (CAL_FAMILIES, at x264 CRF 17-23), so clean pictures are not marked down; the half
+    points are about one clearly visible step of damage beyond. Each fault counts at least FAULT_FLOOR."""
     def s(key, clean, half, power=2.0):
         return 1.0 if math.isnan(m[key]) else _dead(m[key], clean, half, power)
     return {
         # edge spread (the sharpness measure) beyond the clean clips' (up to 1.25 px): upscaled, defocused, smeared
         "softness": s("edge_width", SOFT_CLEAN, SOFT_HALF),
-        # block-edge excess on the 8/16 px grid: clean up to 0.45 (cup: content on the grid), a further 0.35
-        # is half-bad (H.264 at CRF 38 measures 0.45-0.7 there)
+        # grid-step excess on the 8/16 px grid: the calibration families measure up to 0.33 (a smooth gradient
+        # at CRF 23), a further 0.4 is half-bad (x264 CRF 45 measures 0.5-0.8 on them)
         "blockiness": s("blockiness", BLOCK_CLEAN, BLOCK_HALF),
         # busy flat pixels beside edges relative to flat pixels elsewhere: clean 1-3.1 (edges of busy content),
         # one more (4.1) is half-bad
         "ringing": s("ringing", RING_CLEAN, RING_HALF),
-        # histogram spikes of smooth ramps: clean up to 0.19; 0.12 more (a third of the ramp's mass in spikes)
+        # histogram spikes of smooth ramps: the calibration families measure up to 0.79 (cartoon cel shading's
+        # few tones), so only extreme posterising is marked down here; the pairwise evidence compares it
         # is half-bad
         "banding": s("banding", BAND_CLEAN, BAND_HALF),
         # finest-octave energy ratio, as a deficit under DETAIL_CLEAN: natural detail 0.63-1.4, upscaled by 2
