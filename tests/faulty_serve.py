@@ -3,6 +3,10 @@
 Run as `python tests/faulty_serve.py serve ...` (the `dqa` command line). Environment:
   DQA_FAULT_RESULT_WRITES=N  the first N writes of a job's result raise sqlite3.OperationalError
   DQA_FAULT_WORKER_EXIT=1    the worker thread dies (SystemExit) at every step it takes
+  DQA_FAULT_RUN_LOG=FILE     each job this process claims (starts running) is logged: 'TIME PID JOB' a line
+  DQA_FAULT_JOB_SECONDS=S    each job step sleeps S seconds first (so a test can kill the process mid-job)
+  DQA_FAULT_HOST=NAME        this process says it runs on host NAME (a peer cannot look its pid up, so only
+                             the heartbeat's lease tells it this process is gone)
 """
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import os
 import sqlite3
 import sys
 import threading
+import time
 
 _left = {"writes": int(os.environ.get("DQA_FAULT_RESULT_WRITES", "0") or 0)}
 _lock = threading.Lock()
@@ -45,6 +50,28 @@ def install() -> None:
         return store
 
     tables.open_store = open_store
+    if os.environ.get("DQA_FAULT_HOST"):
+        from dqa.serve import lease
+
+        lease.this_host = lambda: os.environ["DQA_FAULT_HOST"]
+    if os.environ.get("DQA_FAULT_RUN_LOG") or os.environ.get("DQA_FAULT_JOB_SECONDS"):
+        from dqa.serve import jobs as jobs_module
+
+        real_claim, real_run = jobs_module.Jobs.claim, jobs_module.Jobs.run
+        log, pause = os.environ.get("DQA_FAULT_RUN_LOG"), float(os.environ.get("DQA_FAULT_JOB_SECONDS") or 0)
+
+        def claim(self, kind):
+            job = real_claim(self, kind)
+            if job is not None and log:
+                with open(log, "a") as f:  # one short append per line: lines from two processes never mix
+                    f.write(f"{time.time():.3f} {os.getpid()} {job.id}\n")
+            return job
+
+        def run(self, job, videos=None):
+            time.sleep(pause)
+            return real_run(self, job, videos)
+
+        jobs_module.Jobs.claim, jobs_module.Jobs.run = claim, run
     if os.environ.get("DQA_FAULT_WORKER_EXIT"):
         from dqa.serve import jobs
 

@@ -86,7 +86,7 @@ def create_app(config: ServeConfig) -> FastAPI:
     """The application for one configuration; the job worker starts and stops with the app's lifespan."""
     conns = Connections(config.db)
     jobs = Jobs(conns, config.judge, budget_gb=config.budget_gb, device=config.device, max_queue=config.max_queue,
-                score_chunk=config.score_chunk)
+                score_chunk=config.score_chunk, lease_s=config.job_lease)
     questions = Questions(conns)
     auth = Auth(config.token, config.users, session_seconds=config.session_seconds)
     prober = Prober()

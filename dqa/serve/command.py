@@ -2,7 +2,7 @@
 
   dqa serve [--host 127.0.0.1] [--port 8700] [--db PATH] --media-root DIR [--media-root DIR ...]
             [--token TOKEN | env DQA_TOKEN] [--users FILE] [--session-hours H]
-            [--max-queue N] [--max-body BYTES] [--max-videos N] [--score-chunk N]
+            [--max-queue N] [--max-body BYTES] [--max-videos N] [--score-chunk N] [--job-lease S]
             [the judge's model flags: --backend, --model, --protocol, ...]
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ import sys
 
 from vrthinker.errors import UsageError
 
+from dqa.serve.lease import LEASE_S
 from dqa.serve.config import MAX_QUEUE, MAX_VIDEOS, SCORE_CHUNK, TOKEN_ENV, ServeConfig, check_host
 
 
@@ -44,6 +45,9 @@ def add_parser(sub) -> None:
                    help=f"videos in one score request at most (default {MAX_VIDEOS})")
     s.add_argument("--score-chunk", type=int, default=SCORE_CHUNK, metavar="N",
                    help=f"a score job yields to waiting compares every N videos (default {SCORE_CHUNK})")
+    s.add_argument("--job-lease", type=float, default=LEASE_S, metavar="S",
+                   help=f"a running job whose process sends no heartbeat for S seconds is run again by another "
+                        f"process on the store (default {LEASE_S:g}; a dead process on this host: at once)")
     s.add_argument("--vram-budget", type=float, default=24.0, metavar="GB",
                    help="memory budget for one scoring worker at a time (default 24)")
     add_model_args(s)
@@ -83,7 +87,8 @@ def run(a: argparse.Namespace) -> int:
     config = ServeConfig(db=a.db, roots=tuple(a.media_root), judge=judge_kwargs(a), token=token, host=a.host,
                          port=a.port, budget_gb=a.vram_budget, device=a.device, users=users,
                          max_queue=a.max_queue, max_body=a.max_body, max_videos=a.max_videos,
-                         score_chunk=a.score_chunk, session_seconds=a.session_hours * 3600)
+                         score_chunk=a.score_chunk, session_seconds=a.session_hours * 3600,
+                         job_lease=a.job_lease)
     app = create_app(config)
     auth = ", ".join(x for x in ("token" if token else "", f"{len(users)} users" if users else "") if x) \
         or "none, loopback only"

@@ -8,6 +8,8 @@ from typing import Any, Mapping
 
 from vrthinker.errors import UsageError
 
+from dqa.serve.lease import LEASE_S
+
 MAX_PROMPT = 2000  # characters; longer prompts are refused with 422
 MAX_VIDEOS = 64  # videos in one score request; more are refused with 422
 MAX_QUEUE = 256  # queued jobs; past it a new job is refused with 429 and Retry-After
@@ -36,6 +38,7 @@ class ServeConfig:
     max_videos: int = MAX_VIDEOS
     score_chunk: int = SCORE_CHUNK
     session_seconds: float = 7 * 24 * 3600
+    job_lease: float = LEASE_S  # s without a heartbeat after which another process takes a running job (lease.py)
 
     def __post_init__(self):
         if not self.roots:
@@ -49,7 +52,7 @@ class ServeConfig:
         object.__setattr__(self, "roots", tuple(resolved))
         if self.token is not None and not self.token.strip():
             object.__setattr__(self, "token", None)
-        for name in ("max_queue", "max_body", "max_videos", "score_chunk", "session_seconds"):
+        for name in ("max_queue", "max_body", "max_videos", "score_chunk", "session_seconds", "job_lease"):
             if getattr(self, name) < (0 if name in ("max_queue", "max_body") else 1e-9):
                 raise UsageError(f"{name} must be positive, not {getattr(self, name)}")
         check_host(self.host, self.token or bool(self.users))

@@ -1,8 +1,10 @@
 """Comparisons and scores asked over HTTP: persisted in SQLite, run one step at a time by one worker thread.
 
 The judge is loaded on the first comparison and kept; scores go through `dqa.score.scoring.score` (its scheduler
-keeps one worker's models in memory at a time, under the budget). A restart puts jobs that were running
-back in the queue. A request whose content and configuration match a finished job gets that job. The queue
+keeps one worker's models in memory at a time, under the budget). Each running job records its owner (this
+process) and a heartbeat; a job whose owner is gone (a dead pid on this host, or no heartbeat for longer than
+its lease) goes back in the queue, looked for at start and every few seconds, so several processes can share
+one store (`dqa.serve.lease`). A request whose content and configuration match a finished job gets that job. The queue
 is bounded (`QueueFull`); `dqa.serve.worker` says how compares and scores share the worker.
 
 The Python face, for any front end: `submit(kind, request, hashes)`, `get(id)`, `wait(id, timeout)`,
@@ -24,6 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from vrthinker.errors import JudgeError
 
+from dqa.serve.lease import LEASE_S, Owner, abandoned, heartbeat_every
 from dqa.serve.tables import Connections
 from dqa.serve.worker import Worker
 
@@ -99,7 +102,7 @@ class Jobs:
 
     def __init__(self, conns: Connections, judge: Mapping[str, Any], *, budget_gb: float = 24.0,
                  device: str | None = None, log: Callable[[str], None] | None = None, max_queue: int = 256,
-                 score_chunk: int = 8):
+                 score_chunk: int = 8, lease_s: float = LEASE_S):
         self.conns = conns
         self.judge_kwargs = dict(judge)
         self.budget_gb = budget_gb
@@ -113,6 +116,12 @@ class Jobs:
         self._config_lock = threading.Lock()
         self._finished = threading.Condition()
         self.worker = Worker(self, self.log)
+        self.owner = Owner.this_process()
+        self.lease_s = float(lease_s)
+        self._held: set[str] = set()  # ids of the running jobs this process holds (and beats for)
+        self._held_lock = threading.Lock()
+        self._lease_stop = threading.Event()
+        self._lease_thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------------------------------------------
     # configuration identities (part of every job key): a finished job is reused only under the same one
@@ -234,60 +243,177 @@ class Jobs:
                 "queue": {"depth": sum(per.values()), "limit": self.max_queue,
                           "compare": per.get("compare", 0), "score": per.get("score", 0), "running": running,
                           "oldest_age_s": None if oldest is None else round(max(0.0, time.time() - oldest), 3)},
-                "lanes": {k: round(v, 3) for k, v in self.worker.share.used.items()}}
+                "lanes": {k: round(v, 3) for k, v in self.worker.share.used.items()},
+                "owner": {"id": self.owner.id, "lease_s": self.lease_s, "held": sorted(self.held())}}
 
     # ------------------------------------------------------------------------------------------------------
     # the worker
 
     def start(self) -> None:
-        store = self.conns.get()
-        with store.transaction() as db:
-            n = db.execute("UPDATE serve_jobs SET state='queued', started=NULL WHERE state='running'").rowcount
-        if n:
-            self.log(f"resuming {n} job(s) interrupted by the last shutdown")
+        """Queue again the jobs left running by processes that are gone, then start the worker and the
+        heartbeat (which also looks for abandoned jobs every few seconds)."""
+        self.reap()
         self.worker.start()
+        self._lease_stop.clear()
+        self._lease_thread = threading.Thread(target=self._keep_lease, name="dqa-serve-lease", daemon=True)
+        self._lease_thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop the worker and the heartbeat. A job this process still held between steps (a score job part
+        done) goes back in the queue at once; one whose step is still running keeps its owner, and is queued
+        again by whoever sees this process gone."""
+        self._lease_stop.set()
         self.worker.stop(timeout)
+        if self._lease_thread is not None:
+            self._lease_thread.join(timeout)
+        if not self.worker.running():
+            self.worker.forget()
+            try:
+                self.release()
+            except Exception as e:  # noqa: BLE001 - a locked store at exit: the lease queues them later
+                self.log(f"giving back this process's jobs: {type(e).__name__}: {e}")
+
+    def held(self) -> set[str]:
+        with self._held_lock:
+            return set(self._held)
+
+    def _hold(self, job_id: str, holding: bool) -> None:
+        with self._held_lock:
+            (self._held.add if holding else self._held.discard)(job_id)
 
     def claim(self, kind: str) -> Job | None:
-        """The oldest queued job of this kind, now `running`; None when there is none."""
+        """The oldest queued job of this kind, now `running` and owned by this process; None when there is none.
+        The claim is one UPDATE ... WHERE state='queued' checked by its row count: of two processes, one wins."""
         store = self.conns.get()
-        with store.transaction() as db:
-            row = db.execute("SELECT * FROM serve_jobs WHERE state='queued' AND kind=? ORDER BY seq LIMIT 1",
-                             (kind,)).fetchone()
-            if row is None:
-                return None
-            db.execute("UPDATE serve_jobs SET state='running', started=? WHERE id=?", (time.time(), row["id"]))
-        return _job(row)
+        o = self.owner
+        while True:
+            with store.transaction() as db:
+                row = db.execute("SELECT * FROM serve_jobs WHERE state='queued' AND kind=? ORDER BY seq LIMIT 1",
+                                 (kind,)).fetchone()
+                if row is None:
+                    return None
+                now = time.time()
+                won = db.execute("UPDATE serve_jobs SET state='running', started=?, owner=?, owner_host=?, "
+                                 "owner_pid=?, heartbeat=?, lease=? WHERE id=? AND state='queued'",
+                                 (now, o.id, o.host, o.pid, now, self.lease_s, row["id"])).rowcount == 1
+            if won:
+                self._hold(row["id"], True)
+                return _job(row)
+
+    def holds(self, job: Job) -> bool:
+        """Whether this process still owns the running job (False: its lease ran out and another took it)."""
+        row = self.conns.get().db.execute("SELECT 1 FROM serve_jobs WHERE id=? AND state='running' AND owner=?",
+                                          (job.id, self.owner.id)).fetchone()
+        if row is None:
+            self._hold(job.id, False)
+        return row is not None
+
+    def beat(self) -> int:
+        """Refresh the heartbeat of the jobs this process holds; the number refreshed. A held job no longer
+        ours (another process took it after our lease ran out) is dropped, with a line in the log."""
+        held = self.held()
+        if not held:
+            return 0
+        marks = ",".join("?" * len(held))
+        with self.conns.get().transaction() as db:
+            ours = {r[0] for r in db.execute(f"SELECT id FROM serve_jobs WHERE state='running' AND owner=? "
+                                             f"AND id IN ({marks})", (self.owner.id, *held))}
+            if ours:
+                db.execute(f"UPDATE serve_jobs SET heartbeat=? WHERE id IN ({','.join('?' * len(ours))})",
+                           (time.time(), *ours))
+        for lost in held - ours:
+            if lost in self.held():  # not finished meanwhile
+                self._hold(lost, False)
+                self.log(f"job {lost}: no longer this process's (its lease ran out and it was queued again)")
+        return len(ours)
+
+    def reap(self) -> int:
+        """Queue again every running job whose owner is gone (`dqa.serve.lease.abandoned`); how many."""
+        mine = self.held()
+        why: dict[str, list[str]] = {}
+        with self.conns.get().transaction() as db:
+            now = time.time()
+            for row in db.execute("SELECT id, owner, owner_host, owner_pid, heartbeat, lease, started "
+                                  "FROM serve_jobs WHERE state='running'").fetchall():
+                if row["id"] in mine:
+                    continue
+                reason = abandoned(row, self.owner, now, self.lease_s)
+                if reason is None:
+                    continue
+                n = db.execute("UPDATE serve_jobs SET state='queued', started=NULL, owner=NULL, owner_host=NULL, "
+                               "owner_pid=NULL, heartbeat=NULL, lease=NULL WHERE id=? AND state='running' AND "
+                               "owner IS ?", (row["id"], row["owner"])).rowcount
+                if n:
+                    why.setdefault(f"{row['owner'] or 'no owner'}: {reason}", []).append(row["id"])
+        for who, ids in why.items():
+            self.log(f"resuming {len(ids)} job(s) left running by a process that is gone ({who})")
+        n = sum(len(ids) for ids in why.values())
+        if n:
+            self.worker.wake()
+        return n
+
+    def release(self) -> int:
+        """Queue again at once the running jobs this process holds (at a clean stop, between steps)."""
+        held = self.held()
+        if not held:
+            return 0
+        with self.conns.get().transaction() as db:
+            n = db.execute(f"UPDATE serve_jobs SET state='queued', started=NULL, owner=NULL, owner_host=NULL, "
+                           f"owner_pid=NULL, heartbeat=NULL, lease=NULL WHERE state='running' AND owner=? "
+                           f"AND id IN ({','.join('?' * len(held))})", (self.owner.id, *held)).rowcount
+        with self._held_lock:
+            self._held -= held
+        if n:
+            self.log(f"gave back {n} unfinished job(s) to the queue")
+        return n
+
+    def _keep_lease(self) -> None:
+        every = heartbeat_every(self.lease_s)
+        while not self._lease_stop.wait(every):
+            for step in (self.beat, self.reap):
+                try:
+                    step()
+                except Exception as e:  # noqa: BLE001 - a locked store: try again at the next beat
+                    self.log(f"job lease: {step.__name__}: {type(e).__name__}: {e}")
 
     def finish(self, job: Job, result: Any, error: Mapping[str, str] | None) -> bool:
         """Store a job's end. When the result cannot be written the job is `failed` with that reason instead
         (tried a few times, the store may be locked); False when not even that could be written (a restart
         queues the job again)."""
         try:
-            self._write_end(job.id, result, error)
-            return True
+            if self._write_end(job.id, result, error):
+                return True
+            self.log(f"job {job.id}: not stored: the job is no longer this process's (its lease ran out and "
+                     "it was queued again)")
+            self._hold(job.id, False)
+            return False
         except Exception as e:  # noqa: BLE001 - a locked or full store must not kill the worker
             self.log(f"job {job.id}: its result could not be stored: {type(e).__name__}: {e}")
             reason = {"code": "store_error", "message": f"its result could not be stored: {type(e).__name__}: {e}"}
         for attempt in range(5):
             try:
-                self._write_end(job.id, None, reason)
-                return True
+                written = self._write_end(job.id, None, reason)
+                self._hold(job.id, False)
+                return written
             except Exception as e:  # noqa: BLE001
                 self.log(f"job {job.id}: marking it failed: {type(e).__name__}: {e}")
                 time.sleep(0.1 * 2 ** attempt)
+        self._hold(job.id, False)  # no heartbeat from here: the lease queues it again
         return False
 
-    def _write_end(self, job_id: str, result: Any, error: Mapping[str, str] | None) -> None:
+    def _write_end(self, job_id: str, result: Any, error: Mapping[str, str] | None) -> bool:
+        """Store the end of a job this process owns; False when it is not ours (any more)."""
         with self.conns.get().transaction() as db:
-            db.execute("UPDATE serve_jobs SET state=?, result=?, error=?, finished=? WHERE id=?",
-                       ("failed" if error else "done",
-                        None if result is None else json.dumps(result, ensure_ascii=False, default=str),
-                        None if error is None else json.dumps(dict(error)), time.time(), job_id))
+            n = db.execute("UPDATE serve_jobs SET state=?, result=?, error=?, finished=? "
+                           "WHERE id=? AND state='running' AND owner=?",
+                           ("failed" if error else "done",
+                            None if result is None else json.dumps(result, ensure_ascii=False, default=str),
+                            None if error is None else json.dumps(dict(error)), time.time(), job_id,
+                            self.owner.id)).rowcount
+        self._hold(job_id, False)
         with self._finished:
             self._finished.notify_all()
+        return n == 1
 
     def score_part(self, job: Job, videos: Sequence[str]) -> dict | None:
         """Score some of a score job's videos into the store (the job's last step reads them back); the

@@ -26,6 +26,7 @@ class JobQueue(Protocol):
 
     def waiting_lanes(self) -> list[str]: ...
     def claim(self, kind: str) -> Any: ...
+    def holds(self, job: Any) -> bool: ...
     def run(self, job: Any) -> tuple[Any, dict | None]: ...
     def score_part(self, job: Any, videos: Sequence[str]) -> dict | None: ...
     def finish(self, job: Any, result: Any, error: Mapping[str, str] | None) -> bool: ...
@@ -114,6 +115,15 @@ class Worker:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def running(self) -> bool:
+        """Whether the worker thread is still running (a step outlasted stop's timeout)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def forget(self) -> None:
+        """Drop the score job under way (after a stop: the queue gets it back)."""
+        self._score = None
+        self._current = None
 
     def health(self) -> WorkerHealth:
         state = self._state
@@ -216,6 +226,9 @@ class Worker:
                 return False
             self._score = (job, 0)
         job, start = self._score
+        if start and not self.jobs.holds(job):  # its lease ran out between steps and another process took it
+            self._score = None
+            return True
         self._current = job
         videos = job.request.get("videos") or []
         end = start + max(1, self.jobs.score_chunk)
