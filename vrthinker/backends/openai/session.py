@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 from vrthinker.backends.base import Reply
 from vrthinker.backends.openai.body import openai_messages
@@ -12,10 +12,6 @@ from vrthinker.backends.openai.logprobs import read_digits, request_fields
 from vrthinker.backends.openai.pool import Server
 from vrthinker.backends.openai.tokens import is_clip
 from vrthinker.errors import ServerError, UsageError
-
-if TYPE_CHECKING:
-    from vrthinker.backends.openai.backend import OpenAIBackend
-
 
 # how a server words a prompt past its context length in an HTTP 400 (vLLM's --max-model-len, SGLang, ...)
 _OVERFLOW = re.compile(r"context length|context window|max_model_len|max-model-len|is too long|exceeds? the maximum|"
@@ -38,7 +34,7 @@ def context_overflow(error: str) -> str | None:
 class OpenAISession:
     """One conversation: its server (kept for the prefix cache while it stays well) and decoding settings."""
 
-    def __init__(self, backend: OpenAIBackend):
+    def __init__(self, backend: Any):  # an OpenAIBackend (not imported: backend.py imports this module)
         self.b = backend
         self.server: Server | None = None
         self.generation: dict = {}
