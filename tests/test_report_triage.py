@@ -160,6 +160,9 @@ def test_limit_and_offset_page_through_a_large_batch(clips, tmp_path, capsys):
     assert re.findall(r"<a href='#pair-(\d+)'>", page) == ["5", "6", "7"]
     err = " ".join(capsys.readouterr().err.split())
     assert "kB): 3 of 10 pairs (0 bad)" in err
+    assert main(["report", "--db", db, "--out", str(out), "--offset", "12"]) == 0
+    page = out.read_text()
+    assert "<b>10 pairs</b> (none shown here" in page and "<section class='item'" not in page
     assert main(["report", "--db", db, "--out", str(out), "--offset", "-1"]) == 2
 
 

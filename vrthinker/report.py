@@ -425,7 +425,8 @@ def _reasons(c: Counter) -> str:
 
 def _summary(s: Summary, shown: int, start: int, n_rankings: int) -> str:
     """The summary section; the size slot is filled in once the whole file is written."""
-    page = "" if shown == s.pairs else f" (shown here: {start + 1}&ndash;{start + shown}, see --limit and --offset)"
+    page = ("" if shown == s.pairs else " (none shown here: see --limit and --offset)" if not shown else
+            f" (shown here: {start + 1}&ndash;{start + shown}, see --limit and --offset)")
     lines = [f"<p id='summary-line'><b>{s.pairs} pairs</b>{page}; {sum(s.bad.values())} bad rows, "
              f"{sum(s.incomplete.values())} incomplete; {n_rankings} rankings; "
              f"report size <span id='size'>{' ' * SIZE_SLOT}</span></p>",
