@@ -211,3 +211,48 @@ def test_two_queues_on_one_store_never_claim_one_job_twice(tmp_path):
     finally:
         for q in queues:
             q.conns.close()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# a training run (MCP's run_tuner) and the job worker: one model at a time
+
+
+def test_a_training_run_has_the_device_alone(clips, tmp_path, monkeypatch):
+    """`Jobs.exclusive()`, the block run_tuner trains in: it waits for the step under way, the loaded judge is
+    let go, no job starts inside it (/health says paused), and what queued meanwhile runs after it."""
+    from dqa.serve.jobs import Jobs
+    from dqa.serve.tables import Connections
+
+    real_run = Jobs.run
+
+    def slow(self, job, videos=None):
+        time.sleep(1.0)
+        return real_run(self, job, videos)
+
+    monkeypatch.setattr(Jobs, "run", slow)
+    conns = Connections(str(tmp_path / "device.sqlite"))
+    jobs = Jobs(conns, {"backend": "metrics"}, log=lambda s: None)
+
+    def ask(i: int, j: int, prompt: str):
+        a, b = str(clips / f"c{i}.mp4"), str(clips / f"c{j}.mp4")
+        return jobs.submit("compare", {"video1": a, "video2": b, "prompt": prompt},
+                           [conns.get().file_hash(a), conns.get().file_hash(b)])
+
+    jobs.start()
+    try:
+        first = ask(0, 1, "before training")
+        deadline = time.monotonic() + 30
+        while jobs.get(first.id).state != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        with jobs.exclusive():
+            assert jobs.get(first.id).state == "done"  # the step under way ended first
+            assert jobs._judge is None  # its judge let go
+            second = ask(2, 3, "during training")
+            time.sleep(1.5)
+            assert jobs.get(second.id).state == "queued"
+            assert jobs.health()["worker"]["state"] == "paused" and jobs.health()["ok"]
+        assert jobs.wait(second.id, 30).state == "done"
+    finally:
+        jobs.stop()
+        conns.close()

@@ -6,6 +6,7 @@ progress through a plain callable (done, total, message).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -359,18 +360,26 @@ class Service:
                 progress(steps[0], 0, line)
 
             settings = TuneSettings(max_steps=self.tuner.max_steps, **dict(self.tuner.extra))
+            # training loads the model itself: the job worker pauses and lets its judge go meanwhile
+            device = self.jobs.exclusive() if len(new) >= min_new else contextlib.nullcontext()
             try:
-                api = _tuner_api()
-                if api is not None:
-                    d = api.run_tuner(min_new, db=self.db, model=model, out=self.tuner.out, settings=settings,
-                                      log=log, **options)
-                    return self.tuner_doc(d, model, len(new))
-                from dqa.tune.train import tune
-
-                r = tune(self.db, model, self.tuner.out, settings=settings, min_new=min_new, log=log, **options)
+                with device:
+                    return self._tune(min_new, model, settings, log, options, len(new))
             except JudgeError as e:
                 raise ToolFailure(f"tuning failed: {e}") from None
-            return self.tuner_doc({"status": r.status, "detail": r.detail, "run_id": r.run_id}, model, len(new))
+
+    def _tune(self, min_new: int, model: str, settings: Any, log: Callable[[str], None],
+              options: Mapping[str, Any], new: int) -> TunerDoc:
+        """Train (or skip) through dqa.tune's API when this install has it, else dqa.tune.train.tune."""
+        api = _tuner_api()
+        if api is not None:
+            d = api.run_tuner(min_new, db=self.db, model=model, out=self.tuner.out, settings=settings, log=log,
+                              **options)
+            return self.tuner_doc(d, model, new)
+        from dqa.tune.train import tune
+
+        r = tune(self.db, model, self.tuner.out, settings=settings, min_new=min_new, log=log, **options)
+        return self.tuner_doc({"status": r.status, "detail": r.detail, "run_id": r.run_id}, model, new)
 
     def check_inside(self, selections: Sequence[Any]) -> None:
         """Refuse a tuner run that would read videos outside the media roots (recorded by `dqa select` or an

@@ -12,6 +12,7 @@ The Python face, for any front end: `submit(kind, request, hashes)`, `get(id)`, 
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import math
@@ -20,6 +21,7 @@ import threading
 import time
 import traceback
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -432,6 +434,25 @@ class Jobs:
         except Exception as e:  # noqa: BLE001 - the job fails, the service goes on; the log has the traceback
             self.log(f"job {job.id} crashed:\n{traceback.format_exc()}")
             return None, {"code": "internal", "message": f"{type(e).__name__}: {e}"}
+
+    @contextmanager
+    def exclusive(self):
+        """The device alone (for a training run): the worker finishes its step and waits, and the loaded
+        judge is let go, so one model is in memory at a time. Jobs keep queueing meanwhile."""
+        with self.worker.exclusive():
+            self.unload()
+            yield
+
+    def unload(self) -> None:
+        """Let the loaded judge go and give its memory back (it loads again at the next comparison)."""
+        if self._judge is None:
+            return
+        self.log("unloading the judge: the device is needed alone")
+        self._judge = None
+        gc.collect()
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def judge(self):
         if self._judge is None:

@@ -4,8 +4,9 @@ One thread means one model computes at a time. Two lanes share it: compares (fro
 questions) and scores. A score job runs in chunks of videos (each chunk's scores are stored, the last step
 reads them all back), and before each step the lane that has used less of its share of the worker's time
 goes next (compares 3/4, scores 1/4 while both wait), so a compare waits behind at most one chunk of a long
-score job and a score job is never starved. A worker thread that dies fails the job it held,
-with the reason, and is started again; after too many deaths in a minute /health says `dead` (503).
+score job and a score job is never starved. `exclusive()` lends the device to something else (a training run)
+between steps. A worker thread that dies fails the job it held, with the reason, and is started again; after
+too many deaths in a minute /health says `dead` (503).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
@@ -60,7 +62,8 @@ class FairShare:
 
 @dataclass(frozen=True)
 class WorkerHealth:
-    """`state`: idle, busy, restarting, dead or stopped. `job`: the job of the step under way."""
+    """`state`: idle, busy, paused (the device lent out), restarting, dead or stopped. `job`: the job of the
+    step under way."""
 
     state: str
     restarts: int
@@ -69,7 +72,7 @@ class WorkerHealth:
 
     @property
     def alive(self) -> bool:
-        return self.state in ("idle", "busy", "restarting")
+        return self.state in ("idle", "busy", "paused", "restarting")
 
     def to_dict(self) -> dict:
         return {"state": self.state, "restarts": self.restarts, "job": self.job, "last_error": self.last_error}
@@ -95,6 +98,8 @@ class Worker:
         self._last_error: str | None = None
         self._supervisor: threading.Thread | None = None
         self._thread: threading.Thread | None = None
+        self._gate = threading.Lock()  # held by each step, and by whoever has the device alone
+        self._paused = False
 
     # ------------------------------------------------------------------------------------------------------
     # life
@@ -116,6 +121,18 @@ class Worker:
     def wake(self) -> None:
         self._wake.set()
 
+    @contextmanager
+    def exclusive(self):
+        """The device alone for the block: waits for the step under way to end; no step starts until the
+        block ends (a training run beside the loaded judge would hold two models at once)."""
+        with self._gate:
+            self._paused = True
+            try:
+                yield
+            finally:
+                self._paused = False
+        self.wake()
+
     def running(self) -> bool:
         """Whether the worker thread is still running (a step outlasted stop's timeout)."""
         return self._thread is not None and self._thread.is_alive()
@@ -131,7 +148,7 @@ class Worker:
         if state != "stopped" and (sup is None or not sup.is_alive()) and not self._stop.is_set():
             state = "dead"
         if state in ("idle", "busy"):
-            state = "busy" if self._current is not None else "idle"
+            state = "busy" if self._current is not None else "paused" if self._paused else "idle"
         cur = self._current
         return WorkerHealth(state, self._restarts, cur.id if cur else None, self._last_error)
 
@@ -201,8 +218,9 @@ class Worker:
         lane = self.share.pick(waiting)
         if lane is None:
             return False
-        t0 = time.perf_counter()
-        ran = self._compare_step() if lane == "compare" else self._score_step()
+        with self._gate:
+            t0 = time.perf_counter()
+            ran = self._compare_step() if lane == "compare" else self._score_step()
         if ran:
             spent = time.perf_counter() - t0
             self.share.charge(lane, spent)
