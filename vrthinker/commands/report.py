@@ -1,5 +1,6 @@
-"""Write one self-contained HTML file to triage with: a summary, a sortable table of pairs, the rankings, and
-per pair the frames the judge looked at, its labels and reasoning. Written as it goes (bounded memory).
+"""Write one self-contained HTML file to triage with: a summary, a sortable table of pairs, the rankings.
+
+Then per pair the frames the judge looked at, its labels and reasoning. Written as it goes (bounded memory).
 
 `judge report --db judgments.sqlite --out report.html [--job NAME] [--limit N] [--offset N] [--thumb PX]`
 """
@@ -18,7 +19,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="at most N pairs in the table and in detail (default: all); the summary counts every pair")
     p.add_argument("--offset", type=int, default=0, metavar="N",
                    help="skip the first N pairs: with --limit, one page of a very large batch (default 0)")
-    p.add_argument("--thumb", type=int, default=160, metavar="PX", help="thumbnail side in pixels (default 160)")
+    p.add_argument("--thumb", type=int, default=160, metavar="PX",
+                   help="a thumbnail's longer side in pixels, aspect kept (default 160)")
 
 
 def run(a: argparse.Namespace) -> int:
