@@ -258,3 +258,11 @@ def test_a_training_run_has_the_device_alone(clips, tmp_path, monkeypatch):
     finally:
         jobs.stop()
         conns.close()
+
+
+@pytest.mark.parametrize("command", ["serve", "mcp"])
+def test_job_lease_must_be_positive(command, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "dqa.cli", command, "--media-root", str(tmp_path), "--db",
+                        str(tmp_path / "x.sqlite"), "--job-lease", "0"], capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip() == "dqa: error: job_lease must be positive, not 0.0", r.stderr

@@ -1,7 +1,7 @@
 """`dqa mcp`: its flags, the HTTP guard (dqa serve's token rules), and the function that runs the server.
 
   dqa mcp --media-root DIR [--media-root DIR ...] [--db DB] [--transport stdio|http] [--host 127.0.0.1]
-          [--port 8701] [--token T | env DQA_TOKEN] [--users FILE] [--tune-out DIR] [--tune-max-steps N]
+          [--port 8701] [--token T | env DQA_TOKEN] [--users FILE] [--job-lease S] [--tune-out DIR] [--tune-max-steps N]
           [--tune-samples K] [--allow-label-swap] [the judge's model flags: --backend, --model, --protocol, ...]
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ import sys
 from vrthinker.errors import UsageError
 
 from dqa.serve.config import TOKEN_ENV, check_host
+from dqa.serve.lease import LEASE_S
 
 NEEDS = 'dqa mcp needs the MCP SDK ({name}): pip install "vrthinker[serve]"'
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]", "::1")
@@ -45,6 +46,9 @@ def add_parser(sub) -> None:
                         "default: offline with --backend metrics, else offline,semantic,spatial)")
     s.add_argument("--vram-budget", type=float, default=24.0, metavar="GB",
                    help="memory budget for one scoring worker at a time (default 24)")
+    s.add_argument("--job-lease", type=float, default=LEASE_S, metavar="S",
+                   help=f"as dqa serve: a running job with no heartbeat for S seconds is run again by another "
+                        f"process on the store (default {LEASE_S:g})")
     s.add_argument("--tune-out", default=None, metavar="DIR",
                    help="where run_tuner saves the adapter (default: dqa-adapter beside the store)")
     s.add_argument("--tune-max-steps", type=int, default=50, metavar="N", help="run_tuner: DPO steps at most")
@@ -104,7 +108,7 @@ def service_of(a: argparse.Namespace):
         resolve_components(a.components)  # an unknown name is a usage error now, not on the first call
     try:
         return Service(a.db, a.media_root, judge_kwargs(a), budget_gb=a.vram_budget, device=a.device, tuner=tuner,
-                       components=a.components)
+                       components=a.components, job_lease=a.job_lease)
     except ToolFailure as e:
         raise UsageError(str(e)) from None
 

@@ -76,7 +76,7 @@ class Service:
 
     def __init__(self, db: str, roots: Sequence[str], judge: Mapping[str, Any], *, budget_gb: float = 24.0,
                  device: str | None = None, tuner: TunerSettings | None = None, poll_s: float = 0.5,
-                 components: Sequence[str] | None = None):
+                 components: Sequence[str] | None = None, job_lease: float | None = None):
         from dqa.serve.config import ServeConfig
         from dqa.serve.jobs import Jobs
         from dqa.serve.media import Prober
@@ -84,12 +84,13 @@ class Service:
         from dqa.serve.tables import Connections
 
         try:
-            config = ServeConfig(db=db, roots=tuple(roots), judge=dict(judge))  # checks and resolves the roots
+            lease = {} if job_lease is None else {"job_lease": job_lease}
+            config = ServeConfig(db=db, roots=tuple(roots), judge=dict(judge), **lease)  # checks the roots, lease
         except JudgeError as e:
             raise ToolFailure(str(e)) from None
         self.db, self.roots, self.judge_kwargs = db, config.roots, dict(judge)
         self.conns = Connections(db)
-        self.jobs = Jobs(self.conns, self.judge_kwargs, budget_gb=budget_gb, device=device,
+        self.jobs = Jobs(self.conns, self.judge_kwargs, budget_gb=budget_gb, device=device, lease_s=config.job_lease,
                          log=lambda s: print(f"dqa mcp: {s}", file=sys.stderr, flush=True))
         self.questions = Questions(self.conns)
         self.prober = Prober()
