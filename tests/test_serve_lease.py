@@ -266,3 +266,51 @@ def test_job_lease_must_be_positive(command, tmp_path):
                         str(tmp_path / "x.sqlite"), "--job-lease", "0"], capture_output=True, text=True,
                        stdin=subprocess.DEVNULL, timeout=120)
     assert r.returncode == 2 and r.stderr.strip() == "dqa: error: job_lease must be positive, not 0.0", r.stderr
+
+
+def test_a_job_taken_over_after_its_lease_is_not_finished_by_its_old_owner(clips, tmp_path, monkeypatch):
+    """A process that lost its job (its heartbeat stopped past the lease and another process took it) neither
+    stores a result over the new owner's nor runs the rest of a chunked score job."""
+    from dqa.serve.jobs import Jobs
+    from dqa.serve.tables import Connections
+
+    real_run = Jobs.run
+
+    def slow(self, job, videos=None):
+        time.sleep(1.0)
+        return real_run(self, job, videos)
+
+    monkeypatch.setattr(Jobs, "run", slow)
+    conns = Connections(str(tmp_path / "taken.sqlite"))
+    lines: list[str] = []
+    jobs = Jobs(conns, {"backend": "metrics"}, log=lines.append, score_chunk=1)
+    paths = [str(clips / f"c{i}.mp4") for i in range(4)]
+    hashes = [conns.get().file_hash(p) for p in paths]
+
+    def take_over(job_id: str) -> None:
+        deadline = time.monotonic() + 30
+        while jobs.get(job_id).state != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        with conns.get().transaction() as db:  # what another process's claim leaves after a re-queue
+            db.execute("UPDATE serve_jobs SET owner='far:7:aa', owner_host='far', owner_pid=7, heartbeat=? "
+                       "WHERE id=?", (time.time(), job_id))
+
+    jobs.start()
+    try:
+        cmp = jobs.submit("compare", {"video1": paths[0], "video2": paths[1], "prompt": "taken"}, hashes[:2])
+        take_over(cmp.id)
+        score = jobs.submit("score", {"videos": paths[1:], "prompt": "taken", "components": ["vq"]}, hashes[1:])
+        take_over(score.id)
+        time.sleep(4.0)  # the compare's run ends, the score job's first chunk ends
+        for job_id in (cmp.id, score.id):
+            row = conns.get().db.execute("SELECT state, owner, result FROM serve_jobs WHERE id=?",
+                                         (job_id,)).fetchone()
+            assert tuple(row) == ("running", "far:7:aa", None), (job_id, tuple(row))
+        assert jobs.held() == set() and jobs.health()["worker"]["state"] == "idle"
+        assert any(f"job {cmp.id}: not stored" in line for line in lines), lines
+        later = jobs.submit("compare", {"video1": paths[2], "video2": paths[3], "prompt": "after"}, hashes[2:])
+        assert jobs.wait(later.id, 30).state == "done"  # the worker goes on
+    finally:
+        jobs.stop()
+        conns.close()
