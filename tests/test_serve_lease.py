@@ -164,13 +164,15 @@ def test_start_takes_back_only_the_jobs_whose_owner_is_gone(tmp_path):
         _insert(db, "far_long_lease", owner="far:1:ff", owner_host="far", owner_pid=1, heartbeat=now - 40,
                 lease=600.0)  # the owner's own lease counts, not the reader's 30 s
         _insert(db, "before_owners")  # a row from schema 6: nobody heartbeats for it
+        _insert(db, "pid_reused", owner=f"{host}:{os.getpid()}:00", owner_host=host, owner_pid=os.getpid(),
+                heartbeat=now, lease=30.0)  # a killed process whose pid this one has now
     jobs = Jobs(conns, {"backend": "metrics"}, lease_s=30.0, log=lambda s: None)
     try:
-        assert jobs.reap() == 4
+        assert jobs.reap() == 5
         states = dict(conns.get().db.execute("SELECT id, state FROM serve_jobs").fetchall())
         assert states == {"live_here": "running", "far_fresh": "running", "far_long_lease": "running",
                           "live_here_silent": "queued", "dead_here": "queued", "far_stale": "queued",
-                          "before_owners": "queued"}, states
+                          "before_owners": "queued", "pid_reused": "queued"}, states
         owners = dict(conns.get().db.execute("SELECT id, owner FROM serve_jobs WHERE state='queued'").fetchall())
         assert set(owners.values()) == {None}
     finally:

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 
 LEASE_S = 30.0  # a running job whose owner has not beaten for this long is abandoned
 BEAT_MAX_S = 5.0  # the owner beats at least this often (and 6 times per lease)
+_HERE: set[str] = set()  # the owners made in this process
 
 
 def heartbeat_every(lease_s: float) -> float:
@@ -46,7 +47,9 @@ class Owner:
 
     @classmethod
     def this_process(cls) -> Owner:
-        return cls(this_host(), os.getpid(), secrets.token_hex(8))
+        owner = cls(this_host(), os.getpid(), secrets.token_hex(8))
+        _HERE.add(owner.id)
+        return owner
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -74,8 +77,11 @@ def abandoned(row: Mapping[str, Any], me: Owner, now: float, lease_s: float) -> 
     owner's setting), else `lease_s`."""
     if row["owner"] is None:
         return "no owner recorded (started before owners were kept)"
-    if row["owner"] != me.id and row["owner_host"] == me.host and not pid_alive(row["owner_pid"]):
-        return f"process {row['owner_pid']} is gone"
+    if row["owner"] != me.id and row["owner_host"] == me.host:
+        if not pid_alive(row["owner_pid"]):
+            return f"process {row['owner_pid']} is gone"
+        if row["owner_pid"] == os.getpid() and row["owner"] not in _HERE:
+            return f"process {row['owner_pid']} is gone (this process has its pid now)"
     lease = row["lease"] or lease_s
     beat = row["heartbeat"] or row["started"] or 0.0
     if now - beat > lease:
