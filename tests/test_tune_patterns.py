@@ -95,3 +95,35 @@ def test_sign_test_and_new_patterns():
     a = pt.Pattern("all", "all", "flicker", "higher", 3.0, 12, 12, 0.001, 1.0)
     b = pt.Pattern("VQ", "all", "noise_sigma", "higher", 2.0, 10, 12, 0.01, 1.0)
     assert pt.new_patterns([a, b], [a.to_dict()]) == [b]
+
+
+def test_since_a_run_looks_at_later_selections_only(db, capsys):
+    import time
+
+    with open_store(db) as store:
+        with store.transaction():
+            run = store.db.execute("INSERT INTO tune_runs (base_model, adapter, status, first_id, last_id, started) "
+                                   "VALUES ('m', 'out', 'done', 1, 6, ?)", (time.time(),)).lastrowid
+    assert main(["patterns", "--db", db, "--since", str(run), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["selections"] == PAIRS - 6 and doc["patterns"] == [] and doc["note"].startswith("too thin")
+
+
+def test_model_confidence_is_agreement_on_the_latest_validation_selections(clips):
+    """The judge's final label against the person's on each validation selection; confidence keeps the latest
+    ones (by selection id); a verdict without label probabilities leaves the mean probability unknown."""
+    from dqa.tune.train import agreement_details, confidence
+    from vrthinker.backends.scripted import ScriptedBackend
+    from vrthinker.judge import Judge
+
+    judge = Judge(ScriptedBackend(["<Answer>TA=1, VQ=1, MQ=2, OA=1</Answer>"]), "card")
+    sels = [Selection(i, "p", str(clips["a"]), str(clips["b"]), "ha", "hb", chosen, dim)
+            for i, (chosen, dim) in enumerate([("a", "OA"), ("b", "OA"), ("b", "MQ"), ("a", "VQ")], start=1)]
+    outcomes = agreement_details(judge, sels, judge.profile)
+    assert [o["agreed"] for o in outcomes] == [True, False, True, True]
+    assert all(o["probability"] is None for o in outcomes)
+    assert confidence(outcomes) == {"agreement": 0.75, "n": 4, "mean_probability": None, "with_probability": 0}
+    assert confidence(outcomes, window=3)["agreement"] == 2 / 3  # ids 2, 3, 4
+    with_p = [dict(o, probability=p) for o, p in zip(outcomes, (0.9, 0.2, 0.6, None))]
+    assert confidence(with_p)["mean_probability"] == pytest.approx((0.9 + 0.2 + 0.6) / 3)
+    assert confidence([]) is None
