@@ -110,9 +110,11 @@ def test_the_table_shows_each_labels_probability_and_combine_needs_both_orders(c
     r = verdict({"TA": 2, "VQ": 0, "MQ": 1, "OA": 1}, R)
     console = Console(record=True, width=120)
     render_verdict(combine(f, r, rule="probabilities"), console)
-    rows = {line.split()[1]: line.split() for line in console.export_text().splitlines() if line.startswith("│ ")
+    text = console.export_text()
+    rows = {line.split()[1]: line.split() for line in text.splitlines() if line.startswith("│ ")
             and line.split()[1] in P}
     assert rows["TA"][-2] == "0.88" and rows["OA"][-2] == "0.65" and rows["VQ"][-2] == "0.40"
+    assert "mean total-variation distance 0.163; labels by probabilities" in text
     console = Console(record=True, width=120)
     render_verdict(Verdict(labels={"OA": 1}, reason=None), console)
     assert " P " not in console.export_text()

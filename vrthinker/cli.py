@@ -131,6 +131,9 @@ def render_verdict(v: Verdict, console) -> None:
         c = v.extra.get("consistency")
         console.print(f"orders: both; position consistency {'n/a' if c is None else f'{c:.0%}'}; "
                       f"inconsistent (set to tie): {', '.join(v.extra.get('inconsistent') or []) or 'none'}")
+        if v.extra.get("tv_distance") is not None:  # the soft figure: how far apart the two orders' distributions
+            console.print(f"orders' label probabilities: mean total-variation distance {v.extra['tv_distance']:.3f}"
+                          f"; labels by {v.extra.get('combine', 'labels')}", highlight=False)
     if v.reasoning:
         console.print(Panel(v.reasoning[-1500:], title="final reasoning", title_align="left"))
     if v.reason:
