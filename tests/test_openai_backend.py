@@ -123,7 +123,7 @@ def _pairs(tmp_path: Path, clips, n: int) -> Path:
 def _batch(pairs: Path, db: Path, *servers: str, concurrency: int = 4) -> list[str]:
     return [sys.executable, "-m", "vrthinker.cli", "batch", str(pairs), "--db", str(db), "--backend", "openai",
             *[a for s in servers for a in ("--server", s)], "--concurrency", str(concurrency),
-            "--max-turns", "1", "--max-new-tokens", "2"]
+            "--max-turns", "1", "--max-new-tokens", "2", "--protocol", "card"]
 
 
 def _counts(db: Path) -> tuple[int, int, int]:
@@ -167,6 +167,31 @@ def test_two_servers_one_dead(server, clips, tmp_path):
                          timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     assert _counts(db) == (4, 8, 8)
+
+
+def test_a_host_that_never_answers_and_a_small_budget(server, clips, tmp_path):
+    """Against the real server: a blackholed host first in the list costs --connect-timeout, and a 1 MB client
+    budget (nearly nothing cached) still judges every pair; the counts match a run without either."""
+    from fake_openai import Blackhole
+
+    hole = Blackhole()
+    try:
+        pairs = _pairs(tmp_path, clips, 3)
+        t0 = time.monotonic()
+        out = subprocess.run(_batch(pairs, tmp_path / "j.sqlite", hole.url, server.url)
+                             + ["--connect-timeout", "1", "--turn-deadline", "300", "--client-cache-mb", "1"],
+                             env=_env(), capture_output=True, text=True, timeout=600)
+        took = time.monotonic() - t0
+        # exit 3: two new tokens leave every verdict incomplete (token_limit); no row failed
+        assert out.returncode in (0, 3) and "judged=3 " in out.stdout and "failed=0" in out.stdout, out.stdout
+        assert _counts(tmp_path / "j.sqlite") == (3, 6, 6)
+        t0 = time.monotonic()
+        ref = subprocess.run(_batch(pairs, tmp_path / "ref.sqlite", server.url), env=_env(), capture_output=True,
+                             text=True, timeout=600)
+        assert ref.returncode == out.returncode and _counts(tmp_path / "ref.sqlite") == (3, 6, 6)
+        assert took < time.monotonic() - t0 + 20  # the dead host cost seconds, not a 10 s connect per try
+    finally:
+        hole.close()
 
 
 def test_server_killed_mid_batch_and_restarted(tiny_model_dir, clips, tmp_path):
