@@ -134,3 +134,30 @@ def test_vision_from_config_equals_the_processors(fixtures_dir, tmp_path):
         got = Vision.from_config(cfg)
         assert got.image_bounds == (ip.size["shortest_edge"], ip.size["longest_edge"]), cfg
         assert (got.patch, got.merge, got.temporal) == (ip.patch_size, ip.merge_size, 2)
+
+
+def test_a_whole_comparison_over_a_server_without_torch(fixtures_dir, clips):
+    """The light core's `--backend openai`: connect, count tokens with the checkpoint's tokenizer, judge a pair
+    over a (fake) server and read the verdict, with torch, torchvision and qwen_vl_utils impossible to import."""
+    script = BLOCK + f'''
+import json, sys
+sys.path.insert(0, {str(ROOT / "tests")!r})
+from fake_openai import Fake
+from vrthinker.backends.openai import OpenAIBackend
+from vrthinker.judge import Judge
+
+f = Fake([])
+b = OpenAIBackend([f.url], processor_source={str(fixtures_dir)!r})
+v = Judge(b, b.resolve_profile("card")[0], max_turns=1, max_new_tokens=16).compare(
+    {str(clips["a"])!r}, {str(clips["b"])!r}, "a red fox", orders="both")
+f.close()
+loaded = sorted(n for n in ("torch", "torchvision", "qwen_vl_utils") if sys.modules.get(n) is not None)
+print(json.dumps({{"labels": [dict(o.labels) for o in v.per_order], "prompt_tokens": [o.turns[0].prompt_tokens for o in v.per_order],
+                   "loaded": loaded, "settings": b.checkpoint_generation}}))
+'''
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), TOKENIZERS_PARALLELISM="false")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["loaded"] == [] and got["labels"] == [{"TA": 1, "VQ": 1, "MQ": 1, "OA": 1}] * 2
+    assert all(n > 1000 for n in got["prompt_tokens"]) and got["settings"] == {"repetition_penalty": 1.05}
