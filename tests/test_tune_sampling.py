@@ -87,6 +87,12 @@ def test_rows_from_sampled_conversations(clips, db):
             assert any(c[0] == row["prompt"] for c in asked)
             assert len(row["prompt"]) == 2 * t
         assert {m["parting_turn"] for m in built.meta} == {1, 2}
+        # where a pair parts only at its answers it is preferred: both completions are whole final answers
+        for row, meta in zip(built.rows, built.meta):
+            if meta["parting_turn"] == 2:
+                assert parse_answer(row["chosen"][0]["content"]) and parse_answer(row["rejected"][0]["content"])
+        pairs_at_answers = sum(m["parting_turn"] == 2 for m in built.meta)
+        assert pairs_at_answers == 5  # greedy-first choice would give 4: selection 6 has a later-parting pair
         # deterministic for a seed: a second build replays the stored samples, a new store gives the same rows
         again = sampling.build(store, judge.profile, sels, judge=Judge(ScriptedBackend(["x"]), "card"),
                                samples=4, temperature=0.7, seed=3)

@@ -7,8 +7,9 @@ keeps it) and K-1 sampled at a temperature through the backend's `set_sampling` 
 seed gives the same samples again. Sampled conversations are kept in `tune_samples` and replayed, not rerun.
 
 - **sampled**: a conversation whose final label on the selection's dimension is the person's (chosen) and one
-  whose label is the other video (rejected). Both are replayed to the turn where they part ways; the row is
-  that turn: the shared request (messages + media) as prompt, each conversation's reply there as completion.
+  whose label is the other video (rejected), the pair whose row holds the most of both (`pick`). Both are
+  replayed to the turn where they part ways; the row is that turn: the shared request (messages + media) as
+  prompt, each conversation's reply there as completion.
   Every chosen text was written by the judge on its way to the person's label, so none contradicts its answer.
 - **label_swap** (only with `allow_label_swap`): no sample reached one of the two labels; the row is built the
   old way from the greedy conversation (dataset.completions: its final reply with the label digit set), and
@@ -121,6 +122,24 @@ def parting_turn(a: Walk, b: Walk) -> int:
     return t
 
 
+def pick(walks: Sequence[Walk], dimension: str, want: int) -> tuple[Walk | None, Walk | None]:
+    """The chosen and the rejected conversation: of every pair reaching the two labels, the one whose row
+    holds the most of both conversations (their final answers where they part only there; else the latest
+    parting turn), the greedy one and earlier samples first on a tie. Either is None when no conversation
+    reaches its label."""
+    chosen = [w for w in walks if w.label(dimension) == want]
+    rejected = [w for w in walks if w.label(dimension) == 3 - want]
+    if not chosen or not rejected:
+        return (chosen or [None])[0], (rejected or [None])[0]
+
+    def score(pair):
+        c, r = pair
+        t = parting_turn(c, r)
+        return (t == len(c.texts) - 1 and t == len(r.texts) - 1, t, -c.sample, -r.sample)
+
+    return max(((c, r) for c in chosen for r in rejected), key=score)
+
+
 def tally(walks: Sequence[Walk], dimension: str, want: int) -> str:
     """How K conversations ended on the selection's dimension, in words."""
     c = Counter()
@@ -223,8 +242,7 @@ def build(store: Store, profile: Profile, selections: Sequence[Selection], *, ju
         if greedy is not None:
             out.greedy[s.id] = greedy.label(s.dimension)
         dim, want = s.dimension, s.label
-        chosen = next((w for w in walks if w.label(dim) == want), None)
-        rejected = next((w for w in walks if w.label(dim) == 3 - want), None)
+        chosen, rejected = pick(walks, dim, want)
         how = tally(walks, dim, want) + (f"; {problems[0]}" if problems else "")
         missing = "the person's label" if chosen is None else "the other video's label"
         if chosen is not None and rejected is not None:
