@@ -316,3 +316,33 @@ def test_a_job_taken_over_after_its_lease_is_not_finished_by_its_old_owner(clips
     finally:
         jobs.stop()
         conns.close()
+
+
+def test_a_schema_6_store_gains_the_owner_columns_and_its_running_job_is_queued_again(tmp_path):
+    """Migration 7 is additive: a store written before owners were kept opens, keeps its jobs, and the job
+    it left running (nobody heartbeats for it) goes back in the queue."""
+    from vrthinker.store import MIGRATIONS, SCHEMA_VERSION
+
+    from dqa.serve.jobs import Jobs
+    from dqa.serve.tables import Connections
+
+    path = tmp_path / "v6.sqlite"
+    db = sqlite3.connect(path, isolation_level=None)
+    for m in MIGRATIONS:
+        if m.version <= 6:
+            db.execute("BEGIN")
+            m.apply(db)
+            db.execute(f"PRAGMA user_version={m.version}")
+            db.execute("COMMIT")
+    db.execute("INSERT INTO serve_jobs (id, kind, request, key, state, created, started) "
+               "VALUES ('old', 'compare', '{}', 'k', 'running', 1.0, 2.0)")
+    db.close()
+    conns = Connections(str(path))
+    try:
+        columns = {r[1] for r in conns.get().db.execute("PRAGMA table_info(serve_jobs)")}
+        assert SCHEMA_VERSION == conns.get().schema_version() >= 7
+        assert {"owner", "owner_host", "owner_pid", "heartbeat", "lease"} <= columns
+        assert Jobs(conns, {"backend": "metrics"}, log=lambda s: None).reap() == 1
+        assert conns.get().db.execute("SELECT state FROM serve_jobs WHERE id='old'").fetchone()[0] == "queued"
+    finally:
+        conns.close()
