@@ -17,6 +17,14 @@ The measured accuracy (decisive labels only, both positions) is printed per N so
 
 Last line: `n=32 ours_comparisons=A roundrobin_comparisons=B ours_top1=C roundrobin_top1=D ours_tau=E
 roundrobin_tau=F` (means over the trials at N = 32).
+
+`--soft` runs instead a calibrated judge that also reports its label probabilities (`CalibratedJudge`) at a
+range of budgets, the Bradley-Terry fit with soft outcomes against the one on labels alone, same seeds:
+
+    python scripts/bench_rank.py --soft [--soft-n 16] [--soft-budgets 8,12,16,24,32,48,64] [--soft-trials 200]
+
+Last line: `soft_comparisons=A hard_comparisons=B top1=C ratio=A/B`: the comparisons the soft fit needs
+(interpolated) for the top-1 accuracy the labels alone reach at the largest budget.
 """
 from __future__ import annotations
 
