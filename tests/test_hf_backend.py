@@ -229,15 +229,18 @@ def test_no_cuda_and_no_device_refuses_before_loading(tiny_model_dir, tmp_path, 
     with pytest.raises(UsageError) as e:
         HFBackend.from_pretrained("qunwang13/vrthinker")  # the default 7B, not cached: its declared size
     msg = str(e.value)
-    assert "\n" not in msg and "--backend metrics" in msg and "--device cpu" in msg
+    # from Python the ways on are named as Python arguments (the CLI's flags below)
+    assert "\n" not in msg and "backend='metrics'" in msg and "device='cpu'" in msg
     assert "33 GB" in msg and "float32" in msg and "17 GB in bfloat16" in msg
     with pytest.raises(UsageError, match=r"about 17 GB of memory in bfloat16"):
         HFBackend.from_pretrained("qunwang13/vrthinker", dtype="bfloat16", device="auto")
     with pytest.raises(UsageError, match=r"about 4.6 GB of memory in 4bit"):
         HFBackend.from_pretrained("qunwang13/vrthinker", quantize="4bit")
-    # a local checkpoint: its own size
+    # a local checkpoint: its own size (the tiny one fits easily and would run on the CPU unasked: pretend the
+    # machine has no memory to spare, so it is refused with its size in its unit)
+    monkeypatch.setattr(loading, "small_enough_for_cpu_gb", lambda: 0.0)
     stored = sum(f.stat().st_size for f in tiny_model_dir.glob("*.safetensors")) / 1e9
-    with pytest.raises(UsageError, match=f"about {stored:.1f} GB of memory in float32"):
+    with pytest.raises(UsageError, match=f"about {loading.human_size(stored)} of memory in float32"):
         HFBackend.from_pretrained(str(tiny_model_dir))
     assert touched == [] and HFBackend.load_count == before
 
