@@ -1,6 +1,6 @@
-"""The seed model card's reference `infer.py`, kept as the baseline for tests and benchmarks.
+"""The VR-Thinker model card's reference `infer.py`, kept as the baseline for tests and benchmarks.
 
-Copied from ../shared/seeds/vrthinker_model_card.txt with three changes only, all marked `# BASELINE:`:
+As the model card gives it, with three changes only, all marked `# BASELINE:`:
 the model dir, dtype and device map are parameters (so it runs on a tiny CPU model), extra `generate`
 kwargs can be passed (the benchmark forces scripted replies through a logits processor), and the
 mis-encoded character after `<Snapshot></Snapshot>` / `<Think></Think>` / `<Answer></Answer>` is the
