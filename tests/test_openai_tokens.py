@@ -152,8 +152,9 @@ v = Judge(b, b.resolve_profile("card")[0], max_turns=1, max_new_tokens=16).compa
     {str(clips["a"])!r}, {str(clips["b"])!r}, "a red fox", orders="both")
 f.close()
 loaded = sorted(n for n in ("torch", "torchvision", "qwen_vl_utils") if sys.modules.get(n) is not None)
-print(json.dumps({{"labels": [dict(o.labels) for o in v.per_order], "prompt_tokens": [o.turns[0].prompt_tokens for o in v.per_order],
-                   "loaded": loaded, "settings": b.checkpoint_generation}}))
+print(json.dumps({{"labels": [dict(o.labels) for o in v.per_order],
+                   "prompt_tokens": [o.turns[0].prompt_tokens for o in v.per_order], "loaded": loaded,
+                   "settings": b.checkpoint_generation}}))
 '''
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), TOKENIZERS_PARALLELISM="false")
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
