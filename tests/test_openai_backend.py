@@ -107,7 +107,7 @@ def test_training_profile_refused_where_the_server_would_resample(server):
 def test_store_key_names_the_served_model(server):
     from vrthinker.batch import identify
 
-    ident = identify(_judge([server.url]))
+    ident = identify(_judge([server.url], protocol="card"))  # a tiny served model: its profile is declared
     assert ident.backend == "openai" and ident.model_id == str(server.model)
     assert ident.config["model_id"] == str(server.model) and ident.config["server_kind"] == "transformers"
     assert "url" not in json.dumps(ident.config)  # any server of the model gives the same judgments
@@ -155,7 +155,8 @@ def test_batch_killed_mid_run_then_resumed(server, clips, tmp_path):
     done, n, distinct = _counts(db)
     assert 0 < done < 8 and n == distinct == 2 * done  # nothing half-written: whole items only
     out = subprocess.run(_batch(pairs, db, server.url), env=_env(), capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout + out.stderr
+    # exit 3: two new tokens leave every verdict incomplete (token_limit); no row failed
+    assert out.returncode == 3 and "failed=0" in out.stdout, out.stdout + out.stderr
     assert f"reused={done}" in out.stdout and f"judged={8 - done}" in out.stdout
     assert _counts(db) == (8, 16, 16)
 
@@ -165,7 +166,7 @@ def test_two_servers_one_dead(server, clips, tmp_path):
     dead = f"http://127.0.0.1:{free_port()}/v1"
     out = subprocess.run(_batch(pairs, db, dead, server.url), env=_env(), capture_output=True, text=True,
                          timeout=600)
-    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.returncode == 3 and "failed=0" in out.stdout, out.stdout + out.stderr  # 3: token_limit verdicts
     assert _counts(db) == (4, 8, 8)
 
 
@@ -207,7 +208,7 @@ def test_server_killed_mid_batch_and_restarted(tiny_model_dir, clips, tmp_path):
         own.stop(signal.SIGKILL)
         own.start()
         out, _ = proc.communicate(timeout=600)
-        assert proc.returncode == 0, out
+        assert proc.returncode == 3 and "failed=0" in out, out  # 3: token_limit verdicts, no row failed
         assert _counts(db) == (6, 12, 12)
     finally:
         if proc.poll() is None:

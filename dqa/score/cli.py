@@ -155,10 +155,6 @@ def run(a: argparse.Namespace) -> int:
     if a.manifest:
         items = read_manifest(a.manifest)
     elif a.videos:
-        from vrthinker.media.decode import probe
-
-        for v in a.videos:  # videos named on the command line are usage: a missing or undecodable one exits 2
-            probe(v)        # now, as `judge` does (a manifest's bad rows are reported and exit 3, as in batches)
         items = [Item(v, a.prompt) for v in a.videos]
     else:
         raise UsageError("no videos: give VIDEO... or --manifest FILE.jsonl")
@@ -177,6 +173,11 @@ def run(a: argparse.Namespace) -> int:
         options["served"] = {"server": a.server, "served_model": a.served_model, "api_key": a.api_key}
     elif a.server or a.served_model:
         raise UsageError("--server and --served-model go with --backend openai")
+    if a.videos:  # named on the command line, a missing or undecodable video is usage: one line, exit 2, as
+        from vrthinker.media.decode import probe  # `judge` does (a manifest's bad rows are reported, exit 3)
+
+        for v in a.videos:
+            probe(v)
     err = Console(stderr=True)
     log = None if a.quiet else (lambda s: err.print(f"[dim]{s}[/]", soft_wrap=True, highlight=False))
     db = a.db or default_path()
