@@ -123,21 +123,21 @@ def _u8(x) -> np.ndarray:
 
 def x264(f, s, rng):
     """H.264 at high compression: CRF 38 (s=0.5) to 48 (s=1)."""
-    from vrthinker_eval.scenes import codec_roundtrip
+    from vrthinker_eval.codec import codec_roundtrip
 
     return codec_roundtrip(f, "libx264", round(28 + 20 * s))
 
 
 def vp9(f, s, rng):
     """VP9 at high compression: CRF 50 (s=0.5) to 63 (s=1), constant quality."""
-    from vrthinker_eval.scenes import codec_roundtrip
+    from vrthinker_eval.codec import codec_roundtrip
 
     return codec_roundtrip(f, "libvpx-vp9", round(37 + 26 * s))
 
 
 def x264_crf45(f, s, rng):
     """H.264 at CRF 45 whatever the strength: blocky and smeared to the eye."""
-    from vrthinker_eval.scenes import codec_roundtrip
+    from vrthinker_eval.codec import codec_roundtrip
 
     return codec_roundtrip(f, "libx264", 45)
 

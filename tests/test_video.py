@@ -85,7 +85,8 @@ def test_lru_get_or_load_loads_once_across_threads_and_forgets_errors():
 
 ROOT = Path(__file__).resolve().parents[1]
 # reference code kept as the reference wrote it, and a benchmark that times another decoder against ours
-NOT_OURS = {"scripts/reference_infer.py", "scripts/bench_frames.py"}
+NOT_OURS = {"scripts/reference_infer.py", "scripts/bench_frames.py",
+            "eval/codec.py"}  # decodes only the in-memory buffer it just encoded (the fault suites' codec round trip)
 READERS = {"VideoCapture", "VideoReader"}  # OpenCV's, decord's / torchvision's
 
 
