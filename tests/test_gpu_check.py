@@ -26,6 +26,7 @@ REQUIRED = {
     "dqa_workers": ("workers", "phases", "all_back_at_baseline"),
     "frame_access": ("cpu_cores", "ours_s", "reference_s", "speedup", "pixel_identical"),
     "qlora_dpo_six_turn": ("prompt_tokens",),
+    "tune_sampling": ("seconds_per_selection", "peak_gb", "kinds", "sampled_turns", "distinct_replies"),
 }
 
 
