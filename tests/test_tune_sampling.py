@@ -230,3 +230,24 @@ def test_openai_samples_send_the_temperature_and_each_turns_seed(clips):
     assert (first["temperature"], first["seed"]) == (0.7, Sampling(0.7, 5).turn_seed(0))
     assert (second["temperature"], second["seed"]) == (0.7, Sampling(0.7, 5).turn_seed(1))
     assert first["seed"] != second["seed"] and plain["temperature"] == 0.0 and "seed" not in plain
+
+
+def test_one_judge_loaded_once_under_the_rows_limits():
+    """Both row builders take their judge from ds.judge_once: a loader is called on first use only, and the
+    judge gets the truncation rule and the turn limit the rows are built with (no limit: its own kept)."""
+    made = []
+
+    def load():
+        made.append(Judge(ScriptedBackend(GREEDY), "card"))
+        return made[-1]
+
+    rules = ds.limited(Judge(ScriptedBackend(GREEDY), "card").profile, 300)
+    the_judge = ds.judge_once(load, rules, 2)
+    assert made == []  # nothing loaded until a conversation must be run
+    first = the_judge()
+    assert the_judge() is first and made == [first]
+    assert first.profile is rules and first.profile.max_context_tokens == 300 and first.max_turns == 2
+    given = Judge(ScriptedBackend(GREEDY), "card")
+    turns = given.max_turns
+    got = ds.judge_once(given, rules, None)()
+    assert got is given and got.profile is rules and got.max_turns == turns

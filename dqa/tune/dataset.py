@@ -244,6 +244,23 @@ def _conversation(judge: Any, selection: Selection, grids) -> list[Any]:
     return list(v.turns)
 
 
+def judge_once(judge: Any, rules: Profile, max_turns: int | None) -> Callable[[], Any]:
+    """A function giving `judge` (a Judge, or a function that loads one: called on first use only), set to the
+    limits `rules` and `max_turns`, so that judging runs under the same limits as the rows are built."""
+    loaded: list[Any] = []
+
+    def the_judge():
+        if not loaded:
+            j = judge if hasattr(judge, "compare") else judge()
+            j.profile = rules  # the same limits when judging as when building rows
+            if max_turns:
+                j.max_turns = max_turns
+            loaded.append(j)
+        return loaded[0]
+
+    return the_judge
+
+
 def build(store: Store, profile: Profile, selections: Sequence[Selection], *, judge: Any = None,
           identity: str | None = None, max_turns: int | None = None, max_length: int | None = None,
           progress: Callable[[str], None] | None = None) -> Built:
@@ -260,16 +277,7 @@ def build(store: Store, profile: Profile, selections: Sequence[Selection], *, ju
         raise ValueError("build() needs a judge or the identity of stored replies")
     rules = limited(profile, max_length)
     known = stored_replies(store, identity)
-    loaded: list[Any] = []
-
-    def the_judge():
-        if not loaded:
-            j = judge if hasattr(judge, "compare") else judge()
-            j.profile = rules  # the same limits when judging as when building rows
-            if max_turns:
-                j.max_turns = max_turns
-            loaded.append(j)
-        return loaded[0]
+    the_judge = judge_once(judge, rules, max_turns)
 
     out = Built()
     for s in selections:

@@ -192,16 +192,7 @@ def build(store: Store, profile: Profile, selections: Sequence[Selection], *, ju
     rules = ds.limited(profile, max_length)
     greedy_known = ds.stored_replies(store, identity)
     sampled_known = stored_samples(store, identity, temperature, seed)
-    loaded: list[Any] = []
-
-    def the_judge():
-        if not loaded:
-            j = judge if hasattr(judge, "compare") else judge()
-            j.profile = rules  # the same limits when judging as when building rows
-            if max_turns:
-                j.max_turns = max_turns
-            loaded.append(j)
-        return loaded[0]
+    the_judge = ds.judge_once(judge, rules, max_turns)
 
     def conversation(s: Selection, grids, k: int) -> tuple[Walk | None, str]:
         stored = greedy_known.get(s.id) if k == 0 else sampled_known.get((s.id, k))
