@@ -366,6 +366,28 @@ def test_non_loopback_host_without_token_is_refused_at_start(media, tmp_path):
     assert ServeConfig(db=str(tmp_path / "y.sqlite"), roots=(str(tmp_path),), host="::1").host == "::1"
 
 
+def test_serve_and_mcp_share_the_start_checks_and_the_auth_line(tmp_path, capsys):
+    """dqa serve and dqa mcp --transport http refuse a bad port (or a non-loopback host without a token) by the
+    one rule, each in one error line, and name their callers' check by the one summary."""
+    from dqa.cli import main
+    from dqa.serve.config import auth_summary, check_listen
+    from vrthinker.errors import UsageError
+
+    for port in (0, 65536, -1):
+        with pytest.raises(UsageError, match=f"^--port {port}: not a port number$"):
+            check_listen("127.0.0.1", port, None)
+    with pytest.raises(UsageError, match="^--host 0.0.0.0 is reachable"):
+        check_listen("0.0.0.0", 70000, None)  # the host first, then the port
+    check_listen("0.0.0.0", 1, "t")
+    check_listen("127.0.0.1", 65535, None)
+    assert auth_summary(None, {}) == "" and auth_summary("t", {}) == "token"
+    assert auth_summary("t", {"a": "h", "b": "h"}) == "token, 2 users" and auth_summary(None, {"a": "h"}) == "1 users"
+    for argv in (["serve"], ["mcp", "--transport", "http"]):
+        assert main([*argv, "--media-root", str(tmp_path), "--db", str(tmp_path / "s.sqlite"), "--port", "70000"]) == 2
+        err = capsys.readouterr().err
+        assert err.strip().splitlines() == ["dqa: error: --port 70000: not a port number"], (argv, err)
+
+
 def test_kill_9_mid_job_then_a_restart_finishes_it(media, tmp_path):
     from vrthinker_eval.synth import render_scene, write_video
 

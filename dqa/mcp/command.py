@@ -12,7 +12,7 @@ import sys
 
 from vrthinker.errors import UsageError
 
-from dqa.serve.config import TOKEN_ENV, check_host
+from dqa.serve.config import TOKEN_ENV, auth_summary, check_listen
 from dqa.serve.lease import LEASE_S
 
 NEEDS = 'dqa mcp needs the MCP SDK ({name}): pip install "vrthinker[serve]"'
@@ -123,9 +123,7 @@ def run(a: argparse.Namespace) -> int:
         from dqa.serve.users import load_users
 
         users = load_users(a.users) if a.users else {}
-        check_host(a.host, token or bool(users))  # before anything slow: a refused start says so at once
-        if not 0 < a.port < 65536:
-            raise UsageError(f"--port {a.port}: not a port number")
+        check_listen(a.host, a.port, token or bool(users))
     try:
         import anyio
 
@@ -153,7 +151,7 @@ def run(a: argparse.Namespace) -> int:
                 return JSONResponse({"status": "ok"})
 
             app = Guard(server.streamable_http_app(host=a.host), auth)
-            how = ", ".join(x for x in ("token" if token else "", f"{len(users)} users" if users else "") if x)
+            how = auth_summary(token, users)
             print(f"dqa mcp: http://{a.host}:{a.port}/mcp  (streamable HTTP; store {a.db}; "
                   f"auth {how or 'none, loopback only'})", file=sys.stderr, flush=True)
             uvicorn.run(app, host=a.host, port=a.port, log_level="warning", access_log=False)

@@ -14,7 +14,7 @@ import sys
 from vrthinker.errors import UsageError
 
 from dqa.serve.lease import LEASE_S
-from dqa.serve.config import MAX_QUEUE, MAX_VIDEOS, SCORE_CHUNK, TOKEN_ENV, ServeConfig, check_host
+from dqa.serve.config import MAX_QUEUE, MAX_VIDEOS, SCORE_CHUNK, TOKEN_ENV, ServeConfig, auth_summary, check_listen
 
 
 def add_parser(sub) -> None:
@@ -72,9 +72,7 @@ def run(a: argparse.Namespace) -> int:
 
     token = a.token if a.token is not None else os.environ.get(TOKEN_ENV)
     users = load_users(a.users) if a.users else {}
-    check_host(a.host, token or bool(users))  # before anything slow: a refused start says so at once
-    if not 0 < a.port < 65536:
-        raise UsageError(f"--port {a.port}: not a port number")
+    check_listen(a.host, a.port, token or bool(users))
     try:
         import uvicorn
 
@@ -90,8 +88,7 @@ def run(a: argparse.Namespace) -> int:
                          score_chunk=a.score_chunk, session_seconds=a.session_hours * 3600,
                          job_lease=a.job_lease)
     app = create_app(config)
-    auth = ", ".join(x for x in ("token" if token else "", f"{len(users)} users" if users else "") if x) \
-        or "none, loopback only"
+    auth = auth_summary(token, users) or "none, loopback only"
     print(f"dqa serve: http://{a.host}:{a.port}  (API /v1, docs /docs, A/B page /ab; store {a.db}; "
           f"auth {auth}; queue {a.max_queue})", file=sys.stderr, flush=True)
     uvicorn.run(app, host=a.host, port=a.port, log_level="warning", access_log=False)

@@ -73,3 +73,16 @@ def check_host(host: str, token: str | bool | None) -> None:
     if not is_loopback(host) and not token:
         raise UsageError(f"--host {host} is reachable from other machines: set a token (--token or ${TOKEN_ENV}, "
                          "or --users FILE) or bind 127.0.0.1")
+
+
+def check_listen(host: str, port: int, token: str | bool | None) -> None:
+    """The checks `dqa serve` and `dqa mcp` make before anything slow, so that a refused start says so at once:
+    the host rule (check_host), then the port."""
+    check_host(host, token)
+    if not 0 < port < 65536:
+        raise UsageError(f"--port {port}: not a port number")
+
+
+def auth_summary(token: str | None, users: dict) -> str:
+    """How a server checks its callers, for its start line: "token", "N users", both, or "" (loopback only)."""
+    return ", ".join(x for x in ("token" if token else "", f"{len(users)} users" if users else "") if x)
