@@ -221,11 +221,9 @@ def test_two_queues_on_one_store_never_claim_one_job_twice(tmp_path):
 # a training run (MCP's run_tuner) and the job worker: one model at a time
 
 
-def test_a_training_run_has_the_device_alone(clips, tmp_path, monkeypatch):
-    """`Jobs.exclusive()`, the block run_tuner trains in: it waits for the step under way, the loaded judge is
-    let go, no job starts inside it (/health says paused), and what queued meanwhile runs after it."""
+def slow_jobs(monkeypatch) -> None:
+    """Every job this process runs takes a second more, so that a test can act while one is under way."""
     from dqa.serve.jobs import Jobs
-    from dqa.serve.tables import Connections
 
     real_run = Jobs.run
 
@@ -234,6 +232,15 @@ def test_a_training_run_has_the_device_alone(clips, tmp_path, monkeypatch):
         return real_run(self, job, videos)
 
     monkeypatch.setattr(Jobs, "run", slow)
+
+
+def test_a_training_run_has_the_device_alone(clips, tmp_path, monkeypatch):
+    """`Jobs.exclusive()`, the block run_tuner trains in: it waits for the step under way, the loaded judge is
+    let go, no job starts inside it (/health says paused), and what queued meanwhile runs after it."""
+    from dqa.serve.jobs import Jobs
+    from dqa.serve.tables import Connections
+
+    slow_jobs(monkeypatch)
     conns = Connections(str(tmp_path / "device.sqlite"))
     jobs = Jobs(conns, {"backend": "metrics"}, log=lambda s: None)
 
@@ -276,13 +283,7 @@ def test_a_job_taken_over_after_its_lease_is_not_finished_by_its_old_owner(clips
     from dqa.serve.jobs import Jobs
     from dqa.serve.tables import Connections
 
-    real_run = Jobs.run
-
-    def slow(self, job, videos=None):
-        time.sleep(1.0)
-        return real_run(self, job, videos)
-
-    monkeypatch.setattr(Jobs, "run", slow)
+    slow_jobs(monkeypatch)
     conns = Connections(str(tmp_path / "taken.sqlite"))
     lines: list[str] = []
     jobs = Jobs(conns, {"backend": "metrics"}, log=lines.append, score_chunk=1)
