@@ -28,14 +28,14 @@ MEASURES: dict[str, tuple[str, int, float]] = {
     "detail_ratio": ("VQ", -1, 0.05),  # finest-octave energy over the next one
     "combing": ("VQ", +1, 0.005),  # row teeth in excess of column teeth (interlace)
     "echo": ("VQ", +1, 0.07),  # frame-difference echo (ghosting, frame blending)
-    "clipped": ("VQ", +1, 0.01),  # share of pixels clipped to black or white
+    "clipped": ("VQ", +1, 0.09),  # share clipped to black or white (a dark film's own blacks: up to ~9%)
     "highlights": ("VQ", +1, 0.01),  # share of pixels with a channel blown (over-exposure)
     "luma_std": ("VQ", -1, 2.0),  # RMS contrast, grey levels (washed out, under-exposed)
     "colourfulness": ("VQ", -1, 3.0),  # Hasler-Suesstrunk M (washed out)
     "still_fraction": ("MQ", +1, 0.05),  # share of frame pairs with no visible motion
     "frozen_fraction": ("MQ", +1, 0.03),  # share of pairs frozen relative to the clip's own motion
     "accel_ratio": ("MQ", +1, 0.1),  # flow change along its path per unit of flow (jerkiness)
-    "jitter": ("MQ", +1, 0.001),  # global motion jumping, fraction of the long side per frame
+    "jitter": ("MQ", +1, 0.005),  # global motion jumping, fraction of the long side per frame (hand-held: ~0.007)
     "order_violations": ("MQ", +1, 0.02),  # share of frame triples out of order
 }
 
@@ -45,11 +45,17 @@ MEASURES: dict[str, tuple[str, int, float]] = {
 # FAVOUR from the measures on the right is dropped. Measures are taken strongest first, and a dropped measure
 # explains nothing away, so two faults cannot cancel each other's evidence.
 _PICTURE = ("noise_sigma", "blockiness", "banding", "ringing", "detail_ratio", "edge_width", "flicker")
+# A damaged picture also moves the motion measures: noise and codec pumping turn still pairs into moving ones,
+# and a codec smooths away small global motion (jitter) and changes the flow along its path.
+_MOTION = ("jitter", "accel_ratio", "still_fraction", "frozen_fraction")
 MASKS: dict[str, tuple[str, ...]] = {
-    "noise_sigma": ("blockiness", "banding", "ringing", "detail_ratio", "edge_width", "combing", "accel_ratio"),
-    "edge_width": ("noise_sigma", "ringing", "blockiness", "banding", "flicker", "detail_ratio"),
-    "detail_ratio": ("noise_sigma", "ringing", "blockiness", "banding", "flicker", "edge_width"),
-    "blockiness": ("noise_sigma", "ringing", "banding", "detail_ratio", "edge_width", "flicker"),
+    "noise_sigma": ("blockiness", "banding", "ringing", "detail_ratio", "edge_width", "combing", *_MOTION),
+    "edge_width": ("noise_sigma", "ringing", "blockiness", "banding", "flicker", "detail_ratio", *_MOTION),
+    "detail_ratio": ("noise_sigma", "ringing", "blockiness", "banding", "flicker", "edge_width", *_MOTION),
+    # a codec that blocks also removes sensor noise and grain, lifts clipped blacks, dulls highlights and
+    # smooths frame-to-frame echo: on camera footage those "gains" are its side effects, not improvements
+    "blockiness": ("noise_sigma", "ringing", "banding", "detail_ratio", "edge_width", "flicker", "clipped",
+                   "highlights", "echo", *_MOTION),
     "banding": ("noise_sigma", "blockiness", "detail_ratio", "ringing"),
     "ringing": ("noise_sigma", "detail_ratio", "edge_width"),
     "combing": ("edge_width", "detail_ratio", "noise_sigma"),
@@ -67,14 +73,18 @@ MASKS: dict[str, tuple[str, ...]] = {
 }
 
 # Re-encoding noise per measure (log-ratio units): see the module docstring and docs/measures.md.
-# Measured by `scripts/bench_metrics.py --noise` (largest |log-ratio| over the 9 calibration families x 3
-# encode pairs, plus 0.02); still_fraction, frozen_fraction and order_violations never moved (0 + 0.02).
+# Measured by `scripts/bench_metrics.py --noise` (largest |log-ratio| over the 9 calibration families and the
+# 3 calibration camera clips of eval/real_footage.py x 3 encode pairs, plus 0.02); the camera clips raised
+# banding, clipped and jitter. still_fraction, frozen_fraction and order_violations never moved (0 + 0.02).
 NOISE: dict[str, float] = {
-    "edge_width": 0.03, "noise_sigma": 0.10, "flicker": 0.13, "blockiness": 0.33, "ringing": 0.18, "banding": 0.06,
-    "detail_ratio": 0.07, "combing": 0.09, "echo": 0.04, "clipped": 0.03, "highlights": 0.08, "luma_std": 0.03,
-    "colourfulness": 0.03, "still_fraction": 0.02, "frozen_fraction": 0.02, "accel_ratio": 0.28, "jitter": 0.12,
+    "edge_width": 0.03, "noise_sigma": 0.10, "flicker": 0.13, "blockiness": 0.33, "ringing": 0.18, "banding": 0.11,
+    "detail_ratio": 0.07, "combing": 0.09, "echo": 0.04, "clipped": 0.06, "highlights": 0.08, "luma_std": 0.03,
+    "colourfulness": 0.03, "still_fraction": 0.02, "frozen_fraction": 0.02, "accel_ratio": 0.28, "jitter": 0.14,
     "order_violations": 0.02}
 CAP = 3.0  # one measure counts at most this much (log-ratio units beyond its noise)
+# A measure explains other measures' gains away only when the worse video's value is visible: temporal noise
+# under about 1.5 grey levels (a camera's sensor noise at a near-lossless encode) hides no blocks or smearing.
+EXPLAINS_ABOVE: dict[str, float] = {"noise_sigma": 1.5}
 
 
 def log_ratio(name: str, x1: float, x2: float) -> float:
@@ -125,6 +135,9 @@ def compare(raw1: Mapping[str, float], raw2: Mapping[str, float],
         favoured = 1 if counted[k] > 0 else 2
         if k in masked[favoured]:
             counted[k] = 0.0
+            continue
+        worse = (raw2 if favoured == 1 else raw1).get(k, float("nan"))
+        if not worse >= EXPLAINS_ABOVE.get(k, -math.inf):  # too faint on the worse video to hide anything
             continue
         masked[3 - favoured].update(MASKS.get(k, ()))  # the other video is worse on k: k explains its gains
     sums, top = {"VQ": 0.0, "MQ": 0.0}, {}

@@ -40,7 +40,8 @@ from dqa.measures import nr
 
 # Bump whenever any measure, curve or weight changes: stored verdicts and scores carry it, so a change
 # invalidates them instead of returning numbers the new code would not give.
-MEASURES_VERSION = "4"  # 4: dynamics (still_fraction), highlights, edge width on edge pixels, grid excess with a
+MEASURES_VERSION = "5"  # 5: pairwise evidence floors and explain-away rules that hold on camera footage
+# (raw measures as in 4). 4: dynamics (still_fraction), highlights, edge width on edge pixels, grid excess with a
 # floor, ringing/banding spare flat fills, echo only with motion; pairwise from evidence (dqa.measures.evidence)
 
 MAX_SIDE = 320  # working resolution: enough for edges and optical flow, cheap on a CPU
