@@ -24,6 +24,22 @@ def _own_default_store(tmp_path, monkeypatch):
     monkeypatch.setenv("VRTHINKER_DB", str(tmp_path / "judgments.sqlite"))
 
 
+@pytest.fixture
+def fake():
+    """Starts fake OpenAI-compatible servers (fake_openai.Fake: error paths only) and closes them after the test."""
+    from fake_openai import Fake
+
+    made = []
+
+    def make(script, **kw):
+        made.append(Fake(script, **kw))
+        return made[-1]
+
+    yield make
+    for f in made:
+        f.close()
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     missing = [n for n in FIXTURE_FILES if not (FIXTURES / n).is_file()]

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from fake_openai import Fake
 from fake_openai import reply_json as _reply
 from serve_helpers import free_port
 
@@ -218,19 +217,6 @@ def test_server_killed_mid_batch_and_restarted(tiny_model_dir, clips, tmp_path):
 
 # ----------------------------------------------------------------------------------------------------------
 # a fake server: the error paths
-
-
-@pytest.fixture
-def fake():
-    made = []
-
-    def make(script, **kw):
-        made.append(Fake(script, **kw))
-        return made[-1]
-
-    yield make
-    for f in made:
-        f.close()
 
 
 def _fake_judge(url, **kw):

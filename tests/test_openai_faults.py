@@ -19,22 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fake_openai import Blackhole, Fake, reply_json
+from fake_openai import Blackhole, reply_json
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def fake():
-    made = []
-
-    def make(script, **kw):
-        made.append(Fake(script, **kw))
-        return made[-1]
-
-    yield make
-    for f in made:
-        f.close()
 
 
 @pytest.fixture

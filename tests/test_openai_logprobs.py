@@ -6,7 +6,6 @@ import math
 
 import pytest
 
-from fake_openai import Fake
 from fake_openai import reply_json
 
 from vrthinker.backends.openai.logprobs import read_digits
@@ -35,19 +34,6 @@ def reply_with_logprobs(content: list[dict], text: str | None = None) -> str:
     return json.dumps({"choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop",
                                     "logprobs": {"content": content}}],
                        "usage": {"prompt_tokens": 100, "completion_tokens": len(content)}})
-
-
-@pytest.fixture
-def fake():
-    made = []
-
-    def make(script):
-        made.append(Fake(script))
-        return made[-1]
-
-    yield make
-    for f in made:
-        f.close()
 
 
 def _judge(url):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from fake_openai import Fake
 from fake_openai import reply_json as _reply
 
 from vrthinker.cli import main
@@ -17,19 +16,6 @@ TOO_LONG = json.dumps({"object": "error", "type": "BadRequestError", "param": No
                        "message": "This model's maximum context length is 32768 tokens. However, you requested "
                                   "34520 tokens (32472 in the messages, 2048 in the completion). Please reduce "
                                   "the length of the messages or completion."})
-
-
-@pytest.fixture
-def fake():
-    made = []
-
-    def make(script, **kw):
-        made.append(Fake(script, **kw))
-        return made[-1]
-
-    yield make
-    for f in made:
-        f.close()
 
 
 def _backend(url, **kw):
