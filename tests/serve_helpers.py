@@ -20,6 +20,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def media_with_escapes(base: Path) -> dict:
+    """A media root under `base` with two clips (one in sub/), a corrupt file, and escapes: a file just outside
+    the root and a symlink to it from inside. The dict names each path, and the root and `base`."""
+    from vrthinker_eval.synth import render_scene, write_corrupt, write_video
+
+    root = base / "media"
+    (root / "sub").mkdir(parents=True)
+    write_video(root / "a.mp4", render_scene("shapes", 160, 96, 24, seed=1), fps=12)
+    write_video(root / "sub" / "b.mp4", render_scene("pan", 160, 96, 24, seed=2), fps=12)
+    write_corrupt(root / "corrupt.mp4")
+    outside = base / "secret.mp4"
+    outside.write_bytes((root / "a.mp4").read_bytes())
+    (root / "escape.mp4").symlink_to(outside)
+    return {"root": root, "a": root / "a.mp4", "b": root / "sub" / "b.mp4", "corrupt": root / "corrupt.mp4",
+            "outside": outside, "base": base}
+
+
 class Server:
     def __init__(self, db: Path, roots, *args: str, token: str | None = None, port: int | None = None,
                  launcher: str | None = None, env: dict | None = None):

@@ -19,7 +19,7 @@ httpx = pytest.importorskip("httpx")
 import anyio  # noqa: E402
 from mcp import Client, MCPError, StdioServerParameters  # noqa: E402
 
-from serve_helpers import ROOT, free_port  # noqa: E402
+from serve_helpers import ROOT, free_port, media_with_escapes  # noqa: E402
 
 PROMPT = "a red square glides over a textured field"
 TOOLS = {"verify_video", "compare_videos", "get_frames", "ask_preference", "record_selection", "run_tuner",
@@ -31,20 +31,12 @@ ANN_TOKEN = "ann-has-her-own-token"  # a --users token: selections made with it 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory):
     """A media root with three clips, a corrupt file, and escapes: a symlink out and a file just outside."""
-    from vrthinker_eval.synth import render_scene, write_corrupt, write_video
+    from vrthinker_eval.synth import render_scene, write_video
 
-    base = tmp_path_factory.mktemp("mcp")
-    root = base / "media"
-    (root / "sub").mkdir(parents=True)
-    write_video(root / "a.mp4", render_scene("shapes", 160, 96, 24, seed=1), fps=12)
-    write_video(root / "sub" / "b.mp4", render_scene("pan", 160, 96, 24, seed=2), fps=12)
-    write_video(root / "c.mp4", render_scene("orbit", 160, 96, 24, seed=3), fps=12)
-    write_corrupt(root / "corrupt.mp4")
-    outside = base / "secret.mp4"
-    outside.write_bytes((root / "a.mp4").read_bytes())
-    (root / "escape.mp4").symlink_to(outside)
-    return {"root": root, "a": root / "a.mp4", "b": root / "sub" / "b.mp4", "c": root / "c.mp4",
-            "corrupt": root / "corrupt.mp4", "outside": outside, "base": base}
+    media = media_with_escapes(tmp_path_factory.mktemp("mcp"))
+    media["c"] = media["root"] / "c.mp4"
+    write_video(media["c"], render_scene("orbit", 160, 96, 24, seed=3), fps=12)
+    return media
 
 
 def mcp_args(db, root, *extra) -> list[str]:

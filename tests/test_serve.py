@@ -15,28 +15,19 @@ httpx = pytest.importorskip("httpx", reason="dqa serve's tests need the serve ex
 pytest.importorskip("fastapi", reason="dqa serve needs the serve extra (pip install '.[serve]')")
 pytest.importorskip("uvicorn", reason="dqa serve needs the serve extra (pip install '.[serve]')")
 
-from serve_helpers import ROOT, Server, wait_job  # noqa: E402
+from serve_helpers import ROOT, Server, media_with_escapes, wait_job  # noqa: E402
 
 PROMPT = "a red square glides over a textured field"
 
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory):
-    """A media root with two clips, a corrupt file, and escapes: a symlink out and a file just outside."""
-    from vrthinker_eval.synth import render_scene, write_corrupt, write_video
-
+    """A media root with two clips, a corrupt file, and escapes: a symlink out, a file just outside, and a
+    symlink to the folder above the root."""
     base = tmp_path_factory.mktemp("serve")
-    root = base / "media"
-    (root / "sub").mkdir(parents=True)
-    write_video(root / "a.mp4", render_scene("shapes", 160, 96, 24, seed=1), fps=12)
-    write_video(root / "sub" / "b.mp4", render_scene("pan", 160, 96, 24, seed=2), fps=12)
-    write_corrupt(root / "corrupt.mp4")
-    outside = base / "secret.mp4"
-    outside.write_bytes((root / "a.mp4").read_bytes())
-    (root / "escape.mp4").symlink_to(outside)
-    (root / "dir_escape").symlink_to(base)
-    return {"root": root, "a": root / "a.mp4", "b": root / "sub" / "b.mp4", "corrupt": root / "corrupt.mp4",
-            "outside": outside, "base": base}
+    media = media_with_escapes(base)
+    (media["root"] / "dir_escape").symlink_to(base)
+    return media
 
 
 @pytest.fixture(scope="module")
