@@ -18,6 +18,22 @@ def reply_json(text: str, finish: str = "stop", prompt_tokens: int = 100) -> str
                        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 7}})
 
 
+def synthetic_pairs(folder, n: int, seed: int) -> list:
+    """`n` pairs of small real clips (shapes against pan, seeds from `seed` and `seed` + 10) written under
+    `folder` with their pairs.jsonl, read back as `judge batch` reads it: a batch for the fake server."""
+    from vrthinker_eval.synth import render_scene, write_video
+
+    from vrthinker.batch import read_pairs
+
+    rows = []
+    for i in range(n):
+        a = write_video(folder / f"a{i}.mp4", render_scene("shapes", 160, 96, 12, seed=seed + i), fps=12)
+        b = write_video(folder / f"b{i}.mp4", render_scene("pan", 160, 96, 12, seed=seed + 10 + i), fps=12)
+        rows.append({"id": f"p{i}", "video1": str(a), "video2": str(b), "prompt": f"scene {i}"})
+    (folder / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return read_pairs(folder / "pairs.jsonl")
+
+
 class Fake:
     """/v1/models and /v1/chat/completions answering from a script (see the module docstring)."""
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from fake_openai import reply_json as _reply
+from fake_openai import synthetic_pairs
 from serve_helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -420,19 +421,12 @@ def _labels(store, job: str) -> dict:
 def test_fake_concurrency_caps_the_conversations_in_flight(fake, tmp_path, concurrency, low, high):
     """Both orders of every pair, two turns each: at N the server never sees more than N requests at once,
     and sees more than one as soon as N allows (at 1 the pair's two orders take turns)."""
-    from vrthinker_eval.synth import render_scene, write_video
     from vrthinker.backends.openai import OpenAIBackend
-    from vrthinker.batch import read_pairs, run_batch
+    from vrthinker.batch import run_batch
     from vrthinker.judge import Judge
     from vrthinker.store import Store
 
-    rows = []
-    for i in range(4):
-        a = write_video(tmp_path / f"a{i}.mp4", render_scene("shapes", 160, 96, 12, seed=10 + i), fps=12)
-        b = write_video(tmp_path / f"b{i}.mp4", render_scene("pan", 160, 96, 12, seed=20 + i), fps=12)
-        rows.append({"id": f"p{i}", "video1": str(a), "video2": str(b), "prompt": f"scene {i}"})
-    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    rows = read_pairs(tmp_path / "pairs.jsonl")
+    rows = synthetic_pairs(tmp_path, 4, seed=10)
     f = fake([], answer=_two_turn_answer, delay_s=0.15)
     b = OpenAIBackend([f.url], backoff_s=0.01)  # its own concurrency 1: run_batch's N is the one that counts
     judge = Judge(b, b.resolve_profile("card")[0], max_turns=2, max_new_tokens=64)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fake_openai import Blackhole, reply_json
+from fake_openai import Blackhole, reply_json, synthetic_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -246,17 +246,10 @@ def test_the_client_holds_no_image_alive():
 
 def test_a_small_budget_gives_the_same_judgments(fake, tmp_path):
     """The budget changes memory, not answers: 1 MB (nearly nothing cached) and the default judge alike."""
-    from vrthinker_eval.synth import render_scene, write_video
-    from vrthinker.batch import judged_items, read_pairs, run_batch
+    from vrthinker.batch import judged_items, run_batch
     from vrthinker.store import Store
 
-    rows = []
-    for i in range(3):
-        a = write_video(tmp_path / f"a{i}.mp4", render_scene("shapes", 160, 96, 12, seed=30 + i), fps=12)
-        b = write_video(tmp_path / f"b{i}.mp4", render_scene("pan", 160, 96, 12, seed=40 + i), fps=12)
-        rows.append({"id": f"p{i}", "video1": str(a), "video2": str(b), "prompt": f"scene {i}"})
-    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    rows = read_pairs(tmp_path / "pairs.jsonl")
+    rows = synthetic_pairs(tmp_path, 3, seed=30)
 
     def answer(body):
         import hashlib
