@@ -348,9 +348,10 @@ def run_content(cache: Path, width: int, height: int, frames: int, tie_margin: f
     return out
 
 
-def noise_floor(cache: Path, width: int, height: int, frames: int) -> dict[str, float]:
+def noise_floor(cache: Path, width: int, height: int, frames: int, real: Path | None = None) -> dict[str, float]:
     """Each evidence measure's re-encoding noise: the largest |log-ratio| between x264 CRF 17, 20 and 23
-    encodes of the same clean clip, over the calibration families only (held-out families never set it)."""
+    encodes of the same clean clip, over the calibration families only (held-out families never set it) and,
+    with `real` (the --real cache), the real suite's calibration clips (CAL_CLIPS) too: camera footage."""
     import itertools
     import math
 
@@ -359,6 +360,15 @@ def noise_floor(cache: Path, width: int, height: int, frames: int) -> dict[str, 
 
     _, again = scenes.build_suite(cache, families=scenes.CAL_FAMILIES, kinds=(), width=width, height=height,
                                   frames=frames)
+    if real is not None:
+        from vrthinker_eval import real_footage as rf
+        from vrthinker_eval.synth import write_video
+
+        clips, out = rf.fetch(real), real / "noise"
+        out.mkdir(exist_ok=True)
+        for c in (c for c in rf.CAL_CLIPS if c in clips):
+            fr = rf.read_clip(clips[c], frames, max(width, height))
+            again.append((c, 0, [write_video(out / f"{c}_{crf}.mp4", fr, fps=25, crf=crf) for crf in (17, 20, 23)]))
     sc = Scorer()
     worst: dict[str, tuple[float, str]] = {}
     for fam, _seed, paths in again:
@@ -406,7 +416,7 @@ def main(argv=None) -> int:
         if args.baseline else [])
     if args.noise:
         print("re-encoding noise per evidence measure (max |log-ratio|, calibration families):")
-        print(noise_floor(args.content_cache, args.content_width, args.content_height, args.frames))
+        print(noise_floor(args.content_cache, args.content_width, args.content_height, args.frames, args.real))
         return 0
     lines = {}
     for label, baseline, rev, jobs in labels:

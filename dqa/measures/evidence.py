@@ -28,7 +28,7 @@ MEASURES: dict[str, tuple[str, int, float]] = {
     "detail_ratio": ("VQ", -1, 0.05),  # finest-octave energy over the next one
     "combing": ("VQ", +1, 0.005),  # row teeth in excess of column teeth (interlace)
     "echo": ("VQ", +1, 0.07),  # frame-difference echo (ghosting, frame blending)
-    "clipped": ("VQ", +1, 0.09),  # share clipped to black or white (a dark film's own blacks: up to ~9%)
+    "clipped": ("VQ", +1, 0.01),  # share of pixels clipped to black or white
     "highlights": ("VQ", +1, 0.01),  # share of pixels with a channel blown (over-exposure)
     "luma_std": ("VQ", -1, 2.0),  # RMS contrast, grey levels (washed out, under-exposed)
     "colourfulness": ("VQ", -1, 3.0),  # Hasler-Suesstrunk M (washed out)
