@@ -403,6 +403,11 @@ def main(argv=None) -> int:
     ap.add_argument("--noise", action="store_true", help="print each evidence measure's re-encoding noise and stop")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
+    if args.noise:  # with --real, the real calibration clips join the calibration families
+        print("re-encoding noise per evidence measure (max |log-ratio|, calibration families"
+              + (" and real calibration clips):" if args.real else "):"))
+        print(noise_floor(args.content_cache, args.content_width, args.content_height, args.frames, args.real))
+        return 0
     if args.real:
         baselines = [("current", None, None, args.jobs)] + (
             [(f"baseline {args.baseline}", _baseline_module(args.baseline), args.baseline, args.jobs)]
@@ -414,10 +419,6 @@ def main(argv=None) -> int:
     labels = [("current", None, None, args.jobs)] + (
         [(f"baseline {args.baseline}", _baseline_module(args.baseline), args.baseline, args.jobs)]
         if args.baseline else [])
-    if args.noise:
-        print("re-encoding noise per evidence measure (max |log-ratio|, calibration families):")
-        print(noise_floor(args.content_cache, args.content_width, args.content_height, args.frames, args.real))
-        return 0
     lines = {}
     for label, baseline, rev, jobs in labels:
         print(f"[{label}] older synthetic suite (vrthinker_eval.synth scenes x vrthinker_eval.defects):")
