@@ -4,11 +4,13 @@ For each raw measure (`MEASURES`) the two videos are compared by a scale-free di
 log((x2 + floor) / (x1 + floor)), signed so that positive means video 1 is better. `floor` is a level under
 which the measure cannot tell values apart (its value on clean footage is of that order), so two near-zero
 values do not make a large ratio. A difference counts only by how far it exceeds `NOISE[name]`: the largest
-log-ratio between re-encodes of the same clean content (x264 CRF 17, 20 and 23 of the calibration families,
-scripts/bench_metrics.py --noise). Each counted difference is capped at CAP, and a dimension's evidence is
-their sum: one large reliable difference decides, differences inside the noise count zero, and a measure
-that both videos fail equally (the same content, the same fault) has a log-ratio near 0 and cancels. A fault's
-side effects on other measures (noise breaking up blocks, blur removing noise) are explained away (MASKS).
+log-ratio between re-encodes of the same clean content (x264 CRF 17, 20 and 23 of the calibration families
+and camera clips, scripts/bench_metrics.py --noise --real). Each counted difference is capped at CAP, and a
+dimension's evidence is their sum: one large reliable difference decides, differences inside the noise count
+zero, and a measure that both videos fail equally (the same content, the same fault) has a log-ratio near 0
+and cancels. A fault's side effects on other measures (noise breaking up blocks, blur removing noise, a
+codec removing a camera's sensor noise and jitter) are explained away (MASKS), by noise only when it is
+visible (EXPLAINS_ABOVE).
 A measure missing on either side (NaN: no edges to measure, no motion to judge) says nothing.
 """
 from __future__ import annotations
