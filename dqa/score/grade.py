@@ -2,7 +2,7 @@
 
 Channels group components: `semantic`, `spatial`, `preference`, `visionreward` are one component each;
 `benchmark` is VBench's Quality Score over the VBench dimensions present (each unit is the dimension's VBench
-value, min-max normalised and weighted as VBench's scripts/constant.py does: dqa.vbench.scoring), clipped to
+value, min-max normalised and weighted as VBench's scripts/constant.py does: dqa.score.vbench_quality), clipped to
 [0, 1]; `measures` is of the weight-free VQ/MQ.
 Weights come from a TOML file (default dqa/data/grade.toml, the white paper's) and CLI overrides. A channel
 named in `[caps]` bounds the score from above (default: `measures`, so damage the weight-free measures see
@@ -17,7 +17,7 @@ from typing import Mapping
 
 from vrthinker.errors import UsageError
 
-from dqa.vbench.scoring import NORMALIZE, normalize
+from dqa.score.vbench_quality import NORMALIZE, normalize
 
 try:
     import tomllib

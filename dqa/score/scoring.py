@@ -13,7 +13,7 @@ from vrthinker.media.decode import VideoCache
 
 from dqa.score.grade import Grade, GradeConfig, load_config, synthesize
 from dqa.measures.video import MQ_WEIGHTS, asks_for_still, mq_of
-from dqa.vbench.scoring import quality_score
+from dqa.score.vbench_quality import quality_score
 from dqa.score.scheduler import Failure, Item, Phase, Scheduler
 from dqa.workers import WORKERS
 from dqa.workers.base import Score, Worker
