@@ -10,7 +10,7 @@ imports and a first decode of the clips done before the clock starts. Each line 
 (GET /v1/models, and the baseline's search for a tokenizer) and the turn's; `hung_*` are turn times, `dead_*`
 both together (the dead host is met in both).
 
-    python scripts/bench_client_faults.py [--baseline 5a98fbe]
+    python scripts/bench_client_faults.py [--baseline 8fde35f]
 
 Last line: `hung_before_s=A hung_after_s=B hung_ratio=B/A dead_before_s=C dead_after_s=D dead_ratio=D/C
 rate_limited_before=E rate_limited_after=F` (E, F: the verdict's outcome).
@@ -62,7 +62,7 @@ def main() -> int:
     from vrthinker_eval.synth import render_scene, write_video
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--baseline", default="5a98fbe", help="the commit measured as 'before'")
+    ap.add_argument("--baseline", default="8fde35f", help="the commit measured as 'before'")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-client-faults-") as tmp:
         tmp = Path(tmp)

@@ -9,7 +9,7 @@ before the batch, is printed beside it: imports and the checkpoint's tokenizer, 
 judge's own frame-grid cache is the same in both (--grid-cache-mb), so the rest of the difference is the
 client's caches.
 
-    python scripts/bench_client_memory.py [--pairs 64] [--baseline 5a98fbe]
+    python scripts/bench_client_memory.py [--pairs 64] [--baseline 8fde35f]
 
 The baseline is the project at --baseline (git archive into a temporary folder; --baseline-client puts
 another commit's vrthinker/backends/openai in it): by default the last commit whose client still had its
@@ -132,7 +132,7 @@ def run_client(tree: Path, url: str, pairs: Path, db: Path, grid_mb: float, cach
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=64)
-    ap.add_argument("--baseline", default="5a98fbe", help="the project measured as 'before'")
+    ap.add_argument("--baseline", default="8fde35f", help="the project measured as 'before'")
     ap.add_argument("--baseline-client", default=None,
                     help="the client package measured as 'before' (default: --baseline's)")
     ap.add_argument("--cache-mb", default="default", help="the client's budget in the 'after' run (default: its own)")
