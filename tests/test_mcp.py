@@ -706,3 +706,29 @@ def test_one_answer_per_person_when_many_arrive_at_once(media, tmp_path):
             assert len(questions.get(q.id).answers) == 1
     finally:
         conns.close()
+
+
+def test_progress_says_running_even_when_a_job_finished_between_two_looks():
+    """A fast job can go from queued to done between two polls; the progress still reports queued, running, done
+    in order (a quiet machine made the end-to-end tests miss 'running')."""
+    from types import SimpleNamespace
+
+    from dqa.mcp.service import Service
+
+    states = iter(["queued", "done"])
+
+    class Jobs:
+        def get(self, job_id):
+            return SimpleNamespace(state=next(states))
+
+        def health(self):
+            return {"ok": True}
+
+        def wait(self, job_id, timeout):
+            return None
+
+    svc = object.__new__(Service)
+    svc.jobs, svc.poll_s = Jobs(), 0.01
+    seen = []
+    svc.wait("j1", lambda done, total, msg: seen.append((done, total, msg)), "verify")
+    assert seen == [(0, 2, "verify: queued"), (1, 2, "verify: running"), (2, 2, "verify: done")]

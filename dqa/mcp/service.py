@@ -156,6 +156,8 @@ class Service:
             if job is None:
                 raise ToolFailure(f"{what}: job {job_id} vanished from the store")
             if job.state != last:
+                if job.state == "done" and last != "running":  # it ran between two looks: say so, in order
+                    progress(1, 2, f"{what}: running")
                 last = job.state
                 step = {"queued": 0, "running": 1, "done": 2, "failed": 2}[job.state]
                 progress(step, 2, f"{what}: {job.state}")
