@@ -290,6 +290,9 @@ def _grade(m, path) -> tuple[float, str]:
     return g.score, g.action
 
 
+CODEC_KINDS = ("x264_crf45", "vp9_low", "av1_low")
+
+
 def run_content(cache: Path, width: int, height: int, frames: int, tie_margin: float, baselines) -> dict:
     """The content-diverse suite (vrthinker_eval.scenes, its fixed split): per code version, accuracy on the
     held-out families/kinds apart from calibration, and the offline grade of every clean and frozen clip."""
@@ -333,8 +336,9 @@ def run_content(cache: Path, width: int, height: int, frames: int, tie_margin: f
         clean = {fam: cp for fam, _s, kind, cp, bp in pairs}
         frozen = {fam: bp for fam, _s, kind, cp, bp in pairs if kind == "frozen"}
         still = {fam: bp for fam, _s, kind, cp, bp in pairs if kind == "mostly_still"}
+        codec = {f"{fam}/{kind}": bp for fam, _s, kind, cp, bp in pairs if kind in CODEC_KINDS}
         grades = {}
-        for what, paths in (("clean", clean), ("frozen", frozen), ("mostly_still", still)):
+        for what, paths in (("clean", clean), ("frozen", frozen), ("mostly_still", still), ("codec", codec)):
             grades[what] = {fam: _grade(sc.measure(p), str(p)) for fam, p in paths.items()}
             print(f"  grade {what:12s}: " + ", ".join(f"{fam} {g:.2f} {a}" for fam, (g, a) in grades[what].items()))
         held, cal = groups["held-out"], groups["calibration"]
@@ -344,6 +348,8 @@ def run_content(cache: Path, width: int, height: int, frames: int, tie_margin: f
             "clean_accept": sum(a == "accept" for _, a in grades["clean"].values()),
             "frozen_refine": sum(a in ("refine", "reject") for _, a in grades["frozen"].values()),
             "still_refine": sum(a in ("refine", "reject") for _, a in grades["mostly_still"].values()),
+            # compressed copies (x264 CRF 44-48, VP9, AV1 at low quality) the absolute grade does not accept
+            "codec_flagged": sum(a != "accept" for _, a in grades["codec"].values()), "n_codec": len(codec),
             "n_clean": len(grades["clean"]), "seconds": sc.seconds()}
     return out
 
@@ -394,7 +400,8 @@ def main(argv=None) -> int:
     ap.add_argument("--real", type=Path, metavar="CACHE", help="run the real-footage suite, clips cached here")
     ap.add_argument("--real-frames", type=int, default=48)
     ap.add_argument("--real-side", type=int, default=480)
-    ap.add_argument("--baseline", metavar="REV", help="also score with dqa/measures at this git revision")
+    ap.add_argument("--baseline", nargs="+", default=[], metavar="REV",
+                    help="also score with dqa/measures at these git revisions (each a column)")
     ap.add_argument("--content-cache", type=Path, default=Path(tempfile.gettempdir()) / "bench_metrics_content",
                     help="where the content-diverse suite's clips are written (and reused)")
     ap.add_argument("--content-width", type=int, default=480)
@@ -409,16 +416,14 @@ def main(argv=None) -> int:
         print(noise_floor(args.content_cache, args.content_width, args.content_height, args.frames, args.real))
         return 0
     if args.real:
-        baselines = [("current", None, None, args.jobs)] + (
-            [(f"baseline {args.baseline}", _baseline_module(args.baseline), args.baseline, args.jobs)]
-            if args.baseline else [])
+        baselines = [("current", None, None, args.jobs)] + [
+            (f"baseline {rev}", _baseline_module(rev), rev, args.jobs) for rev in args.baseline]
         lines = run_real(args.real, args.real_frames, args.real_side, args.tie_margin, baselines)
         print(f"wall seconds: {time.perf_counter() - t0:.1f}")
         print("\n".join(lines))
         return 0
-    labels = [("current", None, None, args.jobs)] + (
-        [(f"baseline {args.baseline}", _baseline_module(args.baseline), args.baseline, args.jobs)]
-        if args.baseline else [])
+    labels = [("current", None, None, args.jobs)] + [
+        (f"baseline {rev}", _baseline_module(rev), rev, args.jobs) for rev in args.baseline]
     lines = {}
     for label, baseline, rev, jobs in labels:
         print(f"[{label}] older synthetic suite (vrthinker_eval.synth scenes x vrthinker_eval.defects):")
@@ -434,6 +439,7 @@ def main(argv=None) -> int:
               f"calibration_content_accuracy={c['calibration']:.4f} clean_accept={c['clean_accept']}/{c['n_clean']} "
               f"frozen_refine={c['frozen_refine']}/{c['n_clean']} "
               f"mostly_still_refine={c['still_refine']}/{c['n_clean']} "
+              f"codec_not_accepted={c['codec_flagged']}/{c['n_codec']} "
               f"content_seconds_per_video={sum(c['seconds']) / max(1, len(c['seconds'])):.3f}")
     return 0
 

@@ -13,7 +13,7 @@ from dqa.measures.evidence import CAP, MEASURES, NOISE, compare, label, log_rati
 
 def clean_raw() -> dict[str, float]:
     """Raw measures of the order a clean clip gives."""
-    return {"edge_width": 0.9, "noise_sigma": 0.5, "flicker": 0.1, "blockiness": 0.1, "ringing": 1.5,
+    return {"edge_width": 0.9, "noise_sigma": 0.5, "flicker": 0.1, "blockiness": 0.1, "grid_steps": 0.1, "ringing": 1.5,
             "banding": 0.1, "detail_ratio": 0.7, "combing": 0.0, "echo": 0.01, "clipped": 0.0, "highlights": 0.01,
             "luma_std": 45.0, "colourfulness": 30.0, "still_fraction": 0.0, "frozen_fraction": 0.0, "accel_ratio": 0.2,
             "jitter": 0.0005, "order_violations": 0.0}

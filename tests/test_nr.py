@@ -183,3 +183,22 @@ def test_real_carphone_pair():
     assert synthesize({"vq": m.vq, "mq": m.mq}, load_config()).action != "accept"
     # as `dqa score`'s offline set grades it: with VBench's flicker (which calls the copy steady) beside
     assert synthesize({"vq": m.vq, "mq": m.mq, "temporal_flickering": 0.995}, load_config()).action != "accept"
+
+
+def _block_ramp(rng, h=128, w=160, step=3.0):
+    """A smooth ramp with 8 px blocks: each 8x8 block flattened to its mean (a codec's blocks on a gradient)."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    ramp = 60 + 0.4 * xx + 0.3 * yy + rng.normal(0, 0.5, (h, w)).astype(np.float32)
+    blocks = ramp.reshape(h // 8, 8, w // 8, 8).mean(axis=(1, 3), keepdims=True)
+    flat = np.broadcast_to(blocks, (h // 8, 8, w // 8, 8)).reshape(h, w)
+    return ramp, flat + rng.normal(0, 0.2, (h, w)).astype(np.float32)
+
+
+def test_grid_steps_sees_blocks_in_grey_levels_and_not_a_shifted_grid():
+    rng = np.random.default_rng(3)
+    ramp, blocky = _block_ramp(rng)
+    clean = nr.grid_steps(ramp)
+    assert clean < 0.1  # a ramp steps alike at every phase
+    assert nr.grid_steps(blocky) > 1.5  # the blocks' 2.4-3.2 level steps, all on the grid
+    # the same blocks off the 8 px grid (a picture cropped by 4 px) are not codec-grid steps
+    assert nr.grid_steps(blocky[4:, 4:]) < 0.1

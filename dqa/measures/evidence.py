@@ -25,6 +25,7 @@ MEASURES: dict[str, tuple[str, int, float]] = {
     "noise_sigma": ("VQ", +1, 0.5),  # grey levels of fresh temporal noise
     "flicker": ("VQ", +1, 0.3),  # grey levels of unexplained brightness change per frame
     "blockiness": ("VQ", +1, 0.15),  # block-edge excess on the codec grid
+    "grid_steps": ("VQ", +1, 0.2),  # grey levels by which steps on the 8 px grid exceed the others (visible blocks)
     "ringing": ("VQ", +1, 0.5),  # busy flat pixels beside edges, relative (about 1 when clean)
     "banding": ("VQ", +1, 0.05),  # spikiness of the ramps' grey-level histogram
     "detail_ratio": ("VQ", -1, 0.05),  # finest-octave energy over the next one
@@ -46,25 +47,27 @@ MEASURES: dict[str, tuple[str, int, float]] = {
 # flicker; over-exposure raises contrast). When a video is worse on the measure on the left, evidence IN ITS
 # FAVOUR from the measures on the right is dropped. Measures are taken strongest first, and a dropped measure
 # explains nothing away, so two faults cannot cancel each other's evidence.
-_PICTURE = ("noise_sigma", "blockiness", "banding", "ringing", "detail_ratio", "edge_width", "flicker")
+_PICTURE = ("noise_sigma", "blockiness", "grid_steps", "banding", "ringing", "detail_ratio", "edge_width", "flicker")
 # A damaged picture also moves the motion measures: noise and codec pumping turn still pairs into moving ones,
 # and a codec smooths away small global motion (jitter) and changes the flow along its path.
 _MOTION = ("jitter", "accel_ratio", "still_fraction", "frozen_fraction")
 MASKS: dict[str, tuple[str, ...]] = {
-    "noise_sigma": ("blockiness", "banding", "ringing", "detail_ratio", "edge_width", "combing", *_MOTION),
-    "edge_width": ("noise_sigma", "ringing", "blockiness", "banding", "flicker", "detail_ratio", *_MOTION),
-    "detail_ratio": ("noise_sigma", "ringing", "blockiness", "banding", "flicker", "edge_width", *_MOTION),
+    "noise_sigma": ("blockiness", "grid_steps", "banding", "ringing", "detail_ratio", "edge_width", "combing", *_MOTION),
+    "edge_width": ("noise_sigma", "ringing", "blockiness", "grid_steps", "banding", "flicker", "detail_ratio", *_MOTION),
+    "detail_ratio": ("noise_sigma", "ringing", "blockiness", "grid_steps", "banding", "flicker", "edge_width", *_MOTION),
     # a codec that blocks also removes sensor noise and grain, lifts clipped blacks, dulls highlights and
     # smooths frame-to-frame echo: on camera footage those "gains" are its side effects, not improvements
     "blockiness": ("noise_sigma", "ringing", "banding", "detail_ratio", "edge_width", "flicker", "clipped",
                    "highlights", "echo", *_MOTION),
-    "banding": ("noise_sigma", "blockiness", "detail_ratio", "ringing"),
+    "banding": ("noise_sigma", "blockiness", "grid_steps", "detail_ratio", "ringing"),
+    "grid_steps": ("noise_sigma", "ringing", "banding", "detail_ratio", "edge_width", "flicker", "clipped",
+                   "highlights", "echo", *_MOTION),
     "ringing": ("noise_sigma", "detail_ratio", "edge_width"),
     "combing": ("edge_width", "detail_ratio", "noise_sigma"),
     "echo": ("edge_width", "detail_ratio", "noise_sigma", "flicker"),
     "flicker": ("noise_sigma",),
-    "luma_std": ("noise_sigma", "flicker", "clipped", "highlights", "banding", "blockiness", "ringing", "echo"),
-    "colourfulness": ("noise_sigma", "flicker", "clipped", "highlights", "banding", "blockiness", "ringing"),
+    "luma_std": ("noise_sigma", "flicker", "clipped", "highlights", "banding", "blockiness", "grid_steps", "ringing", "echo"),
+    "colourfulness": ("noise_sigma", "flicker", "clipped", "highlights", "banding", "blockiness", "grid_steps", "ringing"),
     "clipped": ("luma_std", "colourfulness", "noise_sigma", "detail_ratio", "edge_width", "banding"),
     "highlights": ("luma_std", "colourfulness", "noise_sigma", "detail_ratio", "edge_width", "banding"),
     "still_fraction": ("frozen_fraction", "accel_ratio", "jitter", "order_violations", *_PICTURE, "echo"),
@@ -79,7 +82,7 @@ MASKS: dict[str, tuple[str, ...]] = {
 # 3 calibration camera clips of eval/real_footage.py x 3 encode pairs, plus 0.02); the camera clips raised
 # banding, clipped and jitter. still_fraction, frozen_fraction and order_violations never moved (0 + 0.02).
 NOISE: dict[str, float] = {
-    "edge_width": 0.03, "noise_sigma": 0.10, "flicker": 0.13, "blockiness": 0.33, "ringing": 0.18, "banding": 0.11,
+    "edge_width": 0.03, "noise_sigma": 0.10, "flicker": 0.13, "blockiness": 0.33, "grid_steps": 0.32, "ringing": 0.18, "banding": 0.11,
     "detail_ratio": 0.07, "combing": 0.09, "echo": 0.04, "clipped": 0.06, "highlights": 0.08, "luma_std": 0.03,
     "colourfulness": 0.03, "still_fraction": 0.02, "frozen_fraction": 0.02, "accel_ratio": 0.28, "jitter": 0.14,
     "order_violations": 0.02}

@@ -40,7 +40,7 @@ from dqa.measures import nr
 
 # Bump whenever any measure, curve or weight changes: stored verdicts and scores carry it, so a change
 # invalidates them instead of returning numbers the new code would not give.
-MEASURES_VERSION = "5"  # 5: pairwise evidence floors and explain-away rules that hold on camera footage
+MEASURES_VERSION = "6"  # 6: visible grid steps in grey levels (grid_steps), in the evidence and the blockiness score
 # (raw measures as in 4). 4: dynamics (still_fraction), highlights, edge width on edge pixels, grid excess with a
 # floor, ringing/banding spare flat fills, echo only with motion; pairwise from evidence (dqa.measures.evidence)
 
@@ -460,6 +460,7 @@ def _dead(x: float, clean: float, half: float, power: float = 2.0) -> float:
 # (clean end, half point) of each fault score; see fault_scores
 SOFT_CLEAN, SOFT_HALF = 1.3, 0.6
 BLOCK_CLEAN, BLOCK_HALF = 0.4, 0.4
+GRID_CLEAN, GRID_HALF = 0.25, 0.3
 RING_CLEAN, RING_HALF = 3.1, 1.0
 BAND_CLEAN, BAND_HALF = 0.8, 0.12
 DETAIL_CLEAN, DETAIL_HALF = 0.63, 0.12
@@ -482,7 +483,9 @@ def fault_scores(m: Mapping[str, float]) -> dict[str, float]:
         "softness": s("edge_width", SOFT_CLEAN, SOFT_HALF),
         # grid-step excess on the 8/16 px grid: the calibration families measure up to 0.33 (a smooth gradient
         # at CRF 23), a further 0.4 is half-bad (x264 CRF 45 measures 0.5-0.8 on them)
-        "blockiness": s("blockiness", BLOCK_CLEAN, BLOCK_HALF),
+        # ... or visible steps on the 8 px grid, in grey levels: the calibration families and clips measure up
+        # to 0.21 at x264 CRF 17-23; 0.3 more is half-bad (x264 CRF 45 leaves 0.4-1 on them)
+        "blockiness": min(s("blockiness", BLOCK_CLEAN, BLOCK_HALF), s("grid_steps", GRID_CLEAN, GRID_HALF)),
         # busy flat pixels beside edges relative to flat pixels elsewhere: clean 1-3.1 (edges of busy content),
         # one more (4.1) is half-bad
         "ringing": s("ringing", RING_CLEAN, RING_HALF),
