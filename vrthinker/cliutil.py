@@ -54,15 +54,24 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     s.add_argument("--api-key", default=None, metavar="KEY", help="bearer token (default: env VRTHINKER_API_KEY)")
     s.add_argument("--concurrency", type=int, default=None, metavar="N",
                    help="conversations in flight (default 8 for batch/rank/eval, 1 for one comparison)")
-    s.add_argument("--timeout", type=float, default=None, metavar="S", help="seconds per request (default 600)")
-    s.add_argument("--turn-deadline", type=float, default=None, metavar="S",
-                   help="seconds for one turn, every retry and wait included (default twice --timeout)")
-    s.add_argument("--connect-timeout", type=float, default=None, metavar="S",
-                   help="seconds to open a connection; a host that does not answer is skipped (default 5)")
-    s.add_argument("--client-cache-mb", type=float, default=None, metavar="MB",
-                   help="one memory budget for the client's caches: encoded frames, clips, token pieces (default 256)")
+    add_client_args(s)
     s.add_argument("--check-rendering", action="store_true",
                    help="compare the server's tokens for turn 1 with ours (vLLM /tokenize); stop if they differ")
+
+
+CLIENT_OPTIONS = ("timeout", "turn_deadline", "connect_timeout", "client_cache_mb")  # add_client_args' flags
+
+
+def add_client_args(g) -> None:
+    """The OpenAI client's time limits and cache budget (CLIENT_OPTIONS), on a parser or argument group:
+    `judge`'s model flags and `dqa score --backend openai` both take them, spelled and defaulted alike."""
+    g.add_argument("--timeout", type=float, default=None, metavar="S", help="seconds per request (default 600)")
+    g.add_argument("--turn-deadline", type=float, default=None, metavar="S",
+                   help="seconds for one turn, every retry and wait included (default twice --timeout)")
+    g.add_argument("--connect-timeout", type=float, default=None, metavar="S",
+                   help="seconds to open a connection; a host that does not answer is skipped (default 5)")
+    g.add_argument("--client-cache-mb", type=float, default=None, metavar="MB",
+                   help="one memory budget for the client's caches: encoded frames, clips, token pieces (default 256)")
 
 
 def model_options(a: argparse.Namespace) -> dict:

@@ -20,6 +20,8 @@ EXIT_OK, EXIT_INCOMPLETE = 0, 3
 
 
 def add_parser(sub) -> None:
+    from vrthinker.cliutil import add_client_args
+
     s = sub.add_parser("score", help="absolute scores per component (VBench, spatial, checklist, ...) and a grade",
                        description="Score each video on the components asked (default: the weight-free "
                                    "'offline' set: vq, mq, temporal_flickering) and grade it A..F.")
@@ -59,6 +61,7 @@ def add_parser(sub) -> None:
                     help="the server, e.g. http://127.0.0.1:8000/v1 (repeat to share the work)")
     sv.add_argument("--served-model", default=None, metavar="NAME", help="default: the server's only model")
     sv.add_argument("--api-key", default=None, metavar="KEY", help="bearer token (default: env VRTHINKER_API_KEY)")
+    add_client_args(sv)  # --timeout, --turn-deadline, --connect-timeout, --client-cache-mb, as `judge` has them
 
 
 def _pairs(values, flag: str) -> dict:
@@ -142,7 +145,7 @@ def print_tables(run, console) -> None:
 def run(a: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from vrthinker.cliutil import quiet_libraries
+    from vrthinker.cliutil import CLIENT_OPTIONS, MODEL_FLAGS, quiet_libraries
     from vrthinker.store import default_path
 
     from dqa.score.grade import load_config
@@ -170,9 +173,12 @@ def run(a: argparse.Namespace) -> int:
     if a.backend == "openai":
         if not a.server:
             raise UsageError("--backend openai needs --server URL (e.g. http://127.0.0.1:8000/v1)")
-        options["served"] = {"server": a.server, "served_model": a.served_model, "api_key": a.api_key}
-    elif a.server or a.served_model:
-        raise UsageError("--server and --served-model go with --backend openai")
+        options["served"] = {"server": a.server, "served_model": a.served_model, "api_key": a.api_key,
+                             **{k: getattr(a, k) for k in CLIENT_OPTIONS}}
+    else:
+        given = [MODEL_FLAGS[k] for k in ("server", "served_model", *CLIENT_OPTIONS) if getattr(a, k) is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} {'goes' if len(given) == 1 else 'go'} with --backend openai")
     if a.videos:  # named on the command line, a missing or undecodable video is usage: one line, exit 2, as
         from vrthinker.media.decode import probe  # `judge` does (a manifest's bad rows are reported, exit 3)
 

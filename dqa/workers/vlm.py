@@ -215,8 +215,9 @@ class VLMWorker(Worker):
     """Options: quantize (None/"4bit"/"8bit"), dtype ("auto"/"bfloat16"/"float32"...), adapter (a DPO/PEFT
     adapter dir: adds "preference"), frames (8), image_side (448), entities ("auto": from
     dqa.grounding.prompt when present; "none"), checklist (a checklist.json path; default the packaged one),
-    served (a dict: server (URLs), served_model, api_key: ask an OpenAI-compatible server instead of loading
-    the model; see ServedAsker)."""
+    served (a dict: server (URLs), served_model, api_key and the client's timeout, turn_deadline,
+    connect_timeout, client_cache_mb: ask an OpenAI-compatible server instead of loading the model; see
+    ServedAsker)."""
 
     name = "vlm"
     components = ("visionreward", "semantic", "preference")
@@ -271,7 +272,10 @@ class VLMWorker(Worker):
                                  "openai, or serve the adapter merged into the model)")
             sv = self.options["served"]
             self.backend = OpenAIBackend.from_pretrained(server=sv.get("server"), served_model=sv.get("served_model"),
-                                                         api_key=sv.get("api_key"), timeout=sv.get("timeout"))
+                                                         api_key=sv.get("api_key"), timeout=sv.get("timeout"),
+                                                         turn_deadline=sv.get("turn_deadline"),
+                                                         connect_timeout=sv.get("connect_timeout"),
+                                                         client_cache_mb=sv.get("client_cache_mb"))
         return self.backend
 
     def _load(self) -> None:
