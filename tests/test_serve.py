@@ -379,6 +379,41 @@ def test_serve_and_mcp_share_the_start_checks_and_the_auth_line(tmp_path, capsys
         assert err.strip().splitlines() == ["dqa: error: --port 70000: not a port number"], (argv, err)
 
 
+def test_a_blank_token_is_no_token_for_serve_and_mcp(tmp_path, capsys, monkeypatch):
+    """An empty or whitespace-only --token or $DQA_TOKEN is no token, for dqa serve and dqa mcp alike (one
+    helper): never leave to bind beyond 127.0.0.1, never a token to log in with. The host check comes before
+    the server's imports (made to fail here), so the refusal is that check's."""
+    import sys
+
+    from dqa.cli import main
+    from dqa.serve.auth import Auth, given_token, token_or_none
+    from dqa.serve.config import auth_summary, check_listen
+    from vrthinker.errors import UsageError
+
+    for blank in ("", " ", "\t \n"):
+        assert token_or_none(blank) is None and given_token(blank, {"DQA_TOKEN": "env-token"}) is None
+        assert given_token(None, {"DQA_TOKEN": blank}) is None
+        with pytest.raises(UsageError, match="^--host 0.0.0.0 is reachable"):
+            check_listen("0.0.0.0", 8700, blank)
+        auth = Auth(blank)
+        assert not auth.required and auth.user_of(blank) is None and auth_summary(given_token(blank), {}) == ""
+    assert given_token(None, {"DQA_TOKEN": " t "}) == " t " and given_token("t", {"DQA_TOKEN": "u"}) == "t"
+    assert given_token(None, {}) is None
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # an import of either server fails: nothing may get that far
+    monkeypatch.setitem(sys.modules, "anyio", None)
+    base = ["--media-root", str(tmp_path), "--db", str(tmp_path / "s.sqlite"), "--host", "0.0.0.0",
+            "--backend", "metrics"]
+    for argv in (["serve"], ["mcp", "--transport", "http"]):
+        for flag, env in ((["--token", "   "], None), ([], " \t "), ([], "")):
+            if env is None:
+                monkeypatch.delenv("DQA_TOKEN", raising=False)
+            else:
+                monkeypatch.setenv("DQA_TOKEN", env)
+            assert main([*argv, *base, *flag]) == 2, (argv, flag, env)
+            err = capsys.readouterr().err
+            assert err.startswith("dqa: error: --host 0.0.0.0 is reachable from other machines"), (argv, flag, env, err)
+
+
 def test_kill_9_mid_job_then_a_restart_finishes_it(media, tmp_path):
     from vrthinker_eval.synth import render_scene, write_video
 
@@ -430,6 +465,39 @@ def test_landing_page_links_the_ab_page_the_docs_and_health(client):
         assert client.get(href, follow_redirects=True).status_code == 200
     assert "default-src 'none'" in r.headers["content-security-policy"]
     assert '<link rel="icon" href="/favicon.ico"' in r.text
+
+
+EXTERNAL = re.compile(r"""(?:src|href|action)\s*=\s*["']?\s*(?:https?:)?//|@import|url\(\s*["']?(?:https?:)?//""",
+                      re.I)
+
+
+def test_no_page_loads_anything_from_another_site(client, media, tmp_path):
+    """Every GET route of the app (listed from the app itself, so a new page is covered too) that answers HTML
+    names no script, style, image or frame from another site, and /docs is not FastAPI's Swagger UI (CDN)."""
+    from dqa.serve.app import create_app
+    from dqa.serve.config import ServeConfig
+
+    app = create_app(ServeConfig(db=str(tmp_path / "routes.sqlite"), roots=(str(media["root"]),),
+                                 judge={"backend": "metrics"}))
+    qid = client.post("/v1/ab", json={"prompt": PROMPT, "a": "a.mp4", "b": "sub/b.mp4", "dimension": "OA"}).json()[
+        "question"]
+    job = client.post("/v1/compare", json={"video1": "a.mp4", "video2": "sub/b.mp4", "prompt": PROMPT}).json()["job"]
+    params = {"qid": str(qid), "job_id": str(job)}
+    pages = []
+    for route in app.routes:
+        if "GET" not in (getattr(route, "methods", None) or ()):
+            continue
+        path = re.sub(r"\{(\w+)\}", lambda m: params[m.group(1)], route.path)
+        r = client.get(path, params={"path": "a.mp4"} if path == "/media" else None, follow_redirects=True)
+        if "text/html" in r.headers.get("content-type", ""):
+            pages.append(path)
+            assert not EXTERNAL.search(r.text), (path, EXTERNAL.search(r.text).group(0))
+            assert "swagger" not in r.text.lower() and "redoc" not in r.text.lower(), path
+            assert "default-src 'none'" in r.headers["content-security-policy"], path
+    assert {"/", "/docs", "/ab", f"/ab/{qid}", "/login"} <= set(pages), pages
+    docs = client.get("/docs").text
+    assert "/v1/compare" in docs and "/v1/ab/{qid}/answer" in docs and 'href="/openapi.json"' in docs
+    assert client.get("/redoc").status_code == 404
 
 
 def test_landing_page_with_a_token_leaks_nothing_and_the_ab_link_asks_to_log_in(token_server, media):

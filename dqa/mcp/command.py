@@ -12,6 +12,7 @@ import sys
 
 from vrthinker.errors import UsageError
 
+from dqa.serve.auth import given_token
 from dqa.serve.config import TOKEN_ENV, auth_summary, check_listen
 from dqa.serve.lease import LEASE_S
 
@@ -114,8 +115,7 @@ def service_of(a: argparse.Namespace):
 
 
 def run(a: argparse.Namespace) -> int:
-    token = a.token if a.token is not None else os.environ.get(TOKEN_ENV)
-    token = token if token and token.strip() else None
+    token = given_token(a.token)  # blank: none, as dqa serve
     if a.users and a.transport != "http":
         raise UsageError("--users goes with --transport http (stdio has one user: whoever started it)")
     users = {}

@@ -27,7 +27,7 @@ from dqa.serve.tables import Connections
 from dqa.serve.thumbs import FrameCache
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]", "::1")
-DOC_PATHS = ("/docs", "/redoc", "/openapi.json")
+DOC_PATHS = ("/docs", "/openapi.json")  # /docs is our own page (page.api_docs_page): no Swagger UI from a CDN
 
 
 class CompareRequest(BaseModel):
@@ -102,7 +102,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             jobs.stop()
             conns.close()
 
-    app = FastAPI(title="dqa serve", version="1", lifespan=lifespan,
+    app = FastAPI(title="dqa serve", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="The Verifier as a service: pairwise judgments, absolute scores and A/B "
                               "questions for people, on the project's SQLite store.")
     app.state.jobs, app.state.questions, app.state.config = jobs, questions, config
@@ -166,8 +166,7 @@ def create_app(config: ServeConfig) -> FastAPI:
         response = await call_next(request)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
-        if not path.startswith(("/docs", "/redoc")):
-            response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Frame-Options", "DENY")
         return response
 
     def page_session(request: Request) -> Session | None:
@@ -230,6 +229,11 @@ def create_app(config: ServeConfig) -> FastAPI:
     def landing():
         nonce = secrets.token_urlsafe(12)
         return html(page.landing_page(nonce), nonce)
+
+    @app.get("/docs", include_in_schema=False)
+    def api_docs():
+        nonce = secrets.token_urlsafe(12)
+        return html(page.api_docs_page(app.openapi(), nonce), nonce)
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon():

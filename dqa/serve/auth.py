@@ -21,6 +21,7 @@ from typing import Callable, Mapping
 
 from dqa.serve.users import TOKEN_USER, token_hash
 
+TOKEN_ENV = "DQA_TOKEN"  # read by `dqa serve` and `dqa mcp` when --token is not given
 COOKIE = "dqa_session"
 CSRF_HEADER = "x-csrf-token"
 SESSION_SECONDS = 7 * 24 * 3600
@@ -33,6 +34,19 @@ class Session:
     nonce: str
     user: str
     expires: int
+
+
+def token_or_none(token: str | None) -> str | None:
+    """The shared token, or None for none: an empty or whitespace-only string is no token (never a token that
+    lets a server bind beyond 127.0.0.1, nor one a caller could match by sending a blank header)."""
+    return token if isinstance(token, str) and token.strip() else None
+
+
+def given_token(flag: str | None, environ: Mapping[str, str] | None = None) -> str | None:
+    """The token `dqa serve` and `dqa mcp` run with: --token when given (a blank one means none, without
+    falling back), else $DQA_TOKEN; blank either way is None (token_or_none)."""
+    env = os.environ if environ is None else environ
+    return token_or_none(flag if flag is not None else env.get(TOKEN_ENV))
 
 
 def _b64(text: str) -> str:
@@ -49,7 +63,7 @@ def _unb64(text: str) -> str | None:
 class Auth:
     def __init__(self, token: str | None, users: Mapping[str, str] | None = None, *,
                  session_seconds: float = SESSION_SECONDS, clock: Callable[[], float] = time.time):
-        self.token = token or None
+        self.token = token_or_none(token)
         self.users = dict(users or {})  # name -> sha256 of the token
         self._names = {h: n for n, h in self.users.items()}
         self.session_seconds = session_seconds

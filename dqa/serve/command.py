@@ -8,12 +8,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from vrthinker.errors import UsageError
 
 from dqa.serve.lease import LEASE_S
+from dqa.serve.auth import given_token
 from dqa.serve.config import MAX_QUEUE, MAX_VIDEOS, SCORE_CHUNK, TOKEN_ENV, ServeConfig, auth_summary, check_listen
 
 
@@ -70,7 +70,7 @@ def judge_kwargs(a: argparse.Namespace) -> dict:
 def run(a: argparse.Namespace) -> int:
     from dqa.serve.users import load_users
 
-    token = a.token if a.token is not None else os.environ.get(TOKEN_ENV)
+    token = given_token(a.token)  # blank: none
     users = load_users(a.users) if a.users else {}
     check_listen(a.host, a.port, token or bool(users))
     try:

@@ -8,13 +8,13 @@ from typing import Any, Mapping
 
 from vrthinker.errors import UsageError
 
+from dqa.serve.auth import TOKEN_ENV, token_or_none
 from dqa.serve.lease import LEASE_S
 
 MAX_PROMPT = 2000  # characters; longer prompts are refused with 422
 MAX_VIDEOS = 64  # videos in one score request; more are refused with 422
 MAX_QUEUE = 256  # queued jobs; past it a new job is refused with 429 and Retry-After
 SCORE_CHUNK = 8  # videos a score job scores before the worker looks at the compare lane again
-TOKEN_ENV = "DQA_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,7 @@ class ServeConfig:
                 raise UsageError(f"--media-root {r}: not a directory")
             resolved.append(p)
         object.__setattr__(self, "roots", tuple(resolved))
-        if self.token is not None and not self.token.strip():
-            object.__setattr__(self, "token", None)
+        object.__setattr__(self, "token", token_or_none(self.token))
         for name in ("max_queue", "max_body", "max_videos", "score_chunk", "session_seconds", "job_lease"):
             if getattr(self, name) < (0 if name in ("max_queue", "max_body") else 1e-9):
                 raise UsageError(f"{name} must be positive, not {getattr(self, name)}")
@@ -69,7 +68,9 @@ def is_loopback(host: str) -> bool:
 
 def check_host(host: str, token: str | bool | None) -> None:
     """Binding beyond this machine without a token (or a --users file) would hand the store to the network:
-    refuse."""
+    refuse. A blank token string is no token (token_or_none)."""
+    if isinstance(token, str):
+        token = token_or_none(token)
     if not is_loopback(host) and not token:
         raise UsageError(f"--host {host} is reachable from other machines: set a token (--token or ${TOKEN_ENV}, "
                          "or --users FILE) or bind 127.0.0.1")

@@ -219,6 +219,36 @@ FAVICON_SVG = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'
                '<rect x="17" y="9" width="10" height="14" rx="2" fill="#fff" opacity=".55"/>'
                '<path d="M7 16l2.5 3L14 12" stroke="#1f5fa8" stroke-width="2.2" fill="none"/></svg>')
 
+def api_docs_page(spec: dict, nonce: str) -> str:
+    """GET /docs: the API as plain HTML, read from the app's own OpenAPI document (what /openapi.json serves).
+    FastAPI's Swagger UI and ReDoc load their scripts from a CDN (blank offline, and remote code in a page that
+    holds a session); this page loads nothing."""
+    info = spec.get("info") or {}
+    parts = [f"<h1>{escape(str(info.get('title', 'API')))} {escape(str(info.get('version', '')))}</h1>",
+             f"<p>{escape(str(info.get('description', '')))}</p>",
+             '<p>The same as JSON: <a href="/openapi.json">/openapi.json</a>. Calls under <code>/v1</code> take '
+             "<code>Authorization: Bearer TOKEN</code> when the server has a token.</p>"]
+    for path, ops in (spec.get("paths") or {}).items():
+        for method, op in ops.items():
+            if not isinstance(op, dict):
+                continue
+            params = ", ".join(f"{p.get('name')} ({p.get('in')}{', required' if p.get('required') else ''})"
+                               for p in op.get("parameters") or [])
+            schema = ((op.get("requestBody") or {}).get("content") or {}).get("application/json", {}).get("schema")
+            ref = str((schema or {}).get("$ref", "")).rsplit("/", 1)[-1]
+            rows = [f"<h2><code>{escape(method.upper())} {escape(path)}</code></h2>",
+                    f"<p>{escape(str(op.get('summary') or ''))}</p>"]
+            if op.get("description"):
+                rows.append(f"<p>{escape(str(op['description']))}</p>")
+            if params:
+                rows.append(f"<p>parameters: {escape(params)}</p>")
+            if ref:
+                rows.append(f"<p>JSON body: <code>{escape(ref)}</code> (its fields: /openapi.json, "
+                            "components.schemas)</p>")
+            parts.append("".join(rows))
+    return _doc(f"{info.get('title', 'API')}: API", "".join(parts), nonce)
+
+
 LINKS = (("/ab", "A/B page", "answer which of two videos is better"),
          ("/docs", "API docs", "the JSON endpoints under /v1 (OpenAPI)"),
          ("/health", "health", "the worker's state and the queue's depth (JSON)"))
