@@ -33,14 +33,6 @@ def _label(a: float, b: float, margin: float) -> int:
     return 1 if a > b else 2
 
 
-def _overall(vq: int, mq: int, m1: VideoMeasures, m2: VideoMeasures, margin: float) -> int:
-    """Overall: a video better on one dimension and not worse on the other wins (Pareto); when the two
-    dimensions disagree (or both tie), the mean of VQ and MQ decides, with the same margin."""
-    if vq == mq or 0 in (vq, mq):
-        return vq or mq
-    return _label((m1.vq + m1.mq) / 2, (m2.vq + m2.mq) / 2, margin)
-
-
 class MetricsJudge:
     """Pairwise judge from weight-free measures; `compare` returns a Verdict with TA missing.
 
