@@ -233,10 +233,13 @@ def run_real(cache: Path, frames: int, max_side: int, tie_margin: float, baselin
             groups = defaultdict(lambda: [0, 0, 0])  # split -> [dim right, OA right, n]
             per_fault = defaultdict(lambda: [0, 0, 0])
             caught = defaultdict(lambda: [0, 0])  # extra fault -> [clean wins on its dimension and OA, clips]
+            misses = []
             for c, fault, sname, cp, bp in cases:
                 dim = {**rf.FAULTS, **rf.EXTRA_FAULTS}[fault][1]
                 vq, mq, oa = sc.labels(cp, bp)
                 d_ok = (vq if dim == "VQ" else mq) == 1
+                if not (d_ok and oa == 1):
+                    misses.append(f"{c}/{fault}/{sname}")
                 if sname == "extra":  # not part of the calibration split: counted on their own
                     caught[fault][0] += d_ok and oa == 1
                     caught[fault][1] += 1
@@ -261,6 +264,7 @@ def run_real(cache: Path, frames: int, max_side: int, tie_margin: float, baselin
                 print(f"  {fault:13s}{star} {100 * d / n:5.1f} / {100 * o / n:5.1f}")
             for key, (d, o, n) in groups.items():
                 print(f"  {key:20s} {100 * d / n:5.1f} / {100 * o / n:5.1f}  ({n} pairs)")
+            print(f"  misses ({len(misses)}): {' '.join(misses)}")
             secs = sc.seconds()
             held = [groups[k] for k in groups if k.startswith("held")]
             held_acc = sum(g[0] + g[1] for g in held) / max(1, 2 * sum(g[2] for g in held))

@@ -52,9 +52,12 @@ _PICTURE = ("noise_sigma", "blockiness", "grid_steps", "banding", "ringing", "de
 # and a codec smooths away small global motion (jitter) and changes the flow along its path.
 _MOTION = ("jitter", "accel_ratio", "still_fraction", "frozen_fraction")
 MASKS: dict[str, tuple[str, ...]] = {
-    "noise_sigma": ("blockiness", "grid_steps", "banding", "ringing", "detail_ratio", "edge_width", "combing", *_MOTION),
-    "edge_width": ("noise_sigma", "ringing", "blockiness", "grid_steps", "banding", "flicker", "detail_ratio", *_MOTION),
-    "detail_ratio": ("noise_sigma", "ringing", "blockiness", "grid_steps", "banding", "flicker", "edge_width", *_MOTION),
+    "noise_sigma": ("blockiness", "grid_steps", "banding", "ringing", "detail_ratio", "edge_width", "combing",
+                    *_MOTION),
+    "edge_width": ("noise_sigma", "ringing", "blockiness", "grid_steps", "banding", "flicker", "detail_ratio",
+                   *_MOTION),
+    "detail_ratio": ("noise_sigma", "ringing", "blockiness", "grid_steps", "banding", "flicker", "edge_width",
+                     *_MOTION),
     # a codec that blocks also removes sensor noise and grain, lifts clipped blacks, dulls highlights and
     # smooths frame-to-frame echo: on camera footage those "gains" are its side effects, not improvements
     "blockiness": ("noise_sigma", "ringing", "banding", "detail_ratio", "edge_width", "flicker", "clipped",
@@ -66,8 +69,10 @@ MASKS: dict[str, tuple[str, ...]] = {
     "combing": ("edge_width", "detail_ratio", "noise_sigma"),
     "echo": ("edge_width", "detail_ratio", "noise_sigma", "flicker"),
     "flicker": ("noise_sigma",),
-    "luma_std": ("noise_sigma", "flicker", "clipped", "highlights", "banding", "blockiness", "grid_steps", "ringing", "echo"),
-    "colourfulness": ("noise_sigma", "flicker", "clipped", "highlights", "banding", "blockiness", "grid_steps", "ringing"),
+    "luma_std": ("noise_sigma", "flicker", "clipped", "highlights", "banding", "blockiness", "grid_steps",
+                 "ringing", "echo"),
+    "colourfulness": ("noise_sigma", "flicker", "clipped", "highlights", "banding", "blockiness", "grid_steps",
+                      "ringing"),
     "clipped": ("luma_std", "colourfulness", "noise_sigma", "detail_ratio", "edge_width", "banding"),
     "highlights": ("luma_std", "colourfulness", "noise_sigma", "detail_ratio", "edge_width", "banding"),
     "still_fraction": ("frozen_fraction", "accel_ratio", "jitter", "order_violations", *_PICTURE, "echo"),
@@ -82,8 +87,9 @@ MASKS: dict[str, tuple[str, ...]] = {
 # 3 calibration camera clips of eval/real_footage.py x 3 encode pairs, plus 0.02); the camera clips raised
 # banding, clipped and jitter. still_fraction, frozen_fraction and order_violations never moved (0 + 0.02).
 NOISE: dict[str, float] = {
-    "edge_width": 0.03, "noise_sigma": 0.10, "flicker": 0.13, "blockiness": 0.33, "grid_steps": 0.32, "ringing": 0.18, "banding": 0.11,
-    "detail_ratio": 0.07, "combing": 0.09, "echo": 0.04, "clipped": 0.06, "highlights": 0.08, "luma_std": 0.03,
+    "edge_width": 0.03, "noise_sigma": 0.10, "flicker": 0.13, "blockiness": 0.33, "grid_steps": 0.32,
+    "ringing": 0.18, "banding": 0.11, "detail_ratio": 0.07, "combing": 0.09, "echo": 0.04, "clipped": 0.06,
+    "highlights": 0.08, "luma_std": 0.03,
     "colourfulness": 0.03, "still_fraction": 0.02, "frozen_fraction": 0.02, "accel_ratio": 0.28, "jitter": 0.14,
     "order_violations": 0.02}
 CAP = 3.0  # one measure counts at most this much (log-ratio units beyond its noise)
