@@ -270,9 +270,19 @@ def run_real(cache: Path, frames: int, max_side: int, tie_margin: float, baselin
             held_acc = sum(g[0] + g[1] for g in held) / max(1, 2 * sum(g[2] for g in held))
             a = groups["all"]
             fz, cr = caught["frozen"], caught["x264_crf45"]
+            # the offline grade of every clean clip and of its frozen copy (clean must be accept, frozen not)
+            grades = {}
+            for c, fault, _s, cp, bp in cases:
+                if fault == "frozen":
+                    grades[c] = (_grade(sc.measure(cp), cp), _grade(sc.measure(bp), bp))
+            print("  grade clean : " + ", ".join(f"{c} {g[0][0]:.2f} {g[0][1]}" for c, g in grades.items()))
+            print("  grade frozen: " + ", ".join(f"{c} {g[1][0]:.2f} {g[1][1]}" for c, g in grades.items()))
+            clean_ok = sum(g[0][1] == "accept" for g in grades.values())
+            frozen_ok = sum(g[1][1] in ("refine", "reject") for g in grades.values())
             line = (f"[{label}] real_accuracy={(a[0] + a[1]) / (2 * a[2]):.4f} heldout_accuracy={held_acc:.4f} "
                     f"seconds_per_video={sum(secs) / max(1, len(secs)):.3f} "
-                    f"frozen_caught={fz[0]}/{fz[1]} crf45_caught={cr[0]}/{cr[1]}")
+                    f"frozen_caught={fz[0]}/{fz[1]} crf45_caught={cr[0]}/{cr[1]} "
+                    f"clean_accept={clean_ok}/{len(grades)} frozen_refine={frozen_ok}/{len(grades)}")
             if len(real_pair) == 2:
                 p, d = sc.measure(real_pair[0]), sc.measure(real_pair[1])
                 line += f" carphone_vq={p.vq:.3f}/{d.vq:.3f} carphone_mq={p.mq:.3f}/{d.mq:.3f}"

@@ -33,12 +33,51 @@ DETAIL_SIDE = 512  # native centre crop used for these measures (aligned to 16 p
 
 
 def native_crop(y: np.ndarray, side: int = DETAIL_SIDE) -> np.ndarray:
-    """Centre crop of at most side x side, its origin on the 16 px codec grid."""
-    h, w = y.shape
+    """Centre crop of at most side x side, its origin on the 16 px codec grid (of a luma [H, W] or a colour
+    [H, W, C] frame: cropping before the luma conversion saves converting pixels that are thrown away)."""
+    h, w = y.shape[:2]
     ch, cw = min(h, side), min(w, side)
     y0, x0 = ((h - ch) // 2) // 16 * 16, ((w - cw) // 2) // 16 * 16
     return y[y0:y0 + ch, x0:x0 + cw]
 
+
+# ----------------------------------------------------------------------------------------------------------
+# order statistics: the very numbers np.percentile / np.median give, with one partition instead of their four
+# (numpy partitions at the ends too, to find NaN); these run on every frame and frame pair
+
+
+def percentile(a: np.ndarray, q: float) -> float:
+    """float(np.percentile(a, q)) (linear interpolation) bit for bit, for a float array, about 5x faster."""
+    x = np.array(a, copy=True).ravel()
+    n = x.size
+    v = (n - 1) * np.true_divide(q, 100)  # numpy's virtual index and weight, computed as it does
+    lo = int(np.floor(v))
+    if n < 2 or x.dtype.kind != "f" or not 0 <= lo < n - 1:
+        return float(np.percentile(a, q))
+    t = float(v - np.floor(v))
+    x.partition(lo)
+    below, above = x[lo], x[lo + 1:]
+    nxt = above.min()
+    if np.isnan(above.max()):  # NaN sorts last: numpy's answer is NaN
+        return float("nan")
+    diff = nxt - below
+    # numpy's _lerp: from the nearer end, in the array's precision (t is a weak Python float)
+    return float(nxt - diff * (1 - t) if t >= 0.5 else below + diff * t)
+
+
+def median(a: np.ndarray) -> float:
+    """float(np.median(a)) bit for bit, for a float array (the mean of the two middle values, as numpy's)."""
+    x = np.array(a, copy=True).ravel()
+    n = x.size
+    if n < 2 or x.dtype.kind != "f":
+        return float(np.median(a))
+    k = n // 2
+    x.partition(k)
+    if np.isnan(x[k:].max()):
+        return float("nan")
+    if n % 2:
+        return float(x[k])
+    return float(np.mean(np.array([x[:k].max(), x[k]])))
 
 # ----------------------------------------------------------------------------------------------------------
 # NIQE
@@ -200,7 +239,7 @@ def _edges(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     gx = cv2.Sobel(y, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
     gy = cv2.Sobel(y, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
     g = cv2.magnitude(gx, gy)
-    return g, g > max(12.0, float(np.percentile(g, 97)))
+    return g, g > max(12.0, percentile(g, 97))
 
 
 def ringing(y: np.ndarray) -> float:

@@ -28,6 +28,8 @@ import math
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -51,6 +53,7 @@ DETAIL_FRAMES = 6  # frames also kept at native resolution (a centre crop) for t
 DECODE_CAP = 480  # frames decoded at most (20 s at 24 fps are kept consecutive); longer videos subsample
 MIN_FRAMES = 3  # motion needs at least one triple of frames (velocity and its change)
 WINDOWS = 4  # when a video is longer than MAX_FRAMES, motion is measured in this many consecutive windows
+OVERLAP = True  # per-picture measures in a second thread while the motion measures run (same numbers)
 
 VQ_WEIGHTS = {"sharpness": 1.0, "noise": 1.5, "exposure": 0.5, "contrast": 0.5, "colourfulness": 0.25,
               "flicker": 1.0}  # exposure, contrast and colour are low weight: they are largely a matter of style
@@ -117,10 +120,29 @@ def _geomean(scores: Mapping[str, float], weights: Mapping[str, float]) -> float
 # per-picture measures (VQ)
 
 
+# Each channel's share of the luma, per uint8 level, as float32 products (w * level in float32, what numpy's
+# float32 arithmetic gives): a table look-up then two additions in the same order give the same bits as
+# 0.299 * R + 0.587 * G + 0.114 * B in float32, without a float copy of every frame.
+_LUMA_LUT = [np.float32(w) * np.arange(256, dtype=np.float32) for w in (0.299, 0.587, 0.114)]
+
+
 def _luma(frames: np.ndarray) -> np.ndarray:
     """BT.601 luma of RGB uint8 frames, float32 [T, H, W] in grey levels 0..255."""
-    f = frames.astype(np.float32)
-    return 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8:
+        f = frames.astype(np.float32)
+        return 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]
+    out = np.empty(frames.shape[:-1], np.float32)
+    for rgb, y in zip(frames.reshape(-1, *frames.shape[-3:]), out.reshape(-1, *out.shape[-2:])):
+        _luma1(rgb, y)
+    return out
+
+
+def _luma1(rgb: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """_luma of one RGB uint8 frame [H, W, 3] (into `out` if given)."""
+    r, g, b = (cv2.LUT(c, lut) for c, lut in zip(cv2.split(rgb), _LUMA_LUT))
+    out = cv2.add(r, g, dst=out)
+    return cv2.add(out, b, dst=out)
 
 
 def _grad(img: np.ndarray) -> np.ndarray:
@@ -148,7 +170,7 @@ def edge_width(y: np.ndarray) -> float:
     the picture has no such edges (soft gradients, fog, glows: their spread is content, not blur).
     """
     grad = _grad(y)
-    top = float(np.percentile(grad, 99.9))
+    top = nr.percentile(grad, 99.9)
     edge = grad >= max(_EDGE_MIN, 0.5 * top)
     if int(edge.sum()) < 16:
         return float("nan")
@@ -165,9 +187,9 @@ def colourfulness(rgb: np.ndarray) -> float:
     return float(math.hypot(rg.std(), yb.std()) + 0.3 * math.hypot(rg.mean(), yb.mean()))
 
 
-def spatial_measures(frames: np.ndarray) -> dict[str, float]:
-    """Raw per-picture measures, each the median over the given RGB frames."""
-    ys = _luma(frames)
+def spatial_measures(frames: Sequence[np.ndarray], ys: Sequence[np.ndarray] | None = None) -> dict[str, float]:
+    """Raw per-picture measures, each the median over the given RGB frames (`ys`: their luma, if known)."""
+    ys = _luma(frames) if ys is None else ys
     per = {"edge_width": [], "clipped": [], "highlights": [], "mean_luma": [], "luma_std": [],
            "colourfulness": []}
     for rgb, y in zip(frames, ys):
@@ -176,7 +198,8 @@ def spatial_measures(frames: np.ndarray) -> dict[str, float]:
         per["clipped"].append(float(np.mean((y <= 3) | (y >= 252))))
         # blown highlights: two or more channels at the top (a saturated primary colour has one at 255 by
         # design; over-exposure drives bright colours to yellow, cyan, magenta and white) before luma clips
-        per["highlights"].append(float(np.mean((rgb >= 250).sum(axis=-1) >= 2)))
+        top = (rgb >= 250).view(np.uint8)  # 0/1 per channel; their uint8 sum counts the channels at the top
+        per["highlights"].append(np.count_nonzero(top[..., 0] + top[..., 1] + top[..., 2] >= 2) / top[..., 0].size)
         per["mean_luma"].append(float(y.mean()))
         per["luma_std"].append(float(y.std()))
         per["colourfulness"].append(colourfulness(rgb))
@@ -206,7 +229,7 @@ def spatial_scores(m: Mapping[str, float]) -> dict[str, float]:
 _ECHO_MIN_RMS = 0.5
 
 
-def echo(ys: np.ndarray, gaps: np.ndarray, max_lag: int = 6) -> float:
+def echo(ys: Sequence[np.ndarray], gaps: np.ndarray, max_lag: int = 6) -> float:
     """Frame blending (ghosting, a frame mixed with an earlier one): the strongest bump in the lag profile of
     the frame differences' correlation, corr(D_t, D_t-L) - max(corr at L-1, L+1), over L = 2..max_lag.
 
@@ -275,39 +298,38 @@ def _temporal_noise(resid: np.ndarray, y: np.ndarray) -> float:
     mean |r| * sqrt(pi/2) is the Gaussian sigma. Flat areas keep warping errors at edges out.
     """
     structure = _grad(cv2.GaussianBlur(y, (0, 0), 3.0))
-    flat = structure <= np.median(structure[::2, ::2])
+    flat = structure <= nr.median(structure[::2, ::2])
     return float(math.sqrt(math.pi / 2) * np.abs(resid[flat]).mean() / math.sqrt(2))
 
 
-def _window_motion(ys: np.ndarray, gaps: np.ndarray, acc: _Motion) -> None:
+def _window_motion(ys: Sequence[np.ndarray], gaps: np.ndarray, acc: _Motion) -> None:
     """Add one window of consecutive luma frames to `acc`; `gaps` are source-frame steps between them."""
-    h, w = ys.shape[1:]
+    h, w = ys[0].shape
     u8 = [np.clip(np.rint(y), 0, 255).astype(np.uint8) for y in ys]
     coarse = [_coarse(y) for y in ys]
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     flows, mags, steps, globals_ = [], [], [], []
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # mean-normalised: flicker-robust
-    for t in range(len(ys) - 1):
-        raw = dis.calc(u8[t], u8[t + 1], None)
+
+    def pair(t: int, raw: np.ndarray) -> None:  # frames t and t + 1, their flow `raw`
         mx, my = gx + raw[..., 0], gy + raw[..., 1]
         inside = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
         # brightness step t -> t+1 where the flow matches pixels: immune to objects moving
         resid = cv2.remap(ys[t + 1], mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) - ys[t]
         sub = inside[::2, ::2]  # every 4th pixel is plenty for a median and 4x cheaper
-        step = float(np.median(resid[::2, ::2][sub])) if sub.any() else 0.0
+        step = nr.median(resid[::2, ::2][sub]) if sub.any() else 0.0
         steps.append(step)
         acc.noise.append(_temporal_noise(np.where(inside, resid - step, 0.0), ys[t]))
         # change between frames, brightness step removed (flicker is not motion)
         acc.diff.append(float(cv2.norm(ys[t + 1] - ys[t] - np.float32(step), cv2.NORM_L1)) / (h * w))
         f = raw / np.float32(gaps[t])  # velocity per source frame
         flows.append(f)
-        globals_.append(np.median(f[::2, ::2].reshape(-1, 2), axis=0))  # camera-like global motion
+        globals_.append(np.array([nr.median(f[::2, ::2, 0]), nr.median(f[::2, ::2, 1])], np.float32))  # global motion
         mag = cv2.magnitude(f[..., 0], f[..., 1])
         mags.append(mag)
         acc.speed.append(float(mag.mean()))
-        acc.change.append(float(np.percentile(np.abs(coarse[t + 1] - coarse[t]), 99.5)))
-    acc.brightness.append(np.asarray(steps))
-    for t in range(len(flows) - 1):
+        acc.change.append(nr.percentile(np.abs(coarse[t + 1] - coarse[t]), 99.5))
+
+    def triple(t: int) -> None:  # frames t, t + 1, t + 2: how the flow changes
         f0, f1 = flows[t], flows[t + 1]
         mx, my = gx + f0[..., 0] * gaps[t], gy + f0[..., 1] * gaps[t]
         f1w = cv2.remap(f1, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)  # f1 along f0's path
@@ -325,6 +347,17 @@ def _window_motion(ys: np.ndarray, gaps: np.ndarray, acc: _Motion) -> None:
         c0, c1, c2 = coarse[t], coarse[t + 1], coarse[t + 2]
         acc.triangle.append((float(np.abs(c1 - c0).mean()), float(np.abs(c2 - c1).mean()),
                              float(np.abs(c2 - c0).mean())))
+
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)  # mean-normalised: flicker-robust
+    # With OVERLAP the flow of the next pairs is computed (in order, by one thread, one DIS object) while this
+    # thread works on the pairs already done: the same flow, a second core kept busy.
+    with ThreadPoolExecutor(1) if OVERLAP else nullcontext() as pool:
+        pending = [pool.submit(dis.calc, u8[t], u8[t + 1], None) for t in range(len(ys) - 1)] if pool else None
+        for t in range(len(ys) - 1):
+            pair(t, pending[t].result() if pending else dis.calc(u8[t], u8[t + 1], None))
+            if t:
+                triple(t - 1)
+    acc.brightness.append(np.asarray(steps))
 
 
 def _flicker(brightness: Sequence[np.ndarray]) -> float:
@@ -575,7 +608,7 @@ def measure_frames(frames: np.ndarray, path: str = "", indices: Sequence[int] | 
     if len(frames) < MIN_FRAMES:
         raise VideoError(path, f"only {len(frames)} frames; at least {MIN_FRAMES} are needed to judge motion")
     if native is None:
-        native = [nr.native_crop(y) for y in _luma(frames[_spread(len(frames), DETAIL_FRAMES)])]
+        native = list(_luma(np.stack([nr.native_crop(f) for f in frames[_spread(len(frames), DETAIL_FRAMES)]])))
     return _measure(dict(enumerate(frames)), len(frames), path, indices, max_frames, max_side, native)
 
 
@@ -584,20 +617,32 @@ def _measure(frames: Mapping[int, np.ndarray], n: int, path, indices, max_frames
     """measure_frames over `frames`, position -> RGB frame, holding at least used_positions(n)."""
     t0 = time.perf_counter()
     used = used_positions(n, max_frames)
-    rgb = dict(zip(used, _resize(np.stack([frames[i] for i in used]), max_side)))
+    if max(frames[used[0]].shape[:2]) <= max_side:  # decoded at the working size already: no copy
+        rgb = {i: frames[i] for i in used}
+    else:
+        rgb = dict(zip(used, _resize(np.stack([frames[i] for i in used]), max_side)))
     idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
     notes = []
-    raw = spatial_measures(np.stack([rgb[i] for i in _spread(n, SPATIAL_FRAMES)]))
-    raw.update(nr.picture_measures(list(native)))
-    ys = dict(zip(used, _luma(np.stack([rgb[i] for i in used]))))
+    ys = {i: _luma1(rgb[i]) for i in used}  # once: the spatial picks are among them
+    picks = _spread(n, SPATIAL_FRAMES)
     size = next(iter(rgb.values())).shape[:2]
 
-    def run(a: int, b: int) -> np.ndarray:
-        return np.stack([ys[i] for i in range(a, b)])
+    def pictures() -> dict[str, float]:
+        out = spatial_measures([rgb[i] for i in picks], [ys[i] for i in picks])
+        out.update(nr.picture_measures(list(native)))
+        return out
 
-    acc = _Motion()
-    for a, b in _windows(n, max_frames):
-        _window_motion(run(a, b), np.maximum(np.diff(idx[a:b]), 1).astype(np.float32), acc)
+    def run(a: int, b: int) -> list[np.ndarray]:
+        return [ys[i] for i in range(a, b)]
+
+    # The per-picture measures run beside the motion measures: both spend their time in OpenCV and numpy,
+    # which let go of the interpreter, so a second core does them meanwhile (the same numbers either way).
+    with ThreadPoolExecutor(1) if OVERLAP else nullcontext() as pool:
+        later = pool.submit(pictures) if pool else None
+        acc = _Motion()
+        for a, b in _windows(n, max_frames):
+            _window_motion(run(a, b), np.maximum(np.diff(idx[a:b]), 1).astype(np.float32), acc)
+        raw = later.result() if later else pictures()
     a = max(0, (n - max_frames) // 2)  # the middle run of up to max_frames frames
     raw["echo"] = echo(run(a, min(n, a + max_frames)), np.diff(idx[a:a + max_frames]))
     raw.update(motion_measures(acc, max(size)))
@@ -639,7 +684,7 @@ def decode(path, max_side: int = MAX_SIDE, max_frames: int = MAX_FRAMES):
         h, w = rgb.shape[:2]
         crop = None
         if any(n in c[1] for c in chosen.values()):
-            crop = nr.native_crop(_luma(rgb[None])[0])
+            crop = _luma(nr.native_crop(rgb)[None])[0]
         nh, nw = capped_size(w, h, max_side)
         if (nh, nw) != (h, w):
             rgb = cv2.resize(rgb, (nw, nh), interpolation=cv2.INTER_AREA)
@@ -665,7 +710,7 @@ def measure_video(path, max_frames: int = MAX_FRAMES, max_side: int = MAX_SIDE) 
     if n < MIN_FRAMES:
         raise VideoError(path, f"only {n} frames; at least {MIN_FRAMES} are needed to judge motion")
     if not crops:
-        crops = [nr.native_crop(_luma(frames[i][None])[0]) for i in _spread(n, DETAIL_FRAMES)]
+        crops = [_luma(nr.native_crop(frames[i])[None])[0] for i in _spread(n, DETAIL_FRAMES)]
     m = _measure(frames, n, str(path), info.indices or None, max_frames, max_side, crops)
     notes = m.notes + ((info.count_note,) if info.count_note else ())
     return dataclasses.replace(m, seconds=time.perf_counter() - t0, notes=notes,
