@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 
 from dqa.measures import evidence
-from dqa.measures.evidence import CAP, MEASURES, NOISE, compare, label, log_ratio
+from dqa.measures.evidence import CAP, MEASURES, NOISE, compare, excess, label, log_ratio
 
 
 def clean_raw() -> dict[str, float]:
     """Raw measures of the order a clean clip gives."""
-    return {"edge_width": 0.9, "noise_sigma": 0.5, "flicker": 0.1, "blockiness": 0.1, "grid_steps": 0.1, "ringing": 1.5,
-            "banding": 0.1, "detail_ratio": 0.7, "combing": 0.0, "echo": 0.01, "clipped": 0.0, "highlights": 0.01,
-            "luma_std": 45.0, "colourfulness": 30.0, "still_fraction": 0.0, "frozen_fraction": 0.0, "accel_ratio": 0.2,
-            "jitter": 0.0005, "order_violations": 0.0}
+    return {"edge_width": 0.9, "noise_sigma": 0.5, "noise_mad": 0.4, "flicker": 0.1, "blockiness": 0.1,
+            "grid_steps": 0.1, "ringing": 1.5, "banding": 0.1, "detail_ratio": 0.7, "combing": 0.0, "echo": 0.01,
+            "clipped": 0.0, "highlights": 0.01, "luma_std": 45.0, "colourfulness": 30.0, "still_fraction": 0.0,
+            "frozen_fraction": 0.0, "accel_ratio": 0.2, "jitter": 0.0005, "order_violations": 0.0}
 
 
 def test_identical_measures_tie():
@@ -160,3 +160,18 @@ def test_real_camera_clip_beats_its_x264_crf45_copy(tmp_path):
     for a, b, want in ((m1, m2, 1), (m2, m1, 2)):
         v = judge.judge_measures(a, b)
         assert v["VQ"] == want and v["OA"] == want, compare(a.measures, b.measures).to_dict()
+
+
+def test_noise_measured_two_ways_counts_once():
+    """noise_sigma and noise_mad measure one thing: when both see video 2 noisier, only the stronger counts;
+    when they disagree, they offset each other."""
+    a, b = clean_raw(), clean_raw()
+    b["noise_sigma"], b["noise_mad"] = 3.0, 4.0
+    e = compare(a, b)
+    alone = excess(log_ratio("noise_mad", a["noise_mad"], b["noise_mad"]), NOISE["noise_mad"])
+    assert e.counted["noise_sigma"] == 0.0 and e.counted["noise_mad"] == pytest.approx(alone)
+    assert e.vq == pytest.approx(alone) and e.top["vq"] == "noise_mad"
+    b["noise_mad"] = a["noise_mad"] / 3  # the median says the other way (warping errors fooled the mean)
+    e = compare(a, b)
+    assert e.counted["noise_sigma"] > 0 > e.counted["noise_mad"]
+    assert e.vq == pytest.approx(e.counted["noise_sigma"] + e.counted["noise_mad"])

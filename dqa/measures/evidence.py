@@ -22,7 +22,8 @@ from typing import Mapping
 # name -> (dimension, direction: +1 when more is worse, -1 when less is worse, floor in the measure's unit)
 MEASURES: dict[str, tuple[str, int, float]] = {
     "edge_width": ("VQ", +1, 0.3),  # px of edge spread at the working size: blur, upscaling, smearing
-    "noise_sigma": ("VQ", +1, 0.5),  # grey levels of fresh temporal noise
+    "noise_sigma": ("VQ", +1, 0.5),  # grey levels of fresh temporal noise (from the mean residual)
+    "noise_mad": ("VQ", +1, 0.5),  # the same, robust (median residual): not fooled by hand-held warping errors
     "flicker": ("VQ", +1, 0.3),  # grey levels of unexplained brightness change per frame
     "blockiness": ("VQ", +1, 0.15),  # block-edge excess on the codec grid
     "grid_steps": ("VQ", +1, 0.2),  # grey levels by which steps on the 8 px grid exceed the others (visible blocks)
@@ -47,36 +48,34 @@ MEASURES: dict[str, tuple[str, int, float]] = {
 # flicker; over-exposure raises contrast). When a video is worse on the measure on the left, evidence IN ITS
 # FAVOUR from the measures on the right is dropped. Measures are taken strongest first, and a dropped measure
 # explains nothing away, so two faults cannot cancel each other's evidence.
-_PICTURE = ("noise_sigma", "blockiness", "grid_steps", "banding", "ringing", "detail_ratio", "edge_width", "flicker")
+_NOISE = ("noise_sigma", "noise_mad")
+_PICTURE = (*_NOISE, "blockiness", "grid_steps", "banding", "ringing", "detail_ratio", "edge_width", "flicker")
 # A damaged picture also moves the motion measures: noise and codec pumping turn still pairs into moving ones,
 # and a codec smooths away small global motion (jitter) and changes the flow along its path.
 _MOTION = ("jitter", "accel_ratio", "still_fraction", "frozen_fraction")
+_NOISE_HIDES = ("blockiness", "grid_steps", "banding", "ringing", "detail_ratio", "edge_width", "combing", *_MOTION)
 MASKS: dict[str, tuple[str, ...]] = {
-    "noise_sigma": ("blockiness", "grid_steps", "banding", "ringing", "detail_ratio", "edge_width", "combing",
-                    *_MOTION),
-    "edge_width": ("noise_sigma", "ringing", "blockiness", "grid_steps", "banding", "flicker", "detail_ratio",
-                   *_MOTION),
-    "detail_ratio": ("noise_sigma", "ringing", "blockiness", "grid_steps", "banding", "flicker", "edge_width",
-                     *_MOTION),
+    "noise_sigma": _NOISE_HIDES,
+    "noise_mad": _NOISE_HIDES,
+    "edge_width": (*_NOISE, "ringing", "blockiness", "grid_steps", "banding", "flicker", "detail_ratio", *_MOTION),
+    "detail_ratio": (*_NOISE, "ringing", "blockiness", "grid_steps", "banding", "flicker", "edge_width", *_MOTION),
     # a codec that blocks also removes sensor noise and grain, lifts clipped blacks, dulls highlights and
     # smooths frame-to-frame echo: on camera footage those "gains" are its side effects, not improvements
-    "blockiness": ("noise_sigma", "ringing", "banding", "detail_ratio", "edge_width", "flicker", "clipped",
-                   "highlights", "echo", *_MOTION),
-    "banding": ("noise_sigma", "blockiness", "grid_steps", "detail_ratio", "ringing"),
-    "grid_steps": ("noise_sigma", "ringing", "banding", "detail_ratio", "edge_width", "flicker", "clipped",
-                   "highlights", "echo", *_MOTION),
-    "ringing": ("noise_sigma", "detail_ratio", "edge_width"),
-    "combing": ("edge_width", "detail_ratio", "noise_sigma"),
-    "echo": ("edge_width", "detail_ratio", "noise_sigma", "flicker"),
-    "flicker": ("noise_sigma",),
-    "luma_std": ("noise_sigma", "flicker", "clipped", "highlights", "banding", "blockiness", "grid_steps",
-                 "ringing", "echo"),
-    "colourfulness": ("noise_sigma", "flicker", "clipped", "highlights", "banding", "blockiness", "grid_steps",
-                      "ringing"),
-    "clipped": ("luma_std", "colourfulness", "noise_sigma", "detail_ratio", "edge_width", "banding"),
-    "highlights": ("luma_std", "colourfulness", "noise_sigma", "detail_ratio", "edge_width", "banding"),
+    "blockiness": (*_NOISE, "ringing", "banding", "detail_ratio", "edge_width", "flicker", "clipped", "highlights",
+                   "echo", *_MOTION),
+    "banding": (*_NOISE, "blockiness", "grid_steps", "detail_ratio", "ringing"),
+    "grid_steps": (*_NOISE, "ringing", "banding", "detail_ratio", "edge_width", "flicker", "clipped", "highlights",
+                   "echo", *_MOTION),
+    "ringing": (*_NOISE, "detail_ratio", "edge_width"),
+    "combing": ("edge_width", "detail_ratio", *_NOISE),
+    "echo": ("edge_width", "detail_ratio", *_NOISE, "flicker"),
+    "flicker": _NOISE,
+    "luma_std": (*_NOISE, "flicker", "clipped", "highlights", "banding", "blockiness", "grid_steps", "ringing", "echo"),
+    "colourfulness": (*_NOISE, "flicker", "clipped", "highlights", "banding", "blockiness", "grid_steps", "ringing"),
+    "clipped": ("luma_std", "colourfulness", *_NOISE, "detail_ratio", "edge_width", "banding"),
+    "highlights": ("luma_std", "colourfulness", *_NOISE, "detail_ratio", "edge_width", "banding"),
     "still_fraction": ("frozen_fraction", "accel_ratio", "jitter", "order_violations", *_PICTURE, "echo"),
-    "frozen_fraction": ("accel_ratio", "jitter", "order_violations", "noise_sigma", "flicker", "echo"),
+    "frozen_fraction": ("accel_ratio", "jitter", "order_violations", *_NOISE, "flicker", "echo"),
     "jitter": ("edge_width", "detail_ratio"),
     "accel_ratio": (),
     "order_violations": ("accel_ratio",),
@@ -87,7 +86,7 @@ MASKS: dict[str, tuple[str, ...]] = {
 # 3 calibration camera clips of eval/real_footage.py x 3 encode pairs, plus 0.02); the camera clips raised
 # banding, clipped and jitter. still_fraction, frozen_fraction and order_violations never moved (0 + 0.02).
 NOISE: dict[str, float] = {
-    "edge_width": 0.03, "noise_sigma": 0.10, "flicker": 0.13, "blockiness": 0.33, "grid_steps": 0.32,
+    "edge_width": 0.03, "noise_sigma": 0.10, "noise_mad": 0.13, "flicker": 0.13, "blockiness": 0.33, "grid_steps": 0.32,
     "ringing": 0.18, "banding": 0.11, "detail_ratio": 0.07, "combing": 0.09, "echo": 0.04, "clipped": 0.06,
     "highlights": 0.08, "luma_std": 0.03,
     "colourfulness": 0.03, "still_fraction": 0.02, "frozen_fraction": 0.02, "accel_ratio": 0.28, "jitter": 0.14,
@@ -95,7 +94,13 @@ NOISE: dict[str, float] = {
 CAP = 3.0  # one measure counts at most this much (log-ratio units beyond its noise)
 # A measure explains other measures' gains away only when the worse video's value is visible: temporal noise
 # under about 1.5 grey levels (a camera's sensor noise at a near-lossless encode) hides no blocks or smearing.
-EXPLAINS_ABOVE: dict[str, float] = {"noise_sigma": 1.5}
+EXPLAINS_ABOVE: dict[str, float] = {"noise_sigma": 1.5, "noise_mad": 1.5}
+
+
+# Measures of one quantity two ways (temporal noise from the mean and from the median residual): each sees cases
+# the other misses, but a difference both see is one fault, and counting it twice would outweigh every other
+# measure (a codec removing a clip's own faint noise would count twice against its blocking).
+ONE_VOTE: tuple[tuple[str, ...], ...] = (("noise_sigma", "noise_mad"),)
 
 
 def log_ratio(name: str, x1: float, x2: float) -> float:
@@ -139,6 +144,11 @@ def compare(raw1: Mapping[str, float], raw2: Mapping[str, float],
     noise = NOISE if noise is None else noise
     ratios = {k: log_ratio(k, raw1.get(k, float("nan")), raw2.get(k, float("nan"))) for k in MEASURES}
     counted = {k: excess(d, noise[k]) for k, d in ratios.items()}
+    for group in ONE_VOTE:  # one quantity measured two ways counts once: the stronger, or the sum if they disagree
+        parts = [counted[k] for k in group]
+        if all(p >= 0 for p in parts) or all(p <= 0 for p in parts):
+            keep = max(group, key=lambda k: abs(counted[k]))
+            counted.update({k: (counted[k] if k == keep else 0.0) for k in group})
     masked = {1: set(), 2: set()}  # per video, measures whose evidence in its favour is explained away
     for k in sorted(counted, key=lambda k: -abs(counted[k])):
         if not counted[k]:

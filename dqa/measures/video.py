@@ -42,7 +42,9 @@ from dqa.measures import nr
 
 # Bump whenever any measure, curve or weight changes: stored verdicts and scores carry it, so a change
 # invalidates them instead of returning numbers the new code would not give.
-MEASURES_VERSION = "6"  # 6: visible grid steps in grey levels (grid_steps), in the evidence and the blockiness score
+MEASURES_VERSION = "7"  # 7: temporal noise also as a robust (MAD) sigma (noise_mad), in the evidence and the
+# noise score
+# 6: visible grid steps in grey levels (grid_steps), in the evidence and the blockiness score
 # (raw measures as in 4). 4: dynamics (still_fraction), highlights, edge width on edge pixels, grid excess with a
 # floor, ringing/banding spare flat fills, echo only with motion; pairwise from evidence (dqa.measures.evidence)
 
@@ -291,15 +293,24 @@ _MOVING_PX = 0.25
 _TEXTURE_GRAD = 2.0
 
 
-def _temporal_noise(resid: np.ndarray, y: np.ndarray) -> float:
-    """Noise sigma (grey levels) from a motion-compensated frame difference, on the flatter half of `y`.
+# median |r| of Gaussian noise is 0.6745 sigma (the MAD estimator): 1 / 0.6745
+_MAD_SIGMA = 1.4826
 
-    Noise is fresh every frame, texture is not: the difference of two noisy frames has sigma*sqrt(2);
-    mean |r| * sqrt(pi/2) is the Gaussian sigma. Flat areas keep warping errors at edges out.
+
+def _temporal_noise(resid: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Noise sigma (grey levels) from a motion-compensated frame difference, on the flatter half of `y`, two
+    ways: (from the mean |r|, from the median |r|).
+
+    Noise is fresh every frame, texture is not: the difference of two noisy frames has sigma*sqrt(2). Flat
+    areas keep most warping errors at edges out. The mean sees faint noise a codec left in patches (most
+    residuals zero, some not); the median (MAD) ignores the warping errors that remain, which on hand-held
+    footage (foliage, parallax) read as noise and hide noise that was added. Both are sigma for pure noise.
     """
     structure = _grad(cv2.GaussianBlur(y, (0, 0), 3.0))
     flat = structure <= nr.median(structure[::2, ::2])
-    return float(math.sqrt(math.pi / 2) * np.abs(resid[flat]).mean() / math.sqrt(2))
+    r = np.abs(resid[flat])
+    return (float(math.sqrt(math.pi / 2) * r.mean() / math.sqrt(2)),
+            float(_MAD_SIGMA * nr.median(r) / math.sqrt(2)))
 
 
 def _window_motion(ys: Sequence[np.ndarray], gaps: np.ndarray, acc: _Motion) -> None:
@@ -393,8 +404,9 @@ def motion_measures(acc: _Motion, long_side: int) -> dict[str, float]:
     diff = np.asarray(acc.diff)
     speed = np.asarray(acc.speed)
     typical = float(np.percentile(diff, 90))
-    noise = np.asarray(acc.noise)
-    out = {"flicker": _flicker(acc.brightness), "noise_sigma": float(np.median(noise)),
+    noise = np.asarray(acc.noise).reshape(-1, 2)  # per pair: (mean-based, median-based) sigma
+    out = {"flicker": _flicker(acc.brightness), "noise_sigma": float(np.median(noise[:, 0])),
+           "noise_mad": float(np.median(noise[:, 1])),
            "typical_diff": typical, "mean_speed": float(speed.mean()) if len(speed) else 0.0}
     # dynamics: the share of frame pairs in which nothing visibly moves, in absolute terms (unlike
     # frozen_fraction, which is relative to the clip's own busiest pairs and so is blind to a wholly still clip)
@@ -408,7 +420,8 @@ def motion_measures(acc: _Motion, long_side: int) -> dict[str, float]:
     # (flat fills and thin drifting haze change few pixels per frame while plainly moving)
     frozen = (diff < max(_FROZEN_REL * typical, _FROZEN_ABS)) & ~moving
     if not frozen.all():  # a repeated frame has no fresh noise: judge noise on the pairs that change
-        out["noise_sigma"] = float(np.median(noise[~frozen]))
+        out["noise_sigma"] = float(np.median(noise[~frozen, 0]))
+        out["noise_mad"] = float(np.median(noise[~frozen, 1]))
     out["frozen_fraction"] = float(frozen.mean())
     # relative acceleration: how much the flow changes along its path, per unit of flow (scale-free)
     out["accel_ratio"] = float(np.sum(acc.accel) / max(np.sum(acc.speed3), 1e-6)) if acc.accel else 0.0
@@ -553,8 +566,9 @@ def score_measures(raw: Mapping[str, float], still_ok: bool = False
     # large areas; codec noise on a steady picture measures about 0.1-0.3
     scores["flicker"] = _falloff(raw["flicker"], 3.0)
     # temporal noise of 4 grey levels (1.6% of the range) on flat areas is plainly visible grain; the
-    # clean clips here measure 0.1-0.8 (codec residue)
-    scores["noise"] = _falloff(raw["noise_sigma"], 4.0)
+    # clean clips here measure 0.1-0.8 (codec residue). The robust sigma: hand-held camera footage's warping
+    # errors are not grain (its mean-based sigma reads 2.5 on clean clips, its MAD sigma about 1)
+    scores["noise"] = _falloff(raw["noise_mad"], 4.0)
     scores.update(fault_scores(raw))
     scores.update(motion_scores(raw, still_ok))
     vq = _geomean(scores, VQ_WEIGHTS) * math.prod(max(scores[k], FAULT_FLOOR) for k in VQ_FAULTS)
