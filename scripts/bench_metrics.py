@@ -134,7 +134,11 @@ def _baseline_module(rev: str):
             old_nr.PARAMS_FILE = nr.PARAMS_FILE
     for imp in ("from . import nr\n", "from dqa.measures import nr\n", "from dqa import nr\n"):
         src = src.replace(imp, "import nr_baseline as nr\n")
-    return load("measures_baseline", src)
+    mod = load("measures_baseline", src)
+    # since version 5 the judge decides from pairwise evidence: a baseline that has it is judged by its own
+    ev_src = show("measures/evidence")
+    mod.EVIDENCE = load("evidence_baseline", ev_src) if ev_src is not None else None
+    return mod
 
 
 _WORKER: dict = {}
@@ -151,8 +155,9 @@ def _measure_in_worker(args):
 
 class Scorer:
     """Measures each file once and labels pairs (VQ, MQ, OA: 1, 2 or 0) the way its code version does: the
-    current MetricsJudge (evidence from raw measures), or a baseline module's VQ/MQ with the old rule (a
-    difference over the tie margin on each score; OA by Pareto, else the mean of VQ and MQ)."""
+    current MetricsJudge (evidence from raw measures), a baseline's own evidence judge when its revision has
+    one (version 5 on), or else a baseline module's VQ/MQ with the old rule (a difference over the tie margin on
+    each score; OA by Pareto, else the mean of VQ and MQ)."""
 
     def __init__(self, baseline=None, tie_margin: float = 0.02, rev: str | None = None, jobs: int = 1):
         self.baseline, self.tie_margin, self.memo = baseline, tie_margin, {}
@@ -199,6 +204,10 @@ class Scorer:
         from dqa.measures.pairwise import _label
 
         tm = self.tie_margin
+        ev_mod = getattr(self.baseline, "EVIDENCE", None)
+        if ev_mod is not None:  # the baseline's own evidence judge (as MetricsJudge.judge_measures)
+            ev = ev_mod.compare(m1.measures, m2.measures)
+            return ev_mod.label(ev.vq, tm), ev_mod.label(ev.mq, tm), ev_mod.label(ev.oa, tm)
         vq, mq = _label(m1.vq, m2.vq, tm), _label(m1.mq, m2.mq, tm)
         oa = vq or mq if (vq == mq or 0 in (vq, mq)) else _label((m1.vq + m1.mq) / 2, (m2.vq + m2.mq) / 2, tm)
         return vq, mq, oa
