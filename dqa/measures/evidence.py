@@ -10,7 +10,7 @@ dimension's evidence is their sum: one large reliable difference decides, differ
 zero, and a measure that both videos fail equally (the same content, the same fault) has a log-ratio near 0
 and cancels. A fault's side effects on other measures (noise breaking up blocks, blur removing noise, a
 codec removing a camera's sensor noise and jitter) are explained away (MASKS), by noise only when it is
-visible (EXPLAINS_ABOVE).
+visible (EXPLAINS_ABOVE). One quantity measured two ways (ONE_VOTE: temporal noise) counts once.
 A measure missing on either side (NaN: no edges to measure, no motion to judge) says nothing.
 """
 from __future__ import annotations
