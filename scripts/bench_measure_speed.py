@@ -133,7 +133,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", nargs="+", type=Path)
     ap.add_argument("--cache", type=Path, default=Path("/tmp/bench_measure_speed"))
-    ap.add_argument("--real", type=Path, default=Path("/tmp/realcache"))
+    # the real clips' cache the tests read too (bench_metrics.py --real CACHE fills it)
+    ap.add_argument("--real", type=Path,
+                    default=Path(os.environ.get("DQA_REAL_CACHE", Path.home() / ".cache" / "dqa-real")))
     ap.add_argument("--baseline", metavar="REV")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--tolerance", type=float, default=1e-6)
